@@ -1,0 +1,43 @@
+//! What callers ask a promotion to do. Every command carries the time it was
+//! made as data: the domain never reads a clock.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::value::{CustomerId, PromotionId, PromotionTerms};
+
+/// A command to the [`Promotion`](crate::Promotion) aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PromotionCommand {
+    /// Open a new promotion under `promotion_id`.
+    CreatePromotion {
+        /// The id of the new promotion; also its event stream's id.
+        promotion_id: PromotionId,
+        /// What it offers and when.
+        terms: PromotionTerms,
+    },
+    /// Replace all terms of a promotion that has not started yet.
+    UpdatePromotion {
+        /// The new terms.
+        terms: PromotionTerms,
+        /// When the update was requested.
+        at: DateTime<Utc>,
+    },
+    /// One customer asks for one coupon.
+    GrabCoupon {
+        /// Who is asking.
+        customer_id: CustomerId,
+        /// When they asked.
+        at: DateTime<Utc>,
+    },
+    /// Close a promotion whose finish time has passed.
+    ExpirePromotion {
+        /// When it was closed; at or after the finish time.
+        at: DateTime<Utc>,
+    },
+    /// Close a promotion early, e.g. because it was set up wrongly.
+    CancelPromotion {
+        /// When it was cancelled.
+        at: DateTime<Utc>,
+    },
+}

@@ -1,0 +1,88 @@
+//! Why a command was refused: one variant per broken rule, so callers can
+//! match on the reason instead of parsing a message.
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::coupon::Coupon;
+
+/// A value that does not parse into one of the domain's value types.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ValueError {
+    /// The promotion id is not a UUID.
+    #[error("promotion id {0:?} is not a UUID")]
+    PromotionId(String),
+    /// The customer id is empty, too long, padded or has control characters.
+    #[error("customer id {0:?} must be 1 to 64 bytes, without control characters or surrounding white space")]
+    CustomerId(String),
+    /// The discount is outside (0, 1].
+    #[error("discount {0} must be greater than 0 and at most 1")]
+    Discount(f64),
+    /// The number of coupons is outside 1..=10,000,000.
+    #[error("number of coupons {0} must be between 1 and 10000000")]
+    CouponCount(u64),
+    /// The name is empty, too long or has control characters.
+    #[error("promotion name {0:?} must be 1 to 200 characters without control characters")]
+    Name(String),
+    /// The sale would finish before, or when, it opens.
+    #[error("finish time {finish_time} must be after publish time {publish_time}")]
+    FinishNotAfterPublish {
+        /// The requested publish time.
+        publish_time: DateTime<Utc>,
+        /// The requested finish time.
+        finish_time: DateTime<Utc>,
+    },
+}
+
+/// A command the `Promotion` aggregate refused. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum PromotionError {
+    /// The command needs a promotion, and none was created under this id.
+    #[error("no promotion has been created under this id")]
+    UnknownPromotion,
+    /// `CreatePromotion` for an id that already has a promotion.
+    #[error("a promotion already exists under this id")]
+    AlreadyExists,
+    /// The customer already holds a coupon of this promotion. The coupon they
+    /// hold comes back, so a client's retry is safe.
+    #[error("customer {} already holds coupon #{} of this promotion", .0.customer_id, .0.number)]
+    AlreadyGrabbed(Box<Coupon>),
+    /// A grab before the publish time.
+    #[error("the promotion has not started; it opens at {publish_time}")]
+    NotStarted {
+        /// When grabbing opens.
+        publish_time: DateTime<Utc>,
+    },
+    /// A grab at or after the finish time, or after the promotion was finished.
+    #[error("the promotion ended at {finished_at}")]
+    Ended {
+        /// When it ended.
+        finished_at: DateTime<Utc>,
+    },
+    /// Every coupon has been taken.
+    #[error("all {number_of_coupons} coupons have been taken")]
+    SoldOut {
+        /// How many coupons the promotion had.
+        number_of_coupons: u32,
+    },
+    /// An update after the publish time; terms are frozen once a sale opens.
+    #[error("the promotion started at {publish_time}; it can no longer be changed")]
+    AlreadyStarted {
+        /// When the promotion opened.
+        publish_time: DateTime<Utc>,
+    },
+    /// The promotion is already finished.
+    #[error("the promotion is already finished")]
+    AlreadyFinished,
+    /// Expiring a promotion before its finish time.
+    #[error(
+        "the promotion runs until {finish_time}; it cannot expire earlier (cancel it instead)"
+    )]
+    NotYetExpired {
+        /// When it is due to finish.
+        finish_time: DateTime<Utc>,
+    },
+    /// An input value broke its own rule.
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+}

@@ -1,0 +1,90 @@
+//! What happened to a promotion. These events are the only source of truth:
+//! they are stored forever, so their JSON is pinned by tests and every change
+//! to it needs a new `event_version` and an upcaster.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::coupon::Coupon;
+use crate::value::{PromotionId, PromotionTerms};
+
+/// Why a promotion finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FinishReason {
+    /// The last coupon was granted.
+    SoldOut,
+    /// Its finish time passed.
+    Expired,
+    /// An admin closed it early.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// A stable lower-case name, for logs, metrics and projections.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// An event of the [`Promotion`](crate::Promotion) aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PromotionEvent {
+    /// A promotion was opened.
+    PromotionCreated {
+        /// Its id.
+        promotion_id: PromotionId,
+        /// Its terms.
+        terms: PromotionTerms,
+    },
+    /// The terms of a promotion that had not started were replaced.
+    PromotionUpdated {
+        /// The new terms.
+        terms: PromotionTerms,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A customer won a coupon.
+    CouponGrabbed {
+        /// The coupon granted.
+        coupon: Coupon,
+        /// Coupons left after this one, so views never recount.
+        remaining: u32,
+    },
+    /// The promotion closed; no more grabs are granted.
+    PromotionFinished {
+        /// When.
+        at: DateTime<Utc>,
+        /// Why.
+        reason: FinishReason,
+    },
+}
+
+impl PromotionEvent {
+    /// The current payload version of every event type.
+    pub const VERSION: &'static str = "1.0";
+
+    /// The event's type name, as stored beside its payload.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            Self::PromotionCreated { .. } => "PromotionCreated",
+            Self::PromotionUpdated { .. } => "PromotionUpdated",
+            Self::CouponGrabbed { .. } => "CouponGrabbed",
+            Self::PromotionFinished { .. } => "PromotionFinished",
+        }
+    }
+}
+
+impl DomainEvent for PromotionEvent {
+    fn event_type(&self) -> String {
+        self.type_name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        Self::VERSION.to_owned()
+    }
+}

@@ -1,0 +1,329 @@
+//! The `Promotion` aggregate: it decides every command against the rules of a
+//! flash sale and changes only by applying its own events.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::command::PromotionCommand;
+use crate::coupon::Coupon;
+use crate::error::PromotionError;
+use crate::event::{FinishReason, PromotionEvent};
+use crate::value::{CustomerId, PromotionId, PromotionTerms};
+
+/// Where a promotion stands at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionStatus {
+    /// Created; grabbing opens at the publish time.
+    Upcoming,
+    /// Open for grabs.
+    Active,
+    /// Every coupon was granted.
+    SoldOut,
+    /// The finish time passed, whether or not an expiry was recorded.
+    Expired,
+    /// Closed early by an admin.
+    Cancelled,
+}
+
+impl PromotionStatus {
+    /// The status at `now` of a promotion with these times and, if it was
+    /// recorded as finished, that reason. One function, so the aggregate and
+    /// every projection agree.
+    pub fn at(
+        now: DateTime<Utc>,
+        publish_time: DateTime<Utc>,
+        finish_time: DateTime<Utc>,
+        finished: Option<FinishReason>,
+    ) -> Self {
+        match finished {
+            Some(FinishReason::SoldOut) => Self::SoldOut,
+            Some(FinishReason::Cancelled) => Self::Cancelled,
+            Some(FinishReason::Expired) => Self::Expired,
+            None if now < publish_time => Self::Upcoming,
+            None if now >= finish_time => Self::Expired,
+            None => Self::Active,
+        }
+    }
+
+    /// Whether grabs can still succeed, or will once it opens.
+    pub const fn is_open_or_upcoming(self) -> bool {
+        matches!(self, Self::Upcoming | Self::Active)
+    }
+}
+
+/// The coupon a customer holds, without what the promotion already knows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Holding {
+    number: u32,
+    grabbed_at: DateTime<Utc>,
+}
+
+/// When and why a promotion finished.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Finished {
+    at: DateTime<Utc>,
+    reason: FinishReason,
+}
+
+/// The promotion aggregate.
+///
+/// `Default` is the state before `PromotionCreated`: every command but
+/// `CreatePromotion` is refused with [`PromotionError::UnknownPromotion`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    id: Option<PromotionId>,
+    terms: Option<PromotionTerms>,
+    holders: HashMap<CustomerId, Holding>,
+    finished: Option<Finished>,
+}
+
+impl Promotion {
+    /// The id, once created.
+    pub const fn id(&self) -> Option<PromotionId> {
+        self.id
+    }
+
+    /// The current terms, once created.
+    pub const fn terms(&self) -> Option<&PromotionTerms> {
+        self.terms.as_ref()
+    }
+
+    /// Whether `PromotionCreated` has been applied.
+    pub const fn exists(&self) -> bool {
+        self.terms.is_some()
+    }
+
+    /// How many coupons have been granted.
+    pub fn granted(&self) -> u32 {
+        // At most `CouponCount::MAX` holders, so the count fits in u32.
+        u32::try_from(self.holders.len()).unwrap_or(u32::MAX)
+    }
+
+    /// How many coupons are left (0 before creation).
+    pub fn remaining(&self) -> u32 {
+        self.terms.as_ref().map_or(0, |t| {
+            t.number_of_coupons().get().saturating_sub(self.granted())
+        })
+    }
+
+    /// Why and when the promotion finished, if it was recorded as finished.
+    pub fn finished(&self) -> Option<(DateTime<Utc>, FinishReason)> {
+        self.finished.map(|f| (f.at, f.reason))
+    }
+
+    /// Whether the promotion was recorded as finished: after that no command
+    /// changes it again, so its state can be shared read-only.
+    pub const fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    /// The status at `now`, or `None` before creation.
+    pub fn status_at(&self, now: DateTime<Utc>) -> Option<PromotionStatus> {
+        let terms = self.terms.as_ref()?;
+        Some(PromotionStatus::at(
+            now,
+            terms.publish_time(),
+            terms.finish_time(),
+            self.finished.map(|f| f.reason),
+        ))
+    }
+
+    /// The coupon `customer` holds, if any.
+    pub fn coupon_of(&self, customer: &CustomerId) -> Option<Coupon> {
+        let (id, terms) = self.id.zip(self.terms.as_ref())?;
+        self.holders.get(customer).map(|h| Coupon {
+            promotion_id: id,
+            number: h.number,
+            customer_id: customer.clone(),
+            discount: terms.discount(),
+            grabbed_at: h.grabbed_at,
+        })
+    }
+
+    /// Decides a grab without changing anything: the coupon `customer` would
+    /// get at `at`, or why not.
+    ///
+    /// This is the one place the grab rules live. [`Aggregate::handle`] uses
+    /// it, and so can a reader of a finished promotion's frozen state, which
+    /// never changes again.
+    pub fn decide_grab(
+        &self,
+        customer: &CustomerId,
+        at: DateTime<Utc>,
+    ) -> Result<Coupon, PromotionError> {
+        let (id, terms) = self
+            .id
+            .zip(self.terms.as_ref())
+            .ok_or(PromotionError::UnknownPromotion)?;
+        // Checked first, so a winner's retry is answered with its coupon even
+        // after the sale closed.
+        if let Some(coupon) = self.coupon_of(customer) {
+            return Err(PromotionError::AlreadyGrabbed(Box::new(coupon)));
+        }
+        let total = terms.number_of_coupons().get();
+        if let Some(finished) = self.finished {
+            return Err(match finished.reason {
+                FinishReason::SoldOut => PromotionError::SoldOut {
+                    number_of_coupons: total,
+                },
+                FinishReason::Expired | FinishReason::Cancelled => PromotionError::Ended {
+                    finished_at: finished.at,
+                },
+            });
+        }
+        if at < terms.publish_time() {
+            return Err(PromotionError::NotStarted {
+                publish_time: terms.publish_time(),
+            });
+        }
+        if at >= terms.finish_time() {
+            return Err(PromotionError::Ended {
+                finished_at: terms.finish_time(),
+            });
+        }
+        let granted = self.granted();
+        if granted >= total {
+            return Err(PromotionError::SoldOut {
+                number_of_coupons: total,
+            });
+        }
+        Ok(Coupon {
+            promotion_id: id,
+            number: granted + 1,
+            customer_id: customer.clone(),
+            discount: terms.discount(),
+            grabbed_at: at,
+        })
+    }
+
+    fn open_terms(&self) -> Result<&PromotionTerms, PromotionError> {
+        let terms = self
+            .terms
+            .as_ref()
+            .ok_or(PromotionError::UnknownPromotion)?;
+        if self.finished.is_some() {
+            return Err(PromotionError::AlreadyFinished);
+        }
+        Ok(terms)
+    }
+}
+
+impl Aggregate for Promotion {
+    const TYPE: &'static str = "Promotion";
+    type Command = PromotionCommand;
+    type Event = PromotionEvent;
+    type Error = PromotionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            PromotionCommand::CreatePromotion {
+                promotion_id,
+                terms,
+            } => {
+                if self.exists() {
+                    return Err(PromotionError::AlreadyExists);
+                }
+                sink.write(
+                    PromotionEvent::PromotionCreated {
+                        promotion_id,
+                        terms,
+                    },
+                    self,
+                )
+                .await;
+            }
+            PromotionCommand::UpdatePromotion { terms, at } => {
+                let current = self.open_terms()?;
+                // A granted coupon proves the sale started, even if this
+                // command's clock says otherwise.
+                if at >= current.publish_time() || self.granted() > 0 {
+                    return Err(PromotionError::AlreadyStarted {
+                        publish_time: current.publish_time(),
+                    });
+                }
+                sink.write(PromotionEvent::PromotionUpdated { terms, at }, self)
+                    .await;
+            }
+            PromotionCommand::GrabCoupon { customer_id, at } => {
+                let coupon = self.decide_grab(&customer_id, at)?;
+                let remaining = self.remaining() - 1;
+                sink.write(PromotionEvent::CouponGrabbed { coupon, remaining }, self)
+                    .await;
+                if remaining == 0 {
+                    sink.write(
+                        PromotionEvent::PromotionFinished {
+                            at,
+                            reason: FinishReason::SoldOut,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
+            PromotionCommand::ExpirePromotion { at } => {
+                let terms = self.open_terms()?;
+                if at < terms.finish_time() {
+                    return Err(PromotionError::NotYetExpired {
+                        finish_time: terms.finish_time(),
+                    });
+                }
+                sink.write(
+                    PromotionEvent::PromotionFinished {
+                        at,
+                        reason: FinishReason::Expired,
+                    },
+                    self,
+                )
+                .await;
+            }
+            PromotionCommand::CancelPromotion { at } => {
+                self.open_terms()?;
+                sink.write(
+                    PromotionEvent::PromotionFinished {
+                        at,
+                        reason: FinishReason::Cancelled,
+                    },
+                    self,
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            PromotionEvent::PromotionCreated {
+                promotion_id,
+                terms,
+            } => {
+                self.id = Some(promotion_id);
+                self.terms = Some(terms);
+            }
+            PromotionEvent::PromotionUpdated { terms, .. } => self.terms = Some(terms),
+            PromotionEvent::CouponGrabbed { coupon, .. } => {
+                self.holders.insert(
+                    coupon.customer_id,
+                    Holding {
+                        number: coupon.number,
+                        grabbed_at: coupon.grabbed_at,
+                    },
+                );
+            }
+            PromotionEvent::PromotionFinished { at, reason } => {
+                self.finished = Some(Finished { at, reason });
+            }
+        }
+    }
+}
