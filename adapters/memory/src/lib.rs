@@ -1,0 +1,175 @@
+//! In-memory storage for SecKill: the embedded default backend.
+//!
+//! It keeps the same promises as the PostgreSQL adapter, minus durability
+//! across restarts: an append whose expected sequence is stale fails with
+//! [`StoreError::Conflict`] and writes nothing, and events and projections
+//! change together or not at all. Unlike cqrs-es's `MemStore` it is meant for
+//! real use: it is quiet, and safe to call from many tasks at once.
+//!
+//! # Layout
+//! * `MemoryStore` – the event streams, snapshots and projections, behind one
+//!   lock so each commit is atomic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use seckill_app::{Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError};
+use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
+
+/// Event streams, snapshots and projections held in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    // std Mutex, not tokio's: every critical section is a few map operations
+    // with no `.await` inside, and one lock makes each commit atomic.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    streams: HashMap<PromotionId, Vec<PromotionEvent>>,
+    snapshots: HashMap<PromotionId, Snapshot>,
+    summaries: BTreeMap<PromotionId, PromotionSummary>,
+    coupons: HashMap<CustomerId, Vec<Coupon>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave `Inner` half-updated: every mutation
+        // below checks first and then only pushes and inserts.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many events the store holds for one promotion.
+    pub fn stream_len(&self, promotion_id: PromotionId) -> usize {
+        self.lock().streams.get(&promotion_id).map_or(0, Vec::len)
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn load_events(
+        &self,
+        promotion_id: PromotionId,
+        after: u64,
+    ) -> Result<Vec<PromotionEvent>, StoreError> {
+        let inner = self.lock();
+        let stream = inner
+            .streams
+            .get(&promotion_id)
+            .map_or(&[][..], Vec::as_slice);
+        let skip = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(stream.len());
+        Ok(stream[skip..].to_vec())
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let stream = inner.streams.entry(commit.promotion_id).or_default();
+        if stream.len() as u64 != commit.expected_sequence {
+            return Err(StoreError::Conflict {
+                promotion_id: commit.promotion_id,
+                expected: commit.expected_sequence,
+            });
+        }
+        stream.extend(commit.events.iter().cloned());
+        for coupon in commit.coupons() {
+            inner
+                .coupons
+                .entry(coupon.customer_id.clone())
+                .or_default()
+                .push(coupon.clone());
+        }
+        inner
+            .summaries
+            .insert(commit.promotion_id, commit.summary.clone());
+        Ok(())
+    }
+
+    async fn load_snapshot(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(&promotion_id).cloned())
+    }
+
+    async fn save_snapshot(
+        &self,
+        promotion_id: PromotionId,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let newer = inner
+            .snapshots
+            .get(&promotion_id)
+            .is_none_or(|old| old.sequence < snapshot.sequence);
+        if newer {
+            inner.snapshots.insert(promotion_id, snapshot.clone());
+        }
+        Ok(())
+    }
+
+    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
+        let mut ids: Vec<_> = self.lock().streams.keys().copied().collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for MemoryStore {
+    async fn coupons_of(&self, customer: &CustomerId) -> Result<Vec<Coupon>, StoreError> {
+        Ok(self
+            .lock()
+            .coupons
+            .get(customer)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<PromotionSummary>, StoreError> {
+        Ok(self.lock().summaries.get(&promotion_id).cloned())
+    }
+
+    async fn unfinished_promotions(&self) -> Result<Vec<PromotionSummary>, StoreError> {
+        Ok(self
+            .lock()
+            .summaries
+            .values()
+            .filter(|s| s.finish_reason.is_none())
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_projection(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = summary.promotion_id;
+        for held in inner.coupons.values_mut() {
+            held.retain(|c| c.promotion_id != id);
+        }
+        inner.coupons.retain(|_, held| !held.is_empty());
+        for coupon in coupons {
+            inner
+                .coupons
+                .entry(coupon.customer_id.clone())
+                .or_default()
+                .push(coupon.clone());
+        }
+        inner.summaries.insert(id, summary.clone());
+        Ok(())
+    }
+}

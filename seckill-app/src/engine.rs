@@ -1,0 +1,579 @@
+//! The grab engine: one writer task per promotion, deciding commands with the
+//! aggregate held in memory and committing them in groups.
+//!
+//! Why this shape (see `docs/adr/0002-single-writer-group-commit.md`): a flash
+//! sale is one hot aggregate. Load → handle → commit per command reloads the
+//! stream every time and makes concurrent commits fight. Here one task owns
+//! the promotion, so commands are decided in arrival order without conflicts,
+//! and the events of many commands go to the store in one append. Callers are
+//! answered only after that append is durable.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionEvent, PromotionId};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::error::{SecKillError, StoreError};
+use crate::port::{Backend, Commit};
+use crate::projection::PromotionSummary;
+
+/// Tuning knobs of the grab engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Requests one promotion's queue holds before callers get
+    /// [`SecKillError::Overloaded`]. Bounds memory under any burst.
+    pub queue_capacity: usize,
+    /// Most commands decided and committed together in one append.
+    pub max_batch: usize,
+    /// A writer with nothing to do for this long hands its promotion back and
+    /// stops; the next command loads it again.
+    pub idle_timeout: Duration,
+    /// How long one load or append may take before it counts as failed.
+    pub store_timeout: Duration,
+    /// How often a batch is decided again after a concurrency conflict (another
+    /// process wrote the same promotion) before its callers get an error.
+    pub max_conflict_retries: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            max_batch: 4_096,
+            idle_timeout: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(5),
+            max_conflict_retries: 16,
+        }
+    }
+}
+
+/// Counters of the grab engine since start, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Appends that succeeded.
+    pub commits: u64,
+    /// Events those appends stored.
+    pub committed_events: u64,
+    /// Commands answered from the batches those appends carried.
+    pub committed_commands: u64,
+    /// Appends that failed (storage errors and timeouts).
+    pub failed_commits: u64,
+    /// Appends that met another writer's events.
+    pub conflicts: u64,
+    /// Commands refused because the queue was full.
+    pub overloaded: u64,
+    /// Commands answered from a finished promotion's frozen state, without a queue.
+    pub answered_frozen: u64,
+    /// Requests waiting in all queues right now.
+    pub queue_depth: u64,
+    /// Writer tasks alive right now.
+    pub writers: u64,
+}
+
+type Reply = Result<Vec<PromotionEvent>, SecKillError>;
+
+struct Request {
+    command: PromotionCommand,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the engine keeps per promotion.
+#[derive(Clone)]
+enum Slot {
+    /// A live writer; `generation` tells one writer's slot from its successor's.
+    Writer {
+        queue: mpsc::Sender<Request>,
+        generation: u64,
+    },
+    /// A finished promotion: its state never changes again, so callers read it
+    /// directly and need neither a queue nor a writer.
+    Frozen(Arc<Promotion>),
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    committed_events: AtomicU64,
+    committed_commands: AtomicU64,
+    failed_commits: AtomicU64,
+    conflicts: AtomicU64,
+    overloaded: AtomicU64,
+    answered_frozen: AtomicU64,
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    config: EngineConfig,
+    // std RwLock, not tokio's: held only for a map lookup or insert, never across an `.await`.
+    slots: RwLock<HashMap<PromotionId, Slot>>,
+    next_generation: AtomicU64,
+    stopping: AtomicBool,
+    tasks: TaskTracker,
+    counters: Counters,
+}
+
+/// The grab engine. Cheap to clone; all clones share the writers.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    pub(crate) fn new(backend: Arc<dyn Backend>, config: EngineConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                config,
+                slots: RwLock::default(),
+                next_generation: AtomicU64::new(1),
+                stopping: AtomicBool::new(false),
+                tasks: TaskTracker::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Decides `command` on the promotion's writer and returns the events it
+    /// recorded, once they are durable.
+    pub(crate) async fn execute(
+        &self,
+        promotion_id: PromotionId,
+        mut command: PromotionCommand,
+    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        // A closed queue means its writer just retired or froze; the next look
+        // finds its successor. A few rounds are plenty: each one makes progress.
+        for _ in 0..8 {
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return Err(SecKillError::ShuttingDown);
+            }
+            match self.slot(promotion_id) {
+                Slot::Frozen(promotion) => {
+                    if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
+                        self.shared
+                            .counters
+                            .answered_frozen
+                            .fetch_add(1, Ordering::Relaxed);
+                        return answer;
+                    }
+                    // Frozen state cannot record events; should a command ever
+                    // want to, a writer decides it instead.
+                    self.forget(promotion_id, None);
+                }
+                Slot::Writer { queue, generation } => {
+                    let (reply, answer) = oneshot::channel();
+                    match queue.try_send(Request { command, reply }) {
+                        Ok(()) => {
+                            return answer.await.unwrap_or_else(|_| {
+                                Err(SecKillError::Storage(StoreError::backend(
+                                    "the promotion's writer stopped before answering",
+                                )))
+                            });
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            self.shared
+                                .counters
+                                .overloaded
+                                .fetch_add(1, Ordering::Relaxed);
+                            return Err(SecKillError::Overloaded(promotion_id));
+                        }
+                        Err(mpsc::error::TrySendError::Closed(request)) => {
+                            command = request.command;
+                            self.forget(promotion_id, Some(generation));
+                        }
+                    }
+                }
+            }
+        }
+        Err(SecKillError::Overloaded(promotion_id))
+    }
+
+    /// Stops taking commands, lets every writer finish what it has queued, and
+    /// waits for them.
+    pub(crate) async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        // Dropping the senders ends each writer's queue once it is drained.
+        let slots = std::mem::take(
+            &mut *self
+                .shared
+                .slots
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(slots);
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
+    pub(crate) fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        let (queue_depth, writers) = {
+            let slots = self
+                .shared
+                .slots
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            slots
+                .values()
+                .fold((0u64, 0u64), |(depth, writers), slot| match slot {
+                    Slot::Writer { queue, .. } => (
+                        depth + (queue.max_capacity() - queue.capacity()) as u64,
+                        writers + 1,
+                    ),
+                    Slot::Frozen(_) => (depth, writers),
+                })
+        };
+        EngineStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            committed_events: c.committed_events.load(Ordering::Relaxed),
+            committed_commands: c.committed_commands.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            answered_frozen: c.answered_frozen.load(Ordering::Relaxed),
+            queue_depth,
+            writers,
+        }
+    }
+
+    /// The promotion's slot, starting a writer if it has none.
+    fn slot(&self, promotion_id: PromotionId) -> Slot {
+        if let Some(slot) = self
+            .shared
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&promotion_id)
+        {
+            return slot.clone();
+        }
+        let mut slots = self
+            .shared
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry(promotion_id)
+            .or_insert_with(|| self.start_writer(promotion_id))
+            .clone()
+    }
+
+    fn start_writer(&self, promotion_id: PromotionId) -> Slot {
+        let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity.max(1));
+        let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
+        let writer = Writer {
+            shared: Arc::clone(&self.shared),
+            promotion_id,
+            generation,
+            requests,
+            state: Promotion::default(),
+            sequence: 0,
+        };
+        self.shared.tasks.spawn(writer.run());
+        Slot::Writer { queue, generation }
+    }
+
+    /// Drops the promotion's slot if it is still the one the caller saw
+    /// (`generation`), or a frozen one (`None`).
+    fn forget(&self, promotion_id: PromotionId, generation: Option<u64>) {
+        let mut slots = self
+            .shared
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stale = match (slots.get(&promotion_id), generation) {
+            (Some(Slot::Writer { generation: g, .. }), Some(seen)) => *g == seen,
+            (Some(Slot::Frozen(_)), None) => true,
+            _ => false,
+        };
+        if stale {
+            slots.remove(&promotion_id);
+        }
+    }
+}
+
+/// Answers a command from a finished promotion's frozen state, or `None` if
+/// the command would record events (which no rule allows once finished).
+async fn answer_frozen(
+    promotion: &Promotion,
+    promotion_id: PromotionId,
+    command: &PromotionCommand,
+) -> Option<Reply> {
+    match command {
+        // The hot case, without cloning the state: the same rule function
+        // `handle` uses.
+        PromotionCommand::GrabCoupon { customer_id, at } => promotion
+            .decide_grab(customer_id, *at)
+            .err()
+            .map(|error| Err(SecKillError::from_domain(promotion_id, error))),
+        // Admin commands are rare; deciding them on a copy keeps one rule book.
+        other => {
+            let mut copy = promotion.clone();
+            let sink = EventSink::default();
+            match copy.handle(other.clone(), &(), &sink).await {
+                Err(error) => Some(Err(SecKillError::from_domain(promotion_id, error))),
+                Ok(()) if sink.collect().await.is_empty() => Some(Ok(Vec::new())),
+                Ok(()) => None,
+            }
+        }
+    }
+}
+
+/// The task that owns one promotion.
+struct Writer {
+    shared: Arc<Shared>,
+    promotion_id: PromotionId,
+    generation: u64,
+    requests: mpsc::Receiver<Request>,
+    /// The aggregate after every committed event (between batches).
+    state: Promotion,
+    /// The sequence number of the last committed event.
+    sequence: u64,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        if let Err(error) = self.reload().await {
+            tracing::warn!(promotion = %self.promotion_id, %error, "cannot load promotion");
+            self.retire(Some(error)).await;
+            return;
+        }
+        loop {
+            let first =
+                match tokio::time::timeout(self.shared.config.idle_timeout, self.requests.recv())
+                    .await
+                {
+                    Ok(Some(request)) => request,
+                    // Every sender is gone: the engine is shutting down.
+                    Ok(None) => return,
+                    Err(_idle) => {
+                        self.retire(None).await;
+                        return;
+                    }
+                };
+            let batch = self.take_batch(first);
+            if let Err(error) = self.process(batch).await {
+                tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
+                self.retire(Some(error)).await;
+                return;
+            }
+            if self.state.is_finished() {
+                self.freeze().await;
+                return;
+            }
+        }
+    }
+
+    /// `first` plus whatever else is already queued, up to `max_batch`.
+    fn take_batch(&mut self, first: Request) -> Vec<Request> {
+        let mut batch =
+            Vec::with_capacity(self.requests.len().min(self.shared.config.max_batch) + 1);
+        batch.push(first);
+        while batch.len() < self.shared.config.max_batch {
+            match self.requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Decides and commits one batch, answering every request in it. Fails
+    /// only if the state could not be reloaded after a failed commit, in which
+    /// case the writer must stop.
+    async fn process(&mut self, requests: Vec<Request>) -> Result<(), StoreError> {
+        let mut conflicts = 0;
+        loop {
+            let mut events = Vec::with_capacity(requests.len() + 1);
+            let mut decided: Vec<Result<usize, SecKillError>> = Vec::with_capacity(requests.len());
+            for request in &requests {
+                let sink = EventSink::default();
+                match self.state.handle(request.command.clone(), &(), &sink).await {
+                    Ok(()) => {
+                        let recorded = sink.collect().await;
+                        decided.push(Ok(recorded.len()));
+                        events.extend(recorded);
+                    }
+                    Err(error) => {
+                        decided.push(Err(SecKillError::from_domain(self.promotion_id, error)))
+                    }
+                }
+            }
+            if events.is_empty() {
+                // Nothing speculative happened: every answer is already true.
+                for (request, outcome) in requests.into_iter().zip(decided) {
+                    let _ = request.reply.send(outcome.map(|_| Vec::new()));
+                }
+                return Ok(());
+            }
+
+            let count = events.len() as u64;
+            let Some(summary) = PromotionSummary::of(&self.state, self.sequence + count) else {
+                // Events were recorded, so the promotion exists; this cannot happen.
+                let error =
+                    StoreError::backend("events recorded for a promotion that does not exist");
+                fail_all(requests, &error);
+                return self.reload().await;
+            };
+            let commit = Commit {
+                promotion_id: self.promotion_id,
+                expected_sequence: self.sequence,
+                events,
+                summary,
+            };
+            let timeout = self.shared.config.store_timeout;
+            let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
+                .await
+                .unwrap_or(Err(StoreError::Timeout(timeout)));
+            let counters = &self.shared.counters;
+            match outcome {
+                Ok(()) => {
+                    self.sequence += count;
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .committed_events
+                        .fetch_add(count, Ordering::Relaxed);
+                    counters
+                        .committed_commands
+                        .fetch_add(requests.len() as u64, Ordering::Relaxed);
+                    let mut events = commit.events.into_iter();
+                    for (request, outcome) in requests.into_iter().zip(decided) {
+                        let answer = outcome.map(|n| events.by_ref().take(n).collect());
+                        let _ = request.reply.send(answer);
+                    }
+                    return Ok(());
+                }
+                Err(error)
+                    if error.is_conflict()
+                        && conflicts < self.shared.config.max_conflict_retries =>
+                {
+                    // Another process wrote this promotion: catch up with it and
+                    // decide the same requests again, in the same order.
+                    conflicts += 1;
+                    counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                    if let Err(reload) = self.reload().await {
+                        fail_all(requests, &reload);
+                        return Err(reload);
+                    }
+                }
+                Err(error) => {
+                    // Not acknowledged, so nothing is promised. Every answer in
+                    // the batch was decided on state that includes the failed
+                    // events, so every request gets the error, not just grabs.
+                    counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(promotion = %self.promotion_id, %error, requests = requests.len(), "commit failed");
+                    fail_all(requests, &error);
+                    // Memory holds the failed events; the store is the truth.
+                    return self.reload().await;
+                }
+            }
+        }
+    }
+
+    /// Replaces the in-memory state with what the store holds.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let timeout = self.shared.config.store_timeout;
+        let backend = &self.shared.backend;
+        let id = self.promotion_id;
+        let load = async {
+            let (mut state, mut sequence) = match backend.load_snapshot(id).await? {
+                Some(snapshot) => (snapshot.promotion, snapshot.sequence),
+                None => (Promotion::default(), 0),
+            };
+            for event in backend.load_events(id, sequence).await? {
+                state.apply(event);
+                sequence += 1;
+            }
+            Ok::<_, StoreError>((state, sequence))
+        };
+        let (state, sequence) = tokio::time::timeout(timeout, load)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(timeout)))?;
+        self.state = state;
+        self.sequence = sequence;
+        Ok(())
+    }
+
+    /// Hands the promotion back: removes this writer's slot, then answers what
+    /// is still queued (with `error`, or by deciding it as usual).
+    async fn retire(mut self, error: Option<StoreError>) {
+        self.release_slot(None);
+        self.requests.close();
+        let mut pending = Vec::new();
+        while let Some(request) = self.requests.recv().await {
+            pending.push(request);
+        }
+        match error {
+            Some(error) => fail_all(pending, &error),
+            None => {
+                for chunk in chunks(pending, self.shared.config.max_batch) {
+                    if let Err(error) = self.process(chunk).await {
+                        tracing::warn!(promotion = %self.promotion_id, %error, "retiring writer lost its store");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The promotion finished: publish its final state for callers to read
+    /// directly, answer what is queued from it, and stop.
+    async fn freeze(mut self) {
+        let frozen = Arc::new(std::mem::take(&mut self.state));
+        self.release_slot(Some(Slot::Frozen(Arc::clone(&frozen))));
+        self.requests.close();
+        while let Some(request) = self.requests.recv().await {
+            let answer = answer_frozen(&frozen, self.promotion_id, &request.command)
+                .await
+                .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
+            let _ = request.reply.send(answer);
+        }
+    }
+
+    /// Removes (or replaces) this writer's slot, unless a successor owns it.
+    fn release_slot(&self, replacement: Option<Slot>) {
+        let mut slots = self
+            .shared
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ours = matches!(
+            slots.get(&self.promotion_id),
+            Some(Slot::Writer { generation, .. }) if *generation == self.generation
+        );
+        if ours {
+            match replacement {
+                Some(slot) if !self.shared.stopping.load(Ordering::Acquire) => {
+                    slots.insert(self.promotion_id, slot);
+                }
+                _ => {
+                    slots.remove(&self.promotion_id);
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(requests: Vec<Request>, error: &StoreError) {
+    for request in requests {
+        let _ = request
+            .reply
+            .send(Err(SecKillError::Storage(error.clone())));
+    }
+}
+
+fn chunks(mut items: Vec<Request>, size: usize) -> Vec<Vec<Request>> {
+    let mut out = Vec::new();
+    while items.len() > size {
+        let rest = items.split_off(size);
+        out.push(std::mem::replace(&mut items, rest));
+    }
+    if !items.is_empty() {
+        out.push(items);
+    }
+    out
+}

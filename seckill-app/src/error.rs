@@ -1,0 +1,96 @@
+//! Errors: `StoreError` is what a storage port reports; `SecKillError` is the
+//! one enum callers of the application service match on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use seckill_domain::{PromotionError, PromotionId};
+use thiserror::Error;
+
+/// Any error a storage adapter wants to carry along. Shared, so one failed
+/// commit can report the same cause to every caller in its batch.
+pub type SourceError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a storage port (event store or projection store) reports.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    /// Someone else appended to the promotion's stream first. Nothing was
+    /// written; reload and decide again.
+    #[error("promotion {promotion_id}: the stream moved past event #{expected}; another writer got there first")]
+    Conflict {
+        /// The promotion whose stream moved.
+        promotion_id: PromotionId,
+        /// The last sequence number the writer expected.
+        expected: u64,
+    },
+    /// A stored event cannot be read back.
+    #[error("corrupt event #{sequence} of {aggregate_type} {aggregate_id}: {reason}")]
+    CorruptEvent {
+        /// The aggregate type column of the row.
+        aggregate_type: String,
+        /// The aggregate id column of the row.
+        aggregate_id: String,
+        /// The row's sequence number.
+        sequence: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store did not answer in time. A write may or may not have happened.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The store cannot be reached.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] SourceError),
+    /// Any other failure of the store.
+    #[error("the store failed: {0}")]
+    Backend(#[source] SourceError),
+}
+
+impl StoreError {
+    /// A failure of the store, from any error or message.
+    pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Backend(Arc::from(error.into()))
+    }
+
+    /// The store cannot be reached, from any error or message.
+    pub fn unavailable(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Unavailable(Arc::from(error.into()))
+    }
+
+    /// Whether this is an optimistic-concurrency conflict.
+    pub const fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// Why the application service could not do what was asked.
+#[derive(Debug, Error)]
+pub enum SecKillError {
+    /// The promotion's rules refused the command. Nothing was recorded.
+    #[error(transparent)]
+    Rejected(PromotionError),
+    /// There is no promotion with this id.
+    #[error("promotion {0} does not exist")]
+    NotFound(PromotionId),
+    /// The promotion's queue is full. Nothing was recorded; retry shortly.
+    #[error("promotion {0} is taking more grabs than it can queue; retry shortly")]
+    Overloaded(PromotionId),
+    /// The service is shutting down and takes no new commands.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The store failed. The command was not acknowledged: for a grab, no
+    /// coupon was promised (a retry tells whether it was recorded after all).
+    #[error("storage failure: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl SecKillError {
+    pub(crate) fn from_domain(promotion_id: PromotionId, error: PromotionError) -> Self {
+        match error {
+            PromotionError::UnknownPromotion => Self::NotFound(promotion_id),
+            other => Self::Rejected(other),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The flash-sale application service: what a Rust service embeds to run
+//! SecKill promotions.
+//!
+//! [`SecKill`] takes commands (create, update, cancel, grab) and answers
+//! queries (a customer's coupons, one promotion, the active ones). Commands
+//! run through the grab engine: one writer task per promotion decides with
+//! the `Promotion` aggregate in memory and appends the events of many
+//! commands at once. A caller is answered only once its events are durable.
+//!
+//! Storage is a port: pick `seckill-memory` (embedded, the default) or
+//! `seckill-postgres`, or implement [`EventStore`] and [`ProjectionStore`].
+//!
+//! # Layout
+//! * `service`    – [`SecKill`], the application service and its builder.
+//! * `engine`     – the grab engine: one writer per promotion, bounded queues,
+//!   group commit, conflict reload, idle shutdown.
+//! * `port`       – the storage traits adapters implement, and [`Commit`].
+//! * `projection` – what the read side stores for each event.
+//! * `clock`      – the clock port; the domain never reads one.
+//! * `error`      – [`SecKillError`] for callers, [`StoreError`] for adapters.
+//!
+//! # Example
+//! ```
+//! use seckill_app::SecKill;
+//! use seckill_domain::{CouponCount, CustomerId, Discount, PromotionTerms};
+//! # use seckill_memory::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let seckill = SecKill::new(MemoryStore::new());
+//! let now = chrono::Utc::now();
+//! let terms = PromotionTerms::new(
+//!     CouponCount::new(100)?,
+//!     Discount::new(0.8)?,
+//!     now,
+//!     now + chrono::Duration::hours(1),
+//!     None,
+//! )?;
+//! let promotion = seckill.create_promotion(terms).await?;
+//! let alice = CustomerId::parse("alice")?;
+//! let coupon = seckill.grab(promotion, alice.clone()).await?;
+//! assert_eq!(coupon.number, 1);
+//! assert_eq!(seckill.coupons_of(&alice).await?, vec![coupon]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod clock;
+mod engine;
+mod error;
+mod port;
+mod projection;
+mod service;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use engine::{EngineConfig, EngineStats};
+pub use error::{SecKillError, SourceError, StoreError};
+pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
+pub use projection::{coupons_in, PromotionSummary, PromotionView};
+pub use service::{SecKill, SecKillBuilder};

@@ -1,0 +1,124 @@
+//! The ports: what the application needs from storage, written as traits that
+//! adapters implement (`seckill-memory`, `seckill-postgres`, or your own).
+//!
+//! Writes go through [`EventStore::append`], which stores a batch of events
+//! *and* the projection changes they imply in one atomic step. That is why a
+//! crash can never leave the coupon lists behind the event stream.
+
+use async_trait::async_trait;
+use seckill_domain::{Coupon, CustomerId, Promotion, PromotionEvent, PromotionId};
+
+use crate::error::StoreError;
+use crate::projection::PromotionSummary;
+
+/// A batch of events for one promotion, appended in one atomic step.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The promotion's stream.
+    pub promotion_id: PromotionId,
+    /// The sequence number of the last event the writer saw; the events get
+    /// `expected_sequence + 1 ..`. If the stream has moved on, the append must
+    /// fail with [`StoreError::Conflict`] and write nothing.
+    pub expected_sequence: u64,
+    /// The events, in order.
+    pub events: Vec<PromotionEvent>,
+    /// The promotion's summary after these events, for the promotion
+    /// projection. Its `last_sequence` is the last new event's sequence.
+    pub summary: PromotionSummary,
+}
+
+impl Commit {
+    /// The coupons these events grant, for the coupons-by-customer projection.
+    pub fn coupons(&self) -> impl Iterator<Item = &Coupon> + '_ {
+        crate::projection::coupons_in(&self.events)
+    }
+
+    /// The sequence number of the last event in this commit.
+    pub fn last_sequence(&self) -> u64 {
+        self.expected_sequence + self.events.len() as u64
+    }
+}
+
+/// A promotion's state saved at a sequence number, so loading need not replay
+/// the whole stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The state after applying events `1..=sequence`.
+    pub promotion: Promotion,
+    /// The last event the state includes.
+    pub sequence: u64,
+}
+
+/// The write side: promotion event streams.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The events of one promotion with a sequence number above `after`, in
+    /// order. An unknown promotion has none.
+    async fn load_events(
+        &self,
+        promotion_id: PromotionId,
+        after: u64,
+    ) -> Result<Vec<PromotionEvent>, StoreError>;
+
+    /// Appends `commit.events` and applies `commit`'s projection changes, all or
+    /// nothing. Fails with [`StoreError::Conflict`] if the stream's last
+    /// sequence is not `commit.expected_sequence`.
+    async fn append(&self, commit: &Commit) -> Result<(), StoreError>;
+
+    /// The latest snapshot of a promotion, if the store keeps them.
+    async fn load_snapshot(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = promotion_id;
+        Ok(None)
+    }
+
+    /// Saves a snapshot. Stores that do not keep snapshots ignore it.
+    async fn save_snapshot(
+        &self,
+        promotion_id: PromotionId,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let _ = (promotion_id, snapshot);
+        Ok(())
+    }
+
+    /// Every promotion that has events, for rebuilding projections.
+    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError>;
+
+    /// Whether the store answers at all, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The read side: the projections that answer queries.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// Every coupon `customer` holds, oldest first. `[]` for a stranger.
+    async fn coupons_of(&self, customer: &CustomerId) -> Result<Vec<Coupon>, StoreError>;
+
+    /// One promotion's summary.
+    async fn promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<PromotionSummary>, StoreError>;
+
+    /// The summaries of every promotion not recorded as finished.
+    async fn unfinished_promotions(&self) -> Result<Vec<PromotionSummary>, StoreError>;
+
+    /// Replaces everything projected for one promotion, when rebuilding it from
+    /// its events.
+    async fn replace_projection(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<(), StoreError>;
+}
+
+/// A complete storage backend: both sides, over one store, so a commit can
+/// update events and projections atomically.
+pub trait Backend: EventStore + ProjectionStore {}
+
+impl<T: EventStore + ProjectionStore> Backend for T {}

@@ -1,0 +1,246 @@
+//! `SecKill`, the application service that library users embed: commands go
+//! through the grab engine, queries go to the projections.
+
+use std::sync::Arc;
+
+use seckill_domain::{
+    Coupon, CustomerId, PromotionCommand, PromotionEvent, PromotionId, PromotionTerms,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::engine::{Engine, EngineConfig, EngineStats};
+use crate::error::{SecKillError, StoreError};
+use crate::port::Backend;
+use crate::projection::{coupons_in, PromotionSummary, PromotionView};
+
+/// The flash-sale application service. Cheap to clone: clones share one
+/// engine, so hand one to every request handler.
+///
+/// Must be used inside a Tokio runtime: each busy promotion gets a task.
+#[derive(Clone)]
+pub struct SecKill {
+    engine: Engine,
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`SecKill`] with a clock and engine settings other than the defaults.
+pub struct SecKillBuilder {
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl SecKillBuilder {
+    /// Uses `clock` instead of the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses these engine settings.
+    #[must_use]
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the service.
+    pub fn build(self) -> SecKill {
+        SecKill {
+            engine: Engine::new(Arc::clone(&self.backend), self.config),
+            backend: self.backend,
+            clock: self.clock,
+        }
+    }
+}
+
+impl SecKill {
+    /// A service over `backend`, with the system clock and default settings.
+    pub fn new(backend: impl Backend) -> Self {
+        Self::builder(Arc::new(backend)).build()
+    }
+
+    /// Starts building a service over `backend`.
+    pub fn builder(backend: Arc<dyn Backend>) -> SecKillBuilder {
+        SecKillBuilder {
+            backend,
+            clock: Arc::new(SystemClock),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// Opens a new promotion and returns its id.
+    pub async fn create_promotion(
+        &self,
+        terms: PromotionTerms,
+    ) -> Result<PromotionId, SecKillError> {
+        let promotion_id = PromotionId::from_uuid(uuid::Uuid::new_v4());
+        self.create_promotion_with_id(promotion_id, terms).await?;
+        Ok(promotion_id)
+    }
+
+    /// Opens a new promotion under an id the caller chose.
+    pub async fn create_promotion_with_id(
+        &self,
+        promotion_id: PromotionId,
+        terms: PromotionTerms,
+    ) -> Result<(), SecKillError> {
+        self.engine
+            .execute(
+                promotion_id,
+                PromotionCommand::CreatePromotion {
+                    promotion_id,
+                    terms,
+                },
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Replaces the terms of a promotion that has not started.
+    pub async fn update_promotion(
+        &self,
+        promotion_id: PromotionId,
+        terms: PromotionTerms,
+    ) -> Result<(), SecKillError> {
+        let at = self.clock.now();
+        self.engine
+            .execute(
+                promotion_id,
+                PromotionCommand::UpdatePromotion { terms, at },
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Closes a promotion early.
+    pub async fn cancel_promotion(&self, promotion_id: PromotionId) -> Result<(), SecKillError> {
+        let at = self.clock.now();
+        self.engine
+            .execute(promotion_id, PromotionCommand::CancelPromotion { at })
+            .await
+            .map(drop)
+    }
+
+    /// Records that a promotion's finish time has passed.
+    pub async fn expire_promotion(&self, promotion_id: PromotionId) -> Result<(), SecKillError> {
+        let at = self.clock.now();
+        self.engine
+            .execute(promotion_id, PromotionCommand::ExpirePromotion { at })
+            .await
+            .map(drop)
+    }
+
+    /// One customer grabs one coupon. Returns it only once it is durable in
+    /// the store. A customer who already holds one gets
+    /// `Rejected(AlreadyGrabbed(coupon))`, so retries are safe.
+    pub async fn grab(
+        &self,
+        promotion_id: PromotionId,
+        customer_id: CustomerId,
+    ) -> Result<Coupon, SecKillError> {
+        let at = self.clock.now();
+        let events = self
+            .engine
+            .execute(
+                promotion_id,
+                PromotionCommand::GrabCoupon { customer_id, at },
+            )
+            .await?;
+        events
+            .into_iter()
+            .find_map(|event| match event {
+                PromotionEvent::CouponGrabbed { coupon, .. } => Some(coupon),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                SecKillError::Storage(StoreError::backend("a successful grab recorded no coupon"))
+            })
+    }
+
+    /// Every coupon the customer holds, oldest first; empty for a stranger.
+    pub async fn coupons_of(&self, customer_id: &CustomerId) -> Result<Vec<Coupon>, SecKillError> {
+        Ok(self.backend.coupons_of(customer_id).await?)
+    }
+
+    /// One promotion's state now.
+    pub async fn promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<PromotionView, SecKillError> {
+        let summary = self
+            .backend
+            .promotion(promotion_id)
+            .await?
+            .ok_or(SecKillError::NotFound(promotion_id))?;
+        Ok(self.view(summary))
+    }
+
+    /// The promotions that are open now or will open later, soonest first.
+    pub async fn active_promotions(&self) -> Result<Vec<PromotionView>, SecKillError> {
+        let mut views: Vec<_> = self
+            .backend
+            .unfinished_promotions()
+            .await?
+            .into_iter()
+            .map(|summary| self.view(summary))
+            .filter(|view| view.status.is_open_or_upcoming())
+            .collect();
+        views.sort_by(|a, b| {
+            (a.summary.publish_time, a.summary.promotion_id)
+                .cmp(&(b.summary.publish_time, b.summary.promotion_id))
+        });
+        Ok(views)
+    }
+
+    /// Rebuilds every projection from the event streams, e.g. after adding a
+    /// projection or repairing one by hand. `progress` is told each promotion
+    /// as it is done. Returns how many promotions were rebuilt.
+    pub async fn rebuild_projections(
+        &self,
+        mut progress: impl FnMut(PromotionId) + Send,
+    ) -> Result<usize, SecKillError> {
+        let ids = self.backend.promotion_ids().await?;
+        for &id in &ids {
+            let events = self.backend.load_events(id, 0).await?;
+            let mut promotion = seckill_domain::Promotion::default();
+            for event in events.iter().cloned() {
+                cqrs_es::Aggregate::apply(&mut promotion, event);
+            }
+            if let Some(summary) = PromotionSummary::of(&promotion, events.len() as u64) {
+                let coupons: Vec<Coupon> = coupons_in(&events).cloned().collect();
+                self.backend.replace_projection(&summary, &coupons).await?;
+            }
+            progress(id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Whether the store answers, for readiness probes.
+    pub async fn ready(&self) -> Result<(), SecKillError> {
+        Ok(self.backend.ping().await?)
+    }
+
+    /// The grab engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    /// Stops taking commands and waits until every queued one is answered.
+    /// Queries keep working.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
+    }
+
+    /// The clock this service decides with.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    fn view(&self, summary: PromotionSummary) -> PromotionView {
+        let status = summary.status(self.clock.now());
+        PromotionView { summary, status }
+    }
+}

@@ -1,0 +1,158 @@
+//! Fault injection: a store wrapper that makes chosen appends fail, fail
+//! *after* writing (the ambiguous case a lost network reply causes), or report
+//! a concurrency conflict. Everything else passes through to the real store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use seckill_app::{
+    Backend, Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError,
+};
+use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
+
+/// Which appends go wrong. Every `n`-th append (counting from 1) gets the
+/// fault; 0 turns a fault off. Conflict wins over the others when both match.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultPlan {
+    /// Fail without writing anything.
+    pub fail_every: u64,
+    /// Write, then report a failure anyway.
+    pub fail_after_write_every: u64,
+    /// Report a conflict without writing.
+    pub conflict_every: u64,
+}
+
+/// How many faults were injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Appends attempted.
+    pub appends: u64,
+    /// Failed without writing.
+    pub failed: u64,
+    /// Written, then reported failed.
+    pub failed_after_write: u64,
+    /// Reported as conflicts.
+    pub conflicts: u64,
+}
+
+/// A backend whose appends fail according to a [`FaultPlan`].
+pub struct FaultyStore {
+    inner: Arc<dyn Backend>,
+    plan: FaultPlan,
+    appends: AtomicU64,
+    failed: AtomicU64,
+    failed_after_write: AtomicU64,
+    conflicts: AtomicU64,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backend>, plan: FaultPlan) -> Self {
+        Self {
+            inner,
+            plan,
+            appends: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            failed_after_write: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+        }
+    }
+
+    /// What has been injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        FaultCounts {
+            appends: self.appends.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            failed_after_write: self.failed_after_write.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn hits(n: u64, every: u64) -> bool {
+    every != 0 && n % every == 0
+}
+
+#[async_trait]
+impl EventStore for FaultyStore {
+    async fn load_events(
+        &self,
+        promotion_id: PromotionId,
+        after: u64,
+    ) -> Result<Vec<PromotionEvent>, StoreError> {
+        self.inner.load_events(promotion_id, after).await
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
+        let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
+        // Creating the promotion always works, so every test has something to grab from.
+        let creating = commit.expected_sequence == 0;
+        if !creating && hits(n, self.plan.conflict_every) {
+            self.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Conflict {
+                promotion_id: commit.promotion_id,
+                expected: commit.expected_sequence,
+            });
+        }
+        if !creating && hits(n, self.plan.fail_every) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::backend("injected failure before writing"));
+        }
+        self.inner.append(commit).await?;
+        if !creating && hits(n, self.plan.fail_after_write_every) {
+            self.failed_after_write.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::backend("injected failure after writing"));
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(promotion_id).await
+    }
+
+    async fn save_snapshot(
+        &self,
+        promotion_id: PromotionId,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot(promotion_id, snapshot).await
+    }
+
+    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
+        self.inner.promotion_ids().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for FaultyStore {
+    async fn coupons_of(&self, customer: &CustomerId) -> Result<Vec<Coupon>, StoreError> {
+        self.inner.coupons_of(customer).await
+    }
+
+    async fn promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<PromotionSummary>, StoreError> {
+        self.inner.promotion(promotion_id).await
+    }
+
+    async fn unfinished_promotions(&self) -> Result<Vec<PromotionSummary>, StoreError> {
+        self.inner.unfinished_promotions().await
+    }
+
+    async fn replace_projection(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<(), StoreError> {
+        self.inner.replace_projection(summary, coupons).await
+    }
+}

@@ -1,0 +1,15 @@
+//! Shared pieces of the cross-crate tests.
+//!
+//! # Layout
+//! * `fixture` – [`Fixture`]: how the suite gets a fresh store, and reopens it.
+//! * `suite`   – the behaviour suite, written once and run against every
+//!   backend through [`behaviour_suite!`].
+//! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
+//!   chosen commits, for fault-injection tests.
+
+pub mod faults;
+pub mod fixture;
+pub mod suite;
+
+pub use faults::FaultyStore;
+pub use fixture::{Fixture, MemoryFixture};
