@@ -16,7 +16,7 @@ use std::time::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionEvent, PromotionId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::error::{SecKillError, StoreError};
@@ -116,6 +116,9 @@ struct Shared {
     stopping: AtomicBool,
     tasks: TaskTracker,
     counters: Counters,
+    // broadcast: many watchers, and a slow one only misses updates (it sees
+    // `Lagged`) instead of slowing the writer down.
+    changes: broadcast::Sender<PromotionSummary>,
 }
 
 /// The grab engine. Cheap to clone; all clones share the writers.
@@ -135,6 +138,7 @@ impl Engine {
                 stopping: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 counters: Counters::default(),
+                changes: broadcast::channel(1_024).0,
             }),
         }
     }
@@ -208,6 +212,11 @@ impl Engine {
         drop(slots);
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+    }
+
+    /// A feed of every promotion's summary after each commit that changed it.
+    pub(crate) fn watch(&self) -> broadcast::Receiver<PromotionSummary> {
+        self.shared.changes.subscribe()
     }
 
     pub(crate) fn stats(&self) -> EngineStats {

@@ -223,6 +223,14 @@ impl SecKill {
         Ok(self.backend.ping().await?)
     }
 
+    /// A feed of promotion summaries, one after every commit that changed a
+    /// promotion (batches are coalesced, so one update may cover many grabs).
+    /// A receiver that falls behind gets `RecvError::Lagged` and should
+    /// re-read the promotion instead.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<PromotionSummary> {
+        self.engine.watch()
+    }
+
     /// The grab engine's counters.
     pub fn stats(&self) -> EngineStats {
         self.engine.stats()

@@ -13,3 +13,8 @@ pub mod suite;
 
 pub use faults::FaultyStore;
 pub use fixture::{Fixture, MemoryFixture};
+
+/// The README's examples compile and pass as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
