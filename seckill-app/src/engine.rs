@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::error::{SecKillError, StoreError};
-use crate::port::{Backend, Commit};
+use crate::port::{Backend, Commit, Snapshot};
 use crate::projection::PromotionSummary;
 
 /// Tuning knobs of the grab engine.
@@ -39,6 +39,12 @@ pub struct EngineConfig {
     /// How often a batch is decided again after a concurrency conflict (another
     /// process wrote the same promotion) before its callers get an error.
     pub max_conflict_retries: u32,
+    /// Events after which a writer saves a snapshot. The gap doubles with the
+    /// stream's length (a snapshot is taken once the events since the last
+    /// one reach `max(snapshot_after, last snapshot's sequence)`), so the
+    /// copying stays linear in the stream however long it grows. Writers also
+    /// save one when they stop. 0 turns snapshots off.
+    pub snapshot_after: u64,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +55,7 @@ impl Default for EngineConfig {
             idle_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(5),
             max_conflict_retries: 16,
+            snapshot_after: 10_000,
         }
     }
 }
@@ -282,6 +289,7 @@ impl Engine {
             requests,
             state: Promotion::default(),
             sequence: 0,
+            snapshot_sequence: 0,
         };
         self.shared.tasks.spawn(writer.run());
         Slot::Writer { queue, generation }
@@ -343,6 +351,8 @@ struct Writer {
     state: Promotion,
     /// The sequence number of the last committed event.
     sequence: u64,
+    /// The sequence number of the newest snapshot saved or loaded.
+    snapshot_sequence: u64,
 }
 
 impl Writer {
@@ -450,6 +460,9 @@ impl Writer {
                     counters
                         .committed_commands
                         .fetch_add(requests.len() as u64, Ordering::Relaxed);
+                    // No receivers is fine: nobody is watching.
+                    let _ = self.shared.changes.send(commit.summary.clone());
+                    self.maybe_snapshot();
                     let mut events = commit.events.into_iter();
                     for (request, outcome) in requests.into_iter().zip(decided) {
                         let answer = outcome.map(|n| events.by_ref().take(n).collect());
@@ -465,6 +478,13 @@ impl Writer {
                     // decide the same requests again, in the same order.
                     conflicts += 1;
                     counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                    // Random, growing backoff: two writers that keep colliding
+                    // would otherwise reload and collide again in lockstep.
+                    let ceiling_ms = 1u64 << conflicts.min(6);
+                    tokio::time::sleep(Duration::from_micros(fastrand::u64(
+                        0..=ceiling_ms * 1_000,
+                    )))
+                    .await;
                     if let Err(reload) = self.reload().await {
                         fail_all(requests, &reload);
                         return Err(reload);
@@ -484,6 +504,27 @@ impl Writer {
         }
     }
 
+    /// Saves a snapshot in the background once enough events have piled up
+    /// since the last one. The copy is taken here, between batches; the write
+    /// happens on its own task so the writer goes on deciding.
+    fn maybe_snapshot(&mut self) {
+        let every = self.shared.config.snapshot_after;
+        let since = self.sequence - self.snapshot_sequence;
+        if every == 0 || since < every.max(self.snapshot_sequence) {
+            return;
+        }
+        self.snapshot_sequence = self.sequence;
+        let snapshot = Snapshot {
+            promotion: self.state.clone(),
+            sequence: self.sequence,
+        };
+        self.shared.tasks.spawn(save_snapshot(
+            Arc::clone(&self.shared.backend),
+            self.promotion_id,
+            snapshot,
+        ));
+    }
+
     /// Replaces the in-memory state with what the store holds.
     async fn reload(&mut self) -> Result<(), StoreError> {
         let timeout = self.shared.config.store_timeout;
@@ -494,17 +535,19 @@ impl Writer {
                 Some(snapshot) => (snapshot.promotion, snapshot.sequence),
                 None => (Promotion::default(), 0),
             };
+            let snapshot_sequence = sequence;
             for event in backend.load_events(id, sequence).await? {
                 state.apply(event);
                 sequence += 1;
             }
-            Ok::<_, StoreError>((state, sequence))
+            Ok::<_, StoreError>((state, sequence, snapshot_sequence))
         };
-        let (state, sequence) = tokio::time::timeout(timeout, load)
+        let (state, sequence, snapshot_sequence) = tokio::time::timeout(timeout, load)
             .await
             .unwrap_or(Err(StoreError::Timeout(timeout)))?;
         self.state = state;
         self.sequence = sequence;
+        self.snapshot_sequence = snapshot_sequence;
         Ok(())
     }
 
@@ -523,7 +566,22 @@ impl Writer {
                 for chunk in chunks(pending, self.shared.config.max_batch) {
                     if let Err(error) = self.process(chunk).await {
                         tracing::warn!(promotion = %self.promotion_id, %error, "retiring writer lost its store");
+                        return;
                     }
+                }
+                // The next writer starts from here instead of replaying.
+                if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence
+                {
+                    let snapshot = Snapshot {
+                        promotion: std::mem::take(&mut self.state),
+                        sequence: self.sequence,
+                    };
+                    save_snapshot(
+                        Arc::clone(&self.shared.backend),
+                        self.promotion_id,
+                        snapshot,
+                    )
+                    .await;
                 }
             }
         }
@@ -534,6 +592,22 @@ impl Writer {
     async fn freeze(mut self) {
         let frozen = Arc::new(std::mem::take(&mut self.state));
         self.release_slot(Some(Slot::Frozen(Arc::clone(&frozen))));
+        if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
+            // The final state, so a restarted service never replays this sale.
+            let (backend, id, sequence) = (
+                Arc::clone(&self.shared.backend),
+                self.promotion_id,
+                self.sequence,
+            );
+            let state = Arc::clone(&frozen);
+            self.shared.tasks.spawn(async move {
+                let snapshot = Snapshot {
+                    promotion: (*state).clone(),
+                    sequence,
+                };
+                save_snapshot(backend, id, snapshot).await;
+            });
+        }
         self.requests.close();
         while let Some(request) = self.requests.recv().await {
             let answer = answer_frozen(&frozen, self.promotion_id, &request.command)
@@ -564,6 +638,13 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Saves a snapshot; a failure only costs a longer replay next time.
+async fn save_snapshot(backend: Arc<dyn Backend>, promotion_id: PromotionId, snapshot: Snapshot) {
+    if let Err(error) = backend.save_snapshot(promotion_id, &snapshot).await {
+        tracing::warn!(promotion = %promotion_id, %error, sequence = snapshot.sequence, "snapshot not saved");
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,9 @@ impl FromStr for PromotionId {
 /// trailing white space, so it is safe in URLs, logs and database keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct CustomerId(Box<str>);
+// Arc, not Box or String: one id is shared by the aggregate, its coupon, its
+// event and the projections, and cloning it must not allocate on the grab path.
+pub struct CustomerId(Arc<str>);
 
 impl CustomerId {
     /// Longest accepted customer id, in bytes.
@@ -66,7 +69,7 @@ impl CustomerId {
             && raw.trim() == raw
             && !raw.chars().any(char::is_control);
         if valid {
-            Ok(Self(raw.into_boxed_str()))
+            Ok(Self(Arc::from(raw)))
         } else {
             Err(ValueError::CustomerId(truncate(&raw)))
         }
@@ -102,7 +105,7 @@ impl TryFrom<String> for CustomerId {
 
 impl From<CustomerId> for String {
     fn from(value: CustomerId) -> Self {
-        value.0.into()
+        value.0.as_ref().to_owned()
     }
 }
 

@@ -36,10 +36,13 @@ pub struct FaultCounts {
     pub conflicts: u64,
 }
 
-/// A backend whose appends fail according to a [`FaultPlan`].
+/// A backend whose appends fail according to a [`FaultPlan`], and which can
+/// be paused to hold appends, as a stalled database would.
 pub struct FaultyStore {
     inner: Arc<dyn Backend>,
     plan: FaultPlan,
+    // watch: every waiting append sees the latest value, and resuming wakes them all.
+    paused: tokio::sync::watch::Sender<bool>,
     appends: AtomicU64,
     failed: AtomicU64,
     failed_after_write: AtomicU64,
@@ -52,11 +55,22 @@ impl FaultyStore {
         Self {
             inner,
             plan,
+            paused: tokio::sync::watch::channel(false).0,
             appends: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failed_after_write: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
         }
+    }
+
+    /// Holds every append from now on until [`FaultyStore::resume`].
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Lets held and future appends through.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
     }
 
     /// What has been injected so far.
@@ -86,6 +100,9 @@ impl EventStore for FaultyStore {
 
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut paused = self.paused.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = paused.wait_for(|p| !*p).await;
         // Creating the promotion always works, so every test has something to grab from.
         let creating = commit.expected_sequence == 0;
         if !creating && hits(n, self.plan.conflict_every) {

@@ -34,6 +34,9 @@ macro_rules! behaviour_suite {
             rebuilt_projections_match_the_live_ones,
             injected_store_faults_never_lose_an_acknowledged_grab,
             many_promotions_sell_out_independently,
+            snapshots_equal_the_replayed_state,
+            a_full_queue_answers_overloaded_at_once_and_loses_nothing,
+            watchers_see_every_commit,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -296,11 +299,17 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
 }
 
 /// Runs `customers` concurrent grabs, one task each, and returns the coupons won.
-async fn race(seckills: &[SecKill], id: PromotionId, customers: usize) -> Vec<Coupon> {
+async fn race(
+    seckills: &[SecKill],
+    id: PromotionId,
+    customers: usize,
+    prefix: &str,
+) -> Vec<Coupon> {
     let tasks: Vec<_> = (0..customers)
         .map(|i| {
             let seckill = seckills[i % seckills.len()].clone();
-            tokio::spawn(async move { seckill.grab(id, customer(format!("customer-{i}"))).await })
+            let who = customer(format!("{prefix}-{i}"));
+            tokio::spawn(async move { seckill.grab(id, who).await })
         })
         .collect();
     let mut won = Vec::new();
@@ -320,7 +329,7 @@ pub async fn ten_thousand_tasks_race_for_one_hundred_coupons(fixture: impl Fixtu
     let (seckill, _clock) = service(store.clone());
     let id = seckill.create_promotion(terms(100)).await.unwrap();
 
-    let mut won = race(std::slice::from_ref(&seckill), id, 10_000).await;
+    let mut won = race(std::slice::from_ref(&seckill), id, 10_000, "customer").await;
 
     won.sort_by_key(|c| c.number);
     assert_eq!(
@@ -565,4 +574,170 @@ pub async fn many_promotions_sell_out_independently(fixture: impl Fixture) {
     for id in ids {
         assert_eq!(assert_consistent(&store, id).await.len(), 50);
     }
+}
+
+fn replay(events: &[PromotionEvent]) -> seckill_domain::Promotion {
+    let mut promotion = seckill_domain::Promotion::default();
+    for event in events.iter().cloned() {
+        cqrs_es::Aggregate::apply(&mut promotion, event);
+    }
+    promotion
+}
+
+/// Snapshots taken while grabbing, when a writer idles out and when a sale
+/// ends are exactly the state a full replay gives (cqrs-es 0.5's own snapshot
+/// stores apply new events twice; ours must not), and a writer that starts
+/// from one carries on correctly.
+pub async fn snapshots_equal_the_replayed_state(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
+    let config = EngineConfig {
+        snapshot_after: 7,
+        idle_timeout: StdDuration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    let seckill = SecKill::builder(store.clone())
+        .clock(clock.clone())
+        .config(config.clone())
+        .build();
+    let id = seckill.create_promotion(terms(200)).await.unwrap();
+    for c in 0..60 {
+        seckill
+            .grab(id, customer(format!("early-{c}")))
+            .await
+            .unwrap();
+    }
+    race(std::slice::from_ref(&seckill), id, 100, "first-wave").await;
+
+    let check = |label: &'static str| {
+        let store = store.clone();
+        async move {
+            let snapshot = store
+                .load_snapshot(id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{label}: no snapshot"));
+            let events = store.load_events(id, 0).await.unwrap();
+            assert!(
+                snapshot.sequence <= events.len() as u64,
+                "{label}: snapshot ahead of the stream"
+            );
+            let prefix = usize::try_from(snapshot.sequence).unwrap();
+            assert_eq!(
+                snapshot.promotion,
+                replay(&events[..prefix]),
+                "{label}: snapshot differs from replay"
+            );
+            snapshot.sequence
+        }
+    };
+    // Wait for the idle writer to stop and save its final snapshot.
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    let at_idle = check("after idling").await;
+    assert_eq!(
+        at_idle,
+        store.load_events(id, 0).await.unwrap().len() as u64,
+        "idle writer snapshots everything"
+    );
+
+    // A new writer starts from that snapshot and numbers on without a gap.
+    let next = seckill.grab(id, customer("after-idle")).await.unwrap();
+    assert_eq!(next.number, 161);
+    // Sell out: the frozen state is snapshotted too.
+    race(std::slice::from_ref(&seckill), id, 100, "second-wave").await;
+    seckill.shutdown().await;
+    check("after selling out").await;
+
+    let (restarted, _) = service(fixture.reopen().await);
+    assert!(matches!(
+        rejection(restarted.grab(id, customer("early-0")).await),
+        PromotionError::AlreadyGrabbed(coupon) if coupon.number == 1
+    ));
+    assert_eq!(assert_consistent(&store, id).await.len(), 200);
+}
+
+/// A stalled store fills the promotion's queue: further grabs are refused at
+/// once with `Overloaded`, and every grab that was queued completes once the
+/// store recovers.
+pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: impl Fixture) {
+    let real = fixture.store().await;
+    let store = Arc::new(FaultyStore::new(real.clone(), FaultPlan::default()));
+    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
+    let config = EngineConfig {
+        queue_capacity: 8,
+        max_batch: 4,
+        ..EngineConfig::default()
+    };
+    let seckill = SecKill::builder(store.clone())
+        .clock(clock)
+        .config(config)
+        .build();
+    let id = seckill.create_promotion(terms(1_000)).await.unwrap();
+
+    store.pause();
+    let first = {
+        let seckill = seckill.clone();
+        tokio::spawn(async move { seckill.grab(id, customer("first")).await })
+    };
+    // Wait until the writer is stuck in the paused append.
+    while store.counts().appends < 2 {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    let burst: Vec<_> = (0..100)
+        .map(|i| {
+            let seckill = seckill.clone();
+            tokio::spawn(async move { seckill.grab(id, customer(format!("burst-{i}"))).await })
+        })
+        .collect();
+    // While the store is stalled nothing queued can finish, so whatever
+    // finishes now was refused without waiting.
+    let waiting_since = std::time::Instant::now();
+    let mut refused_early = 0;
+    while waiting_since.elapsed() < StdDuration::from_secs(5) {
+        refused_early = burst.iter().filter(|t| t.is_finished()).count();
+        if refused_early >= 100 - 8 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert!(
+        refused_early >= 100 - 8,
+        "only {refused_early} grabs were refused while the store stalled"
+    );
+
+    store.resume();
+    let mut acknowledged = vec![first.await.unwrap().unwrap()];
+    let mut overloaded = 0;
+    for task in burst {
+        match task.await.unwrap() {
+            Ok(coupon) => acknowledged.push(coupon),
+            Err(SecKillError::Overloaded(p)) if p == id => overloaded += 1,
+            Err(other) => panic!("unexpected grab outcome: {other:?}"),
+        }
+    }
+    assert_eq!(overloaded + acknowledged.len(), 101);
+    assert!(
+        acknowledged.len() <= 1 + 8,
+        "more grabs completed than the queue holds"
+    );
+    acknowledged.sort_by_key(|c| c.number);
+    assert_eq!(assert_consistent(&real, id).await, acknowledged);
+    assert!(seckill.stats().overloaded >= 92);
+}
+
+/// `watch()` reports the promotion's summary after each commit.
+pub async fn watchers_see_every_commit(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    let (seckill, _) = service(store);
+    let id = seckill.create_promotion(terms(3)).await.unwrap();
+    let mut feed = seckill.watch();
+    seckill.grab(id, customer("alice")).await.unwrap();
+    let update = feed.recv().await.unwrap();
+    assert_eq!((update.promotion_id, update.remaining), (id, 2));
+    seckill.cancel_promotion(id).await.unwrap();
+    let update = feed.recv().await.unwrap();
+    assert_eq!(
+        update.finish_reason,
+        Some(seckill_domain::FinishReason::Cancelled)
+    );
 }

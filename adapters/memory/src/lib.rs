@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use foldhash::fast::RandomState;
 use seckill_app::{Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError};
 use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
 
@@ -30,7 +31,8 @@ struct Inner {
     streams: HashMap<PromotionId, Vec<PromotionEvent>>,
     snapshots: HashMap<PromotionId, Snapshot>,
     summaries: BTreeMap<PromotionId, PromotionSummary>,
-    coupons: HashMap<CustomerId, Vec<Coupon>>,
+    // foldhash: fast on short ids, seeded per process against chosen collisions.
+    coupons: HashMap<CustomerId, Vec<Coupon>, RandomState>,
 }
 
 impl MemoryStore {

@@ -1,0 +1,231 @@
+//! The grab benchmark: throughput and latency of the grab path, in-process
+//! (no HTTP), for every backend and for the naive cqrs-es path, in one run so
+//! the ratios are fair on a noisy machine.
+//!
+//! ```text
+//! cargo bench -p seckill-tests --bench grab                      # everything
+//! cargo bench -p seckill-tests --bench grab -- --paths memory    # one path
+//! cargo bench -p seckill-tests --bench grab -- --seconds 2       # shorter runs
+//! ```
+//!
+//! Each workload runs closed-loop callers (Tokio tasks) that grab with fresh
+//! customer ids until the time or grab budget runs out, then prints one
+//! markdown table row: grabs/s and p50/p99/p99.9 latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as ChronoDuration, Utc};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use seckill_app::{Backend, EngineConfig, SecKill, SecKillError};
+use seckill_domain::{
+    CouponCount, CustomerId, Discount, PromotionError, PromotionId, PromotionTerms,
+};
+use seckill_memory::MemoryStore;
+
+// mimalloc, as a production service would: the grab path allocates small
+// objects on one thread and frees them on another, where glibc's malloc is slow.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Grab-path benchmark.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Which paths to measure, comma-separated: memory, postgres, naive.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["memory".to_owned(), "postgres".to_owned(), "naive".to_owned()])]
+    paths: Vec<String>,
+    /// Longest time one workload runs, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Ignored: cargo bench passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// How one workload went.
+struct Outcome {
+    granted: u64,
+    rejected: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Outcome {
+    fn row(&self, path: &str, workload: &str) -> String {
+        let per_s = |n: u64| n as f64 / self.elapsed.as_secs_f64();
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1_000.0;
+        format!(
+            "| {path} | {workload} | {:.0} | {:.0} | {} | {:.3} | {:.3} | {:.3} |",
+            per_s(self.granted),
+            per_s(self.rejected),
+            self.errors,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+        )
+    }
+}
+
+fn terms(coupons: u64) -> PromotionTerms {
+    let now = Utc::now() - ChronoDuration::seconds(1);
+    PromotionTerms::new(
+        CouponCount::new(coupons).expect("valid count"),
+        Discount::new(0.5).expect("valid discount"),
+        now,
+        now + ChronoDuration::hours(1),
+        None,
+    )
+    .expect("valid terms")
+}
+
+/// Something that can take grabs: the engine, or the naive path.
+trait Grabber: Clone + Send + Sync + 'static {
+    fn grab(
+        &self,
+        promotion: PromotionId,
+        customer: CustomerId,
+    ) -> impl std::future::Future<Output = Result<(), SecKillError>> + Send;
+}
+
+impl Grabber for SecKill {
+    async fn grab(&self, promotion: PromotionId, customer: CustomerId) -> Result<(), SecKillError> {
+        SecKill::grab(self, promotion, customer).await.map(drop)
+    }
+}
+
+/// Runs `callers` closed-loop tasks over `promotions` (caller i uses promotion
+/// i mod len) until `budget` grabs were attempted or time is up.
+async fn run<G: Grabber>(
+    grabber: &G,
+    promotions: &[PromotionId],
+    callers: usize,
+    budget: u64,
+    limit: Duration,
+) -> Outcome {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + limit;
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let grabber = grabber.clone();
+            let promotion = promotions[i % promotions.len()];
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new(3).expect("histogram");
+                let (mut granted, mut rejected, mut errors) = (0u64, 0u64, 0u64);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= budget || (n % 256 == 0 && Instant::now() >= deadline) {
+                        break;
+                    }
+                    let customer = CustomerId::parse(format!("c{n}")).expect("valid id");
+                    let t = Instant::now();
+                    match grabber.grab(promotion, customer).await {
+                        Ok(()) => granted += 1,
+                        Err(SecKillError::Rejected(PromotionError::SoldOut { .. })) => {
+                            rejected += 1
+                        }
+                        Err(_) => errors += 1,
+                    }
+                    let _ = latency.record(t.elapsed().as_micros() as u64);
+                }
+                (granted, rejected, errors, latency)
+            })
+        })
+        .collect();
+    let mut outcome = Outcome {
+        granted: 0,
+        rejected: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency: Histogram::new(3).expect("histogram"),
+    };
+    for task in tasks {
+        let (g, r, e, h) = task.await.expect("caller task");
+        outcome.granted += g;
+        outcome.rejected += r;
+        outcome.errors += e;
+        outcome.latency.add(h).expect("same histogram bounds");
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+fn engine(backend: Arc<dyn Backend>) -> SecKill {
+    SecKill::builder(backend)
+        .config(EngineConfig::default())
+        .build()
+}
+
+/// The standard workloads against one engine path. `fresh` gives a new,
+/// empty backend per workload, so one workload's data never slows the next.
+async fn engine_workloads<F, Fut>(path: &str, limit: Duration, fresh: F) -> Vec<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Backend>>,
+{
+    let mut rows = Vec::new();
+    for callers in [1usize, 64, 1_024] {
+        let seckill = engine(fresh().await);
+        let id = seckill
+            .create_promotion(terms(1_000_000))
+            .await
+            .expect("create");
+        let outcome = run(&seckill, &[id], callers, 1_000_000, limit).await;
+        rows.push(outcome.row(path, &format!("1 hot promotion, {callers} callers")));
+        seckill.shutdown().await;
+    }
+    {
+        let seckill = engine(fresh().await);
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            ids.push(
+                seckill
+                    .create_promotion(terms(10_000))
+                    .await
+                    .expect("create"),
+            );
+        }
+        let outcome = run(&seckill, &ids, 1_000, 1_000_000, limit).await;
+        rows.push(outcome.row(path, "100 promotions x 10,000, 1,000 callers"));
+        seckill.shutdown().await;
+    }
+    {
+        let seckill = engine(fresh().await);
+        let id = seckill.create_promotion(terms(1)).await.expect("create");
+        let winner = CustomerId::parse("winner").expect("valid id");
+        seckill.grab(id, winner).await.expect("the only coupon");
+        let outcome = run(&seckill, &[id], 64, 1_000_000, limit * 4).await;
+        rows.push(outcome.row(path, "sold-out storm, 1,000,000 grabs, 64 callers"));
+        seckill.shutdown().await;
+    }
+    rows
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let limit = Duration::from_secs_f64(args.seconds);
+    let mut rows = Vec::new();
+    for path in &args.paths {
+        match path.as_str() {
+            "memory" => {
+                rows.extend(
+                    engine_workloads("engine, in-memory", limit, || async {
+                        Arc::new(MemoryStore::new()) as Arc<dyn Backend>
+                    })
+                    .await,
+                );
+            }
+            other => eprintln!("unknown or unavailable path {other:?}; skipped"),
+        }
+    }
+    println!("| path | workload | granted/s | rejected/s | errors | p50 ms | p99 ms | p99.9 ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
+    }
+}
