@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionEvent, PromotionId};
@@ -75,8 +77,8 @@ pub struct EngineStats {
     pub conflicts: u64,
     /// Commands refused because the queue was full.
     pub overloaded: u64,
-    /// Commands answered from a finished promotion's frozen state, without a queue.
-    pub answered_frozen: u64,
+    /// Finished promotions whose final state is held for answering late grabs.
+    pub frozen_promotions: u64,
     /// Requests waiting in all queues right now.
     pub queue_depth: u64,
     /// Writer tasks alive right now.
@@ -90,18 +92,17 @@ struct Request {
     reply: oneshot::Sender<Reply>,
 }
 
-/// What the engine keeps per promotion.
+/// A promotion's live writer; `generation` tells one writer's slot from its
+/// successor's.
 #[derive(Clone)]
-enum Slot {
-    /// A live writer; `generation` tells one writer's slot from its successor's.
-    Writer {
-        queue: mpsc::Sender<Request>,
-        generation: u64,
-    },
-    /// A finished promotion: its state never changes again, so callers read it
-    /// directly and need neither a queue nor a writer.
-    Frozen(Arc<Promotion>),
+struct Slot {
+    queue: mpsc::Sender<Request>,
+    generation: u64,
 }
+
+/// Finished promotions: their state never changes again, so callers read it
+/// directly and need neither a queue nor a writer.
+type FrozenPromotions = HashMap<PromotionId, Arc<Promotion>>;
 
 #[derive(Default)]
 struct Counters {
@@ -111,7 +112,6 @@ struct Counters {
     failed_commits: AtomicU64,
     conflicts: AtomicU64,
     overloaded: AtomicU64,
-    answered_frozen: AtomicU64,
 }
 
 struct Shared {
@@ -119,6 +119,10 @@ struct Shared {
     config: EngineConfig,
     // std RwLock, not tokio's: held only for a map lookup or insert, never across an `.await`.
     slots: RwLock<HashMap<PromotionId, Slot>>,
+    // ArcSwap, not a lock: a sold-out storm reads this map millions of times
+    // a second from every core, and a read here writes no shared memory. It
+    // changes only when a promotion finishes (copy on write).
+    frozen: ArcSwap<FrozenPromotions>,
     next_generation: AtomicU64,
     stopping: AtomicBool,
     tasks: TaskTracker,
@@ -141,6 +145,7 @@ impl Engine {
                 backend,
                 config,
                 slots: RwLock::default(),
+                frozen: ArcSwap::default(),
                 next_generation: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
@@ -159,45 +164,48 @@ impl Engine {
     ) -> Result<Vec<PromotionEvent>, SecKillError> {
         // A closed queue means its writer just retired or froze; the next look
         // finds its successor. A few rounds are plenty: each one makes progress.
+        // The sold-out storm's path: a finished promotion answers a grab from
+        // its frozen state right here, without a queue, a lock or a clone.
+        if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
+            if let Some(promotion) = self.shared.frozen.load().get(&promotion_id) {
+                if let Err(error) = promotion.decide_grab(customer_id, *at) {
+                    return Err(SecKillError::from_domain(promotion_id, error));
+                }
+            }
+        }
         for _ in 0..8 {
             if self.shared.stopping.load(Ordering::Acquire) {
                 return Err(SecKillError::ShuttingDown);
             }
-            match self.slot(promotion_id) {
-                Slot::Frozen(promotion) => {
-                    if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
-                        self.shared
-                            .counters
-                            .answered_frozen
-                            .fetch_add(1, Ordering::Relaxed);
-                        return answer;
-                    }
-                    // Frozen state cannot record events; should a command ever
-                    // want to, a writer decides it instead.
-                    self.forget(promotion_id, None);
+            let frozen = self.shared.frozen.load().get(&promotion_id).cloned();
+            if let Some(promotion) = frozen {
+                if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
+                    return answer;
                 }
-                Slot::Writer { queue, generation } => {
-                    let (reply, answer) = oneshot::channel();
-                    match queue.try_send(Request { command, reply }) {
-                        Ok(()) => {
-                            return answer.await.unwrap_or_else(|_| {
-                                Err(SecKillError::Storage(StoreError::backend(
-                                    "the promotion's writer stopped before answering",
-                                )))
-                            });
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            self.shared
-                                .counters
-                                .overloaded
-                                .fetch_add(1, Ordering::Relaxed);
-                            return Err(SecKillError::Overloaded(promotion_id));
-                        }
-                        Err(mpsc::error::TrySendError::Closed(request)) => {
-                            command = request.command;
-                            self.forget(promotion_id, Some(generation));
-                        }
-                    }
+                // Frozen state cannot record events; should a command ever
+                // want to, a writer decides it instead.
+                self.unfreeze(promotion_id);
+            }
+            let Slot { queue, generation } = self.slot(promotion_id);
+            let (reply, answer) = oneshot::channel();
+            match queue.try_send(Request { command, reply }) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(SecKillError::Storage(StoreError::backend(
+                            "the promotion's writer stopped before answering",
+                        )))
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared
+                        .counters
+                        .overloaded
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(SecKillError::Overloaded(promotion_id));
+                }
+                Err(mpsc::error::TrySendError::Closed(request)) => {
+                    command = request.command;
+                    self.forget(promotion_id, generation);
                 }
             }
         }
@@ -234,15 +242,10 @@ impl Engine {
                 .slots
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            slots
-                .values()
-                .fold((0u64, 0u64), |(depth, writers), slot| match slot {
-                    Slot::Writer { queue, .. } => (
-                        depth + (queue.max_capacity() - queue.capacity()) as u64,
-                        writers + 1,
-                    ),
-                    Slot::Frozen(_) => (depth, writers),
-                })
+            slots.values().fold((0u64, 0u64), |(depth, writers), slot| {
+                let queued = slot.queue.max_capacity() - slot.queue.capacity();
+                (depth + queued as u64, writers + 1)
+            })
         };
         EngineStats {
             commits: c.commits.load(Ordering::Relaxed),
@@ -251,7 +254,7 @@ impl Engine {
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
             conflicts: c.conflicts.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
-            answered_frozen: c.answered_frozen.load(Ordering::Relaxed),
+            frozen_promotions: self.shared.frozen.load().len() as u64,
             queue_depth,
             writers,
         }
@@ -292,25 +295,31 @@ impl Engine {
             snapshot_sequence: 0,
         };
         self.shared.tasks.spawn(writer.run());
-        Slot::Writer { queue, generation }
+        Slot { queue, generation }
     }
 
-    /// Drops the promotion's slot if it is still the one the caller saw
-    /// (`generation`), or a frozen one (`None`).
-    fn forget(&self, promotion_id: PromotionId, generation: Option<u64>) {
+    /// Drops the promotion's slot if it is still the one the caller saw.
+    fn forget(&self, promotion_id: PromotionId, generation: u64) {
         let mut slots = self
             .shared
             .slots
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let stale = match (slots.get(&promotion_id), generation) {
-            (Some(Slot::Writer { generation: g, .. }), Some(seen)) => *g == seen,
-            (Some(Slot::Frozen(_)), None) => true,
-            _ => false,
-        };
-        if stale {
+        if slots
+            .get(&promotion_id)
+            .is_some_and(|slot| slot.generation == generation)
+        {
             slots.remove(&promotion_id);
         }
+    }
+
+    /// Drops a promotion's frozen state, so a writer takes it over again.
+    fn unfreeze(&self, promotion_id: PromotionId) {
+        self.shared.frozen.rcu(|frozen| {
+            let mut frozen = FrozenPromotions::clone(frozen);
+            frozen.remove(&promotion_id);
+            frozen
+        });
     }
 }
 
@@ -554,7 +563,7 @@ impl Writer {
     /// Hands the promotion back: removes this writer's slot, then answers what
     /// is still queued (with `error`, or by deciding it as usual).
     async fn retire(mut self, error: Option<StoreError>) {
-        self.release_slot(None);
+        self.release_slot();
         self.requests.close();
         let mut pending = Vec::new();
         while let Some(request) = self.requests.recv().await {
@@ -591,7 +600,15 @@ impl Writer {
     /// directly, answer what is queued from it, and stop.
     async fn freeze(mut self) {
         let frozen = Arc::new(std::mem::take(&mut self.state));
-        self.release_slot(Some(Slot::Frozen(Arc::clone(&frozen))));
+        if !self.shared.stopping.load(Ordering::Acquire) {
+            // Published before the slot goes, so no caller finds neither.
+            self.shared.frozen.rcu(|all| {
+                let mut all = FrozenPromotions::clone(all);
+                all.insert(self.promotion_id, Arc::clone(&frozen));
+                all
+            });
+        }
+        self.release_slot();
         if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
             // The final state, so a restarted service never replays this sale.
             let (backend, id, sequence) = (
@@ -617,26 +634,18 @@ impl Writer {
         }
     }
 
-    /// Removes (or replaces) this writer's slot, unless a successor owns it.
-    fn release_slot(&self, replacement: Option<Slot>) {
+    /// Removes this writer's slot, unless a successor owns it.
+    fn release_slot(&self) {
         let mut slots = self
             .shared
             .slots
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let ours = matches!(
-            slots.get(&self.promotion_id),
-            Some(Slot::Writer { generation, .. }) if *generation == self.generation
-        );
-        if ours {
-            match replacement {
-                Some(slot) if !self.shared.stopping.load(Ordering::Acquire) => {
-                    slots.insert(self.promotion_id, slot);
-                }
-                _ => {
-                    slots.remove(&self.promotion_id);
-                }
-            }
+        if slots
+            .get(&self.promotion_id)
+            .is_some_and(|slot| slot.generation == self.generation)
+        {
+            slots.remove(&self.promotion_id);
         }
     }
 }

@@ -62,16 +62,18 @@ impl CustomerId {
     pub const MAX_LEN: usize = 64;
 
     /// Parses a customer id.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, ValueError> {
-        let raw = raw.into();
+    pub fn parse(raw: impl AsRef<str>) -> Result<Self, ValueError> {
+        let raw = raw.as_ref();
+        // Checked on bytes first: ASCII ids (the common case) need no UTF-8 walk.
+        let ascii_ok = |b: &u8| b.is_ascii() && !b.is_ascii_control();
         let valid = !raw.is_empty()
             && raw.len() <= Self::MAX_LEN
             && raw.trim() == raw
-            && !raw.chars().any(char::is_control);
+            && (raw.bytes().all(|b| ascii_ok(&b)) || !raw.chars().any(char::is_control));
         if valid {
             Ok(Self(Arc::from(raw)))
         } else {
-            Err(ValueError::CustomerId(truncate(&raw)))
+            Err(ValueError::CustomerId(truncate(raw)))
         }
     }
 
@@ -99,7 +101,7 @@ impl TryFrom<String> for CustomerId {
     type Error = ValueError;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
+        Self::parse(&value)
     }
 }
 
