@@ -195,6 +195,27 @@ impl SecKill {
         Ok(views)
     }
 
+    /// Brings every projection up to its promotion's event stream: any
+    /// promotion whose summary is missing or older than its last event is
+    /// rebuilt from its events. Run it at start-up: it repairs projections of
+    /// events written by other tools (e.g. postgres-es directly) and fills a
+    /// newly added projection from history. Returns how many were repaired.
+    pub async fn catch_up_projections(&self) -> Result<usize, SecKillError> {
+        let mut repaired = 0;
+        for id in self.backend.promotion_ids().await? {
+            let position = self
+                .backend
+                .promotion(id)
+                .await?
+                .map_or(0, |summary| summary.last_sequence);
+            if position == 0 || !self.backend.load_events(id, position).await?.is_empty() {
+                self.rebuild_projection(id).await?;
+                repaired += 1;
+            }
+        }
+        Ok(repaired)
+    }
+
     /// Rebuilds every projection from the event streams, e.g. after adding a
     /// projection or repairing one by hand. `progress` is told each promotion
     /// as it is done. Returns how many promotions were rebuilt.
@@ -204,18 +225,24 @@ impl SecKill {
     ) -> Result<usize, SecKillError> {
         let ids = self.backend.promotion_ids().await?;
         for &id in &ids {
-            let events = self.backend.load_events(id, 0).await?;
-            let mut promotion = seckill_domain::Promotion::default();
-            for event in events.iter().cloned() {
-                cqrs_es::Aggregate::apply(&mut promotion, event);
-            }
-            if let Some(summary) = PromotionSummary::of(&promotion, events.len() as u64) {
-                let coupons: Vec<Coupon> = coupons_in(&events).cloned().collect();
-                self.backend.replace_projection(&summary, &coupons).await?;
-            }
+            self.rebuild_projection(id).await?;
             progress(id);
         }
         Ok(ids.len())
+    }
+
+    /// Recomputes one promotion's projections from all its events.
+    async fn rebuild_projection(&self, id: PromotionId) -> Result<(), SecKillError> {
+        let events = self.backend.load_events(id, 0).await?;
+        let mut promotion = seckill_domain::Promotion::default();
+        for event in events.iter().cloned() {
+            cqrs_es::Aggregate::apply(&mut promotion, event);
+        }
+        if let Some(summary) = PromotionSummary::of(&promotion, events.len() as u64) {
+            let coupons: Vec<Coupon> = coupons_in(&events).cloned().collect();
+            self.backend.replace_projection(&summary, &coupons).await?;
+        }
+        Ok(())
     }
 
     /// Whether the store answers, for readiness probes.

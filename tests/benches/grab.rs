@@ -61,10 +61,11 @@ struct Outcome {
 
 impl Outcome {
     fn row(&self, path: &str, workload: &str) -> String {
+        let rss = resident_mb();
         let per_s = |n: u64| n as f64 / self.elapsed.as_secs_f64();
         let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1_000.0;
         format!(
-            "| {path} | {workload} | {:.0} | {:.0} | {} | {:.3} | {:.3} | {:.3} |",
+            "| {path} | {workload} | {:.0} | {:.0} | {} | {:.3} | {:.3} | {:.3} | {rss:.0} |",
             per_s(self.granted),
             per_s(self.rejected),
             self.errors,
@@ -85,6 +86,18 @@ fn terms(coupons: u64) -> PromotionTerms {
         None,
     )
     .expect("valid terms")
+}
+
+/// This process's resident memory in MB, from `/proc/self/status` (0 where
+/// that file does not exist).
+fn resident_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// `c<n>` without `format!`, whose cost would otherwise dominate the
@@ -262,8 +275,8 @@ async fn main() {
             other => eprintln!("unknown or unavailable path {other:?}; skipped"),
         }
     }
-    println!("| path | workload | granted/s | rejected/s | errors | p50 ms | p99 ms | p99.9 ms |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("| path | workload | granted/s | rejected/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MB |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }

@@ -37,6 +37,7 @@ macro_rules! behaviour_suite {
             snapshots_equal_the_replayed_state,
             a_full_queue_answers_overloaded_at_once_and_loses_nothing,
             watchers_see_every_commit,
+            lagging_projections_catch_up_from_the_events,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -739,5 +740,51 @@ pub async fn watchers_see_every_commit(fixture: impl Fixture) {
     assert_eq!(
         update.finish_reason,
         Some(seckill_domain::FinishReason::Cancelled)
+    );
+}
+
+/// A projection behind its stream (written by another tool, or added later)
+/// catches up from the events, and one that is current is left alone.
+pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    let (seckill, _) = service(store.clone());
+    let behind = seckill.create_promotion(terms(10)).await.unwrap();
+    let current = seckill.create_promotion(terms(10)).await.unwrap();
+    let mut stale = None;
+    for c in 0..4 {
+        if c == 1 {
+            stale = store.promotion(behind).await.unwrap();
+        }
+        seckill
+            .grab(behind, customer(format!("c{c}")))
+            .await
+            .unwrap();
+        seckill
+            .grab(current, customer(format!("c{c}")))
+            .await
+            .unwrap();
+    }
+    // Roll `behind`'s projection back to after its first grab, as if the
+    // later events had been written without it.
+    let stale = stale.expect("summary after the first grab");
+    let first: Vec<Coupon> = coupons_in(&store.load_events(behind, 0).await.unwrap())
+        .take(1)
+        .cloned()
+        .collect();
+    store.replace_projection(&stale, &first).await.unwrap();
+    assert_eq!(
+        seckill.coupons_of(&customer("c3")).await.unwrap().len(),
+        1,
+        "only `current`'s coupon is projected"
+    );
+
+    assert_eq!(seckill.catch_up_projections().await.unwrap(), 1);
+    assert_eq!(seckill.coupons_of(&customer("c3")).await.unwrap().len(), 2);
+    assert_eq!(assert_consistent(&store, behind).await.len(), 4);
+    assert_eq!(assert_consistent(&store, current).await.len(), 4);
+    assert_eq!(
+        seckill.catch_up_projections().await.unwrap(),
+        0,
+        "nothing left to repair"
     );
 }
