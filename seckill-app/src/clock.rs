@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 /// Where the application gets "now" from.
 pub trait Clock: Send + Sync + 'static {
@@ -11,13 +11,15 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system's wall clock.
+/// The system's wall clock, to the microsecond.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        // Microseconds, the finest PostgreSQL stores: a coupon read back from
+        // any store is then equal to the one the grab returned.
+        Utc::now().trunc_subsecs(6)
     }
 }
 

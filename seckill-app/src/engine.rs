@@ -378,7 +378,10 @@ impl Writer {
                 {
                     Ok(Some(request)) => request,
                     // Every sender is gone: the engine is shutting down.
-                    Ok(None) => return,
+                    Ok(None) => {
+                        self.save_final_snapshot().await;
+                        return;
+                    }
                     Err(_idle) => {
                         self.retire(None).await;
                         return;
@@ -578,21 +581,26 @@ impl Writer {
                         return;
                     }
                 }
-                // The next writer starts from here instead of replaying.
-                if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence
-                {
-                    let snapshot = Snapshot {
-                        promotion: std::mem::take(&mut self.state),
-                        sequence: self.sequence,
-                    };
-                    save_snapshot(
-                        Arc::clone(&self.shared.backend),
-                        self.promotion_id,
-                        snapshot,
-                    )
-                    .await;
-                }
+                self.save_final_snapshot().await;
             }
+        }
+    }
+
+    /// Saves the writer's state as it stops, so the next writer (or the next
+    /// process) starts from here instead of replaying the stream.
+    async fn save_final_snapshot(&mut self) {
+        if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
+            let snapshot = Snapshot {
+                promotion: std::mem::take(&mut self.state),
+                sequence: self.sequence,
+            };
+            self.snapshot_sequence = self.sequence;
+            save_snapshot(
+                Arc::clone(&self.shared.backend),
+                self.promotion_id,
+                snapshot,
+            )
+            .await;
         }
     }
 

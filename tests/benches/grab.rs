@@ -24,6 +24,7 @@ use seckill_domain::{
     CouponCount, CustomerId, Discount, PromotionError, PromotionId, PromotionTerms,
 };
 use seckill_memory::MemoryStore;
+use seckill_tests::postgres::PgFixture;
 
 // mimalloc, as a production service would: the grab path allocates small
 // objects on one thread and frees them on another, where glibc's malloc is slow.
@@ -39,8 +40,9 @@ struct Args {
     /// Longest time one workload runs, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread, storm.
-    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "storm"].map(String::from).to_vec())]
+    /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread,
+    /// storm, and (PostgreSQL only) cold1m.
+    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// Most grabs one workload attempts.
     #[arg(long, default_value_t = 1_000_000)]
@@ -131,6 +133,40 @@ trait Grabber: Clone + Send + Sync + 'static {
 impl Grabber for SecKill {
     async fn grab(&self, promotion: PromotionId, customer: CustomerId) -> Result<(), SecKillError> {
         SecKill::grab(self, promotion, customer).await.map(drop)
+    }
+}
+
+/// The textbook path: cqrs-es's `CqrsFramework` over postgres-es, which
+/// loads the whole stream, decides, and inserts one row per event for every
+/// command, retrying at once when another caller committed first.
+#[derive(Clone)]
+struct Naive {
+    cqrs: Arc<postgres_es::PostgresCqrs<seckill_domain::Promotion>>,
+    conflicts: Arc<AtomicU64>,
+}
+
+impl Naive {
+    async fn execute(&self, promotion: PromotionId, command: seckill_domain::PromotionCommand) -> Result<(), SecKillError> {
+        loop {
+            match self.cqrs.execute(&promotion.to_string(), command.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(cqrs_es::AggregateError::AggregateConflict) => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(cqrs_es::AggregateError::UserError(error)) => return Err(SecKillError::Rejected(error)),
+                Err(other) => return Err(SecKillError::Storage(seckill_app::StoreError::backend(other.to_string()))),
+            }
+        }
+    }
+}
+
+impl Grabber for Naive {
+    async fn grab(&self, promotion: PromotionId, customer: CustomerId) -> Result<(), SecKillError> {
+        let command = seckill_domain::PromotionCommand::GrabCoupon {
+            customer_id: customer,
+            at: Utc::now(),
+        };
+        self.execute(promotion, command).await
     }
 }
 
@@ -258,6 +294,72 @@ where
     rows
 }
 
+/// The naive path on its own fresh database, one hot promotion.
+async fn naive_workloads(args: &Args, keep: &mut Vec<PgFixture>) -> Vec<String> {
+    let limit = Duration::from_secs_f64(args.seconds);
+    let mut rows = Vec::new();
+    for callers in [1usize, 64, 1_024] {
+        if !args.workloads.iter().any(|w| *w == format!("hot{callers}")) {
+            continue;
+        }
+        let fixture = PgFixture::new().await;
+        let pool = fixture.pg_store().pool().clone();
+        let naive = Naive {
+            cqrs: Arc::new(postgres_es::postgres_cqrs(pool, Vec::new(), ())),
+            conflicts: Arc::new(AtomicU64::new(0)),
+        };
+        let id = PromotionId::from_uuid(uuid::Uuid::new_v4());
+        let create = seckill_domain::PromotionCommand::CreatePromotion {
+            promotion_id: id,
+            terms: terms(1_000_000),
+        };
+        naive.execute(id, create).await.expect("create");
+        let outcome = run(&naive, &[id], callers, args.budget, limit).await;
+        let conflicts = naive.conflicts.load(Ordering::Relaxed) as f64 / outcome.elapsed.as_secs_f64();
+        rows.push(outcome.row(
+            "naive cqrs-es + postgres-es",
+            &format!("1 hot promotion, {callers} callers ({conflicts:.0} conflicts/s)"),
+        ));
+        keep.push(fixture);
+    }
+    rows
+}
+
+/// How long a fresh process takes to serve its first grab of a promotion
+/// that already has `grabs` coupons granted: from a snapshot, and by
+/// replaying every event.
+async fn cold_start(grabs: u64, keep: &mut Vec<PgFixture>) -> Vec<String> {
+    let fixture = PgFixture::new().await;
+    let writer = engine(Arc::new(fixture.open().await));
+    let id = writer.create_promotion(terms(grabs + 1_000)).await.expect("create");
+    let filled = run(&writer, &[id], 1_024, grabs, Duration::from_secs(3_600)).await;
+    assert_eq!(filled.granted, grabs, "every grab of the fill succeeds");
+    writer.shutdown().await; // saves the final snapshot
+    let mut rows = Vec::new();
+    for with_snapshot in [true, false] {
+        if !with_snapshot {
+            sqlx::query("DELETE FROM snapshots")
+                .execute(fixture.pg_store().pool())
+                .await
+                .expect("delete snapshots");
+        }
+        let reader = engine(Arc::new(fixture.open().await));
+        let started = Instant::now();
+        let coupon = reader.grab(id, customer_id(u64::MAX)).await.expect("first grab after start");
+        let took = started.elapsed();
+        assert_eq!(u64::from(coupon.number), grabs + 1);
+        let how = if with_snapshot { "from the snapshot" } else { "replaying every event" };
+        rows.push(format!(
+            "| engine, PostgreSQL | cold start with {grabs} grabs, {how} | first grab after {:.0} ms | | | | | | {:.0} |",
+            took.as_secs_f64() * 1e3,
+            resident_mb()
+        ));
+        reader.shutdown().await;
+    }
+    keep.push(fixture);
+    rows
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -272,7 +374,29 @@ async fn main() {
                     .await,
                 );
             }
-            other => eprintln!("unknown or unavailable path {other:?}; skipped"),
+            "postgres" => {
+                let mut keep = Vec::new();
+                {
+                    let fixtures = std::sync::Mutex::new(&mut keep);
+                    rows.extend(
+                        engine_workloads("engine, PostgreSQL", &args, || async {
+                            let fixture = PgFixture::new().await;
+                            let store: Arc<dyn Backend> = Arc::new(fixture.open().await);
+                            fixtures.lock().expect("unpoisoned").push(fixture);
+                            store
+                        })
+                        .await,
+                    );
+                }
+                if args.workloads.iter().any(|w| w == "cold1m") {
+                    rows.extend(cold_start(1_000_000, &mut keep).await);
+                }
+            }
+            "naive" => {
+                let mut keep = Vec::new();
+                rows.extend(naive_workloads(&args, &mut keep).await);
+            }
+            other => eprintln!("unknown path {other:?}; skipped"),
         }
     }
     println!("| path | workload | granted/s | rejected/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MB |");

@@ -6,9 +6,12 @@
 //!   backend through [`behaviour_suite!`].
 //! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
 //!   chosen commits, for fault-injection tests.
+//! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
+//!   database per test, dropped afterwards.
 
 pub mod faults;
 pub mod fixture;
+pub mod postgres;
 pub mod suite;
 
 pub use faults::FaultyStore;

@@ -490,7 +490,17 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
             conflict_every: 3,
         },
     ));
-    let (seckill, _) = service(faulty.clone());
+    // Small batches, so every kind of fault is hit however fast the backend
+    // commits: a slower store otherwise groups each round into a few appends.
+    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
+    let seckill = SecKill::builder(faulty.clone())
+        .clock(clock)
+        .config(EngineConfig {
+            idle_timeout: StdDuration::from_millis(500),
+            max_batch: 8,
+            ..EngineConfig::default()
+        })
+        .build();
     let id = seckill.create_promotion(terms(500)).await.unwrap();
 
     let mut acknowledged = Vec::new();

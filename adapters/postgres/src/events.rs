@@ -1,0 +1,212 @@
+//! The write side: [`EventStore`] on the postgres-es `events` and `snapshots`
+//! tables.
+
+use async_trait::async_trait;
+use seckill_app::{Commit, EventStore, Snapshot, StoreError};
+use seckill_domain::{Promotion, PromotionEvent, PromotionId};
+
+use crate::error::{is_unique_violation_on, Corrupt};
+use crate::projections::{CouponColumns, SummaryRow};
+use crate::store::PgStore;
+use crate::upcast::{aggregate_type, decode, StoredEvent};
+
+const APPEND: &str = include_str!("../sql/append.sql");
+const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
+const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
+const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
+const PROMOTION_IDS: &str = include_str!("../sql/promotion_ids.sql");
+
+/// A sequence number as the `bigint` column holds it.
+pub(crate) fn to_db(sequence: u64) -> Result<i64, StoreError> {
+    i64::try_from(sequence)
+        .map_err(|_| StoreError::backend(format!("sequence {sequence} does not fit a bigint")))
+}
+
+/// A `bigint` sequence column back; the schema's CHECK keeps it >= 0.
+fn from_db(sequence: i64) -> u64 {
+    u64::try_from(sequence).unwrap_or_default()
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn load_events(
+        &self,
+        promotion_id: PromotionId,
+        after: u64,
+    ) -> Result<Vec<PromotionEvent>, StoreError> {
+        let aggregate_id = promotion_id.to_string();
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(LOAD_EVENTS)
+            .bind(aggregate_type())
+            .bind(&aggregate_id)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| {
+                self.error(format!("loading the events of promotion {promotion_id}"), e)
+            })?;
+        let mut events = Vec::with_capacity(rows.len());
+        // The engine counts events to know its position, so a hole in the
+        // stream must stop it rather than shift every later sequence.
+        for (next, (sequence, event_type, event_version, payload)) in (after + 1..).zip(rows) {
+            let sequence = from_db(sequence);
+            if sequence != next {
+                return Err(StoreError::CorruptEvent {
+                    aggregate_type: aggregate_type().to_owned(),
+                    aggregate_id,
+                    sequence,
+                    reason: format!("the stream has a gap: event #{next} is missing"),
+                });
+            }
+            let stored = StoredEvent {
+                sequence,
+                event_type,
+                event_version,
+                payload,
+            };
+            events.push(decode(&aggregate_id, stored)?);
+        }
+        Ok(events)
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
+        let promotion_id = commit.promotion_id;
+        let conflict = || StoreError::Conflict {
+            promotion_id,
+            expected: commit.expected_sequence,
+        };
+        let expected = to_db(commit.expected_sequence)?;
+        let mut event_types = Vec::with_capacity(commit.events.len());
+        let mut payloads = Vec::with_capacity(commit.events.len());
+        for event in &commit.events {
+            event_types.push(event.type_name());
+            payloads.push(serde_json::to_string(event).map_err(StoreError::backend)?);
+        }
+        let coupons = CouponColumns::of(commit.coupons())?;
+        let summary = SummaryRow::of(&commit.summary)?;
+
+        // One statement is one transaction and one round trip, whatever the
+        // batch size: see sql/append.sql.
+        let query = sqlx::query_scalar::<_, i64>(APPEND)
+            .bind(aggregate_type())
+            .bind(promotion_id.to_string())
+            .bind(expected)
+            .bind(PromotionEvent::VERSION)
+            .bind(&event_types)
+            .bind(&payloads)
+            .bind(promotion_id.as_uuid());
+        let query = summary.bind(coupons.bind(query));
+        match query.fetch_one(&self.pool).await {
+            Ok(last) if last == expected => Ok(()),
+            // The stream is not where the writer thinks (behind or ahead):
+            // the statement wrote nothing.
+            Ok(_) => Err(conflict()),
+            // Another writer committed the same sequence numbers first; the
+            // whole statement was rolled back.
+            Err(e) if is_unique_violation_on(&e, "events") => Err(conflict()),
+            Err(e) => Err(self.error(
+                format!(
+                    "appending {} events to promotion {promotion_id}",
+                    commit.events.len()
+                ),
+                e,
+            )),
+        }
+    }
+
+    async fn load_snapshot(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let aggregate_id = promotion_id.to_string();
+        let row: Option<(i64, String)> = sqlx::query_as(LOAD_SNAPSHOT)
+            .bind(aggregate_type())
+            .bind(&aggregate_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                self.error(
+                    format!("loading the snapshot of promotion {promotion_id}"),
+                    e,
+                )
+            })?;
+        let Some((sequence, payload)) = row else {
+            return Ok(None);
+        };
+        let sequence = from_db(sequence);
+        let corrupt = |reason: String| {
+            StoreError::backend(Corrupt::Snapshot {
+                aggregate_type: aggregate_type().to_owned(),
+                aggregate_id: aggregate_id.clone(),
+                sequence,
+                reason,
+            })
+        };
+        let promotion: Promotion =
+            serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(other) = promotion.id().filter(|id| *id != promotion_id) {
+            return Err(corrupt(format!("it holds promotion {other}")));
+        }
+        Ok(Some(Snapshot {
+            promotion,
+            sequence,
+        }))
+    }
+
+    async fn save_snapshot(
+        &self,
+        promotion_id: PromotionId,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&snapshot.promotion).map_err(StoreError::backend)?;
+        sqlx::query(SAVE_SNAPSHOT)
+            .bind(aggregate_type())
+            .bind(promotion_id.to_string())
+            .bind(to_db(snapshot.sequence)?)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(format!("saving a snapshot of promotion {promotion_id}"), e))?;
+        Ok(())
+    }
+
+    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(PROMOTION_IDS)
+            .bind(aggregate_type())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error("listing the promotions", e))?;
+        let mut ids = rows
+            .into_iter()
+            .map(|aggregate_id| {
+                aggregate_id.parse::<PromotionId>().map_err(|_| {
+                    StoreError::backend(Corrupt::AggregateId {
+                        aggregate_type: aggregate_type().to_owned(),
+                        aggregate_id,
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let answer = tokio::time::timeout(
+            self.ping_timeout,
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await;
+        match answer {
+            Ok(Ok(_)) => Ok(()),
+            // However it failed, the store is not ready to serve.
+            Ok(Err(e)) => Err(StoreError::unavailable(crate::error::Failed::new(
+                "pinging PostgreSQL",
+                e,
+            ))),
+            Err(_) => Err(StoreError::unavailable(format!(
+                "PostgreSQL did not answer SELECT 1 within {:?}",
+                self.ping_timeout
+            ))),
+        }
+    }
+}

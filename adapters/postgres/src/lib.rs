@@ -1,0 +1,50 @@
+//! PostgreSQL storage for SecKill: the event store and the projections in one
+//! database, so a commit writes both atomically.
+//!
+//! Events live in postgres-es's `events` table, byte-compatible with what
+//! cqrs-es's own `PostgresEventRepository` reads and writes. What this crate
+//! adds is the hot path postgres-es lacks: a batch of any size is appended in
+//! **one statement** (one transaction, one round trip), together with the
+//! coupons it grants and the promotion's summary. A stale writer collides on
+//! the events primary key and gets `StoreError::Conflict`, with nothing
+//! written. See `docs/schema.md` for the tables and `docs/adr/0003` for why
+//! projections share the event transaction.
+//!
+//! ```no_run
+//! use seckill_app::SecKill;
+//! use seckill_postgres::{PgOptions, PgStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::connect_with(
+//!     "postgres://postgres@127.0.0.1:5432/seckill",
+//!     PgOptions { max_connections: 5, ..PgOptions::default() },
+//! )
+//! .await?; // connects and migrates
+//! let seckill = SecKill::new(store);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! * `store`       – [`PgStore`]: the pool, connecting, migrating ([`MIGRATOR`]).
+//! * `options`     – [`PgOptions`]: pool size and timeouts.
+//! * `events`      – the `EventStore` port: batched appends with optimistic
+//!   concurrency, loading, snapshots.
+//! * `projections` – the `ProjectionStore` port: coupons by customer and
+//!   promotion summaries, and their column encoding.
+//! * `upcast`      – reading stored events back: upcasters from old event
+//!   versions, and `CorruptEvent` for every row that cannot be read.
+//! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
+//! * `../sql`, `../migrations` – every statement, as SQL files.
+
+mod error;
+mod events;
+mod options;
+mod projections;
+mod store;
+mod upcast;
+
+pub use error::ConnectError;
+pub use options::PgOptions;
+pub use store::{PgStore, MIGRATOR};
+pub use upcast::{upcasters, DiscountPercentUpcaster};

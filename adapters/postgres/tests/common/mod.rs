@@ -1,0 +1,118 @@
+//! Shared pieces of the adapter tests: real domain events, and commits built
+//! the way the grab engine builds them.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::Aggregate;
+use seckill_app::{Commit, EventStore, PromotionSummary};
+use seckill_domain::{
+    Coupon, CouponCount, CustomerId, Discount, Promotion, PromotionEvent, PromotionId,
+    PromotionTerms,
+};
+use seckill_postgres::PgStore;
+
+/// When the test promotions open.
+pub fn opens() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap()
+}
+
+/// A new promotion id.
+pub fn new_id() -> PromotionId {
+    PromotionId::from_uuid(uuid::Uuid::new_v4())
+}
+
+/// `PromotionCreated` for `coupons` coupons at 0.8.
+pub fn created(id: PromotionId, coupons: u64) -> PromotionEvent {
+    PromotionEvent::PromotionCreated {
+        promotion_id: id,
+        terms: PromotionTerms::new(
+            CouponCount::new(coupons).unwrap(),
+            Discount::new(0.8).unwrap(),
+            opens(),
+            opens() + Duration::hours(1),
+            None,
+        )
+        .unwrap(),
+    }
+}
+
+/// The next grab of `promotion` by `customer`, decided by the aggregate.
+pub fn grab(promotion: &Promotion, customer: &str) -> Vec<PromotionEvent> {
+    let customer = CustomerId::parse(customer).unwrap();
+    let coupon: Coupon = promotion
+        .decide_grab(&customer, opens() + Duration::seconds(1))
+        .unwrap();
+    let remaining = promotion.remaining() - 1;
+    vec![PromotionEvent::CouponGrabbed { coupon, remaining }]
+}
+
+/// One promotion as the engine tracks it: its state and its position.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub id: PromotionId,
+    pub state: Promotion,
+    pub sequence: u64,
+}
+
+impl Writer {
+    /// A writer of a promotion not created yet.
+    pub fn new(id: PromotionId) -> Self {
+        Self {
+            id,
+            state: Promotion::default(),
+            sequence: 0,
+        }
+    }
+
+    /// Creates a new promotion of `coupons` coupons in `store`.
+    pub async fn create(store: &PgStore, coupons: u64) -> Self {
+        let mut writer = Self::new(new_id());
+        writer
+            .append(store, vec![created(writer.id, coupons)])
+            .await;
+        writer
+    }
+
+    /// Appends `events`, which must succeed.
+    pub async fn append(&mut self, store: &PgStore, events: Vec<PromotionEvent>) {
+        let commit = self.commit(events);
+        store.append(&commit).await.unwrap();
+    }
+
+    /// Appends `n` grabs by customers `{prefix}{i}`, which must succeed.
+    pub async fn append_grabs(&mut self, store: &PgStore, prefix: &str, n: usize) {
+        let events = self.grabs(prefix, n);
+        self.append(store, events).await;
+    }
+
+    /// The commit of `events` on top of this writer's state, which it then
+    /// takes on, as if the append succeeded.
+    pub fn commit(&mut self, events: Vec<PromotionEvent>) -> Commit {
+        let id = self.id;
+        let expected = self.sequence;
+        for event in events.iter().cloned() {
+            self.state.apply(event);
+        }
+        self.sequence += events.len() as u64;
+        Commit {
+            promotion_id: id,
+            expected_sequence: expected,
+            summary: PromotionSummary::of(&self.state, self.sequence).unwrap(),
+            events,
+        }
+    }
+
+    /// `n` grabs by customers named `{prefix}{i}`, decided one after another.
+    pub fn grabs(&self, prefix: &str, n: usize) -> Vec<PromotionEvent> {
+        let mut state = self.state.clone();
+        let mut events = Vec::with_capacity(n);
+        for i in 0..n {
+            for event in grab(&state, &format!("{prefix}{i}")) {
+                state.apply(event.clone());
+                events.push(event);
+            }
+        }
+        events
+    }
+}

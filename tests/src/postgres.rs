@@ -1,0 +1,229 @@
+//! PostgreSQL for the tests: [`PgFixture`] gives each test its own fresh
+//! database on the server at `DATABASE_URL` (defaulted in
+//! `.cargo/config.toml`), and drops it again when the fixture goes.
+//!
+//! Tests never skip silently: with no server, the fixture panics and says how
+//! to start one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use seckill_app::Backend;
+use seckill_postgres::{PgOptions, PgStore};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::fixture::Fixture;
+
+/// The server when `DATABASE_URL` is not set.
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Every test database's name starts with this.
+const PREFIX: &str = "seckill_test_";
+
+/// Test databases older than this are left-overs of killed runs.
+const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Set to keep each test's database for a post-mortem.
+const KEEP_VAR: &str = "SECKILL_KEEP_TEST_DB";
+
+/// One test's own PostgreSQL database, dropped when the fixture is.
+#[derive(Debug)]
+pub struct PgFixture {
+    server_url: String,
+    database: String,
+    url: String,
+    store: Arc<PgStore>,
+}
+
+impl PgFixture {
+    /// Creates a fresh, migrated database and a store on it.
+    ///
+    /// # Panics
+    /// If the server does not answer: the message says which URL was tried
+    /// and how to start the server.
+    pub async fn new() -> Self {
+        let server_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
+        let mut admin = admin_connection(&server_url).await;
+        remove_stale_databases(&mut admin).await;
+        // UUID v7: unique, and its timestamp tells the stale sweep the age.
+        let database = format!("{PREFIX}{}", Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {database}: {e}"));
+        let _ = admin.close().await;
+        let url = with_database(&server_url, &database);
+        let store = Arc::new(open(&url).await);
+        Self {
+            server_url,
+            database,
+            url,
+            store,
+        }
+    }
+
+    /// The URL of this fixture's database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The fixture's store, as its concrete type.
+    pub fn pg_store(&self) -> &PgStore {
+        &self.store
+    }
+
+    /// A new store with its own pool on this fixture's database.
+    pub async fn open(&self) -> PgStore {
+        open(&self.url).await
+    }
+}
+
+#[async_trait]
+impl Fixture for PgFixture {
+    async fn store(&self) -> Arc<dyn Backend> {
+        self.store.clone()
+    }
+
+    async fn reopen(&self) -> Arc<dyn Backend> {
+        Arc::new(self.open().await)
+    }
+}
+
+impl Drop for PgFixture {
+    fn drop(&mut self) {
+        if std::env::var_os(KEEP_VAR).is_some() {
+            eprintln!("kept test database {} ({KEEP_VAR} is set)", self.database);
+            return;
+        }
+        let server_url = self.server_url.clone();
+        let database = self.database.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on;
+        // a thread with its own runtime can, and joining it means the
+        // database is gone before the test process exits.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                drop_database(&mut admin, &database).await
+            })
+        });
+        match cleanup.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: test database {} not dropped: {e}", self.database),
+            Err(_) => eprintln!("warning: dropping test database {} panicked", self.database),
+        }
+    }
+}
+
+/// Small pools: the suite runs its tests in parallel against one server.
+fn options() -> PgOptions {
+    PgOptions {
+        max_connections: 5,
+        application_name: "seckill-tests".to_owned(),
+        ..PgOptions::default()
+    }
+}
+
+async fn open(url: &str) -> PgStore {
+    PgStore::connect_with(url, options())
+        .await
+        .unwrap_or_else(|e| panic!("opening a PgStore on the test database: {e}"))
+}
+
+async fn admin_connection(server_url: &str) -> PgConnection {
+    match PgConnection::connect(server_url).await {
+        Ok(connection) => connection,
+        Err(e) => panic!(
+            "\n\nThe PostgreSQL tests need a server, and none answered at\n    {server_url}\n\
+             error: {e}\n\n\
+             Start the local one with\n    pg_ctlcluster --skip-systemctl-redirect 15 main start\n\
+             or point DATABASE_URL at a server where this user may CREATE DATABASE.\n"
+        ),
+    }
+}
+
+/// `server_url` with its database replaced by `database`.
+fn with_database(server_url: &str, database: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{host_part}/{database}?{query}"),
+        None => format!("{host_part}/{database}"),
+    }
+}
+
+async fn drop_database(admin: &mut PgConnection, database: &str) -> Result<(), String> {
+    // FORCE: writer tasks of the test may still hold pooled connections.
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(admin)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Drops test databases that killed runs left behind; once per process.
+async fn remove_stale_databases(admin: &mut PgConnection) {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> = match sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'seckill\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!("warning: cannot list stale test databases: {e}");
+            return;
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for name in names {
+        let created = name
+            .strip_prefix(PREFIX)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| Duration::from_secs(ts.to_unix().0));
+        let stale = created.is_some_and(|at| now.saturating_sub(at) > STALE_AFTER);
+        if stale {
+            if let Err(e) = drop_database(admin, &name).await {
+                eprintln!("warning: cannot drop stale test database {name}: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_is_swapped_and_everything_else_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+        assert_eq!(with_database("postgres://h/", "t1"), "postgres://h/t1");
+    }
+}
