@@ -4,11 +4,14 @@
 //! * `fixture` – [`Fixture`]: how the suite gets a fresh store, and reopens it.
 //! * `suite`   – the behaviour suite, written once and run against every
 //!   backend through [`behaviour_suite!`].
+//! * `http`    – the HTTP end-to-end suite: the real server on a loopback
+//!   port, driven with reqwest, run per backend through [`http_suite!`].
 //! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
 //!   chosen commits, for fault-injection tests.
 
 pub mod faults;
 pub mod fixture;
+pub mod http;
 pub mod suite;
 
 pub use faults::FaultyStore;
