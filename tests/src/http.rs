@@ -37,6 +37,7 @@ macro_rules! http_suite {
             metrics_count_grabs_by_outcome,
             probes_openapi_and_pages_answer,
             graceful_shutdown_answers_queued_grabs,
+            the_load_generator_verifies_a_small_flash_sale,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -902,4 +903,25 @@ pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
         matches!(late, Err(seckill_app::SecKillError::ShuttingDown)),
         "{late:?}"
     );
+}
+
+/// The load generator races 300 customers for 40 coupons and finds every
+/// promise kept; a second run on the same, now sold-out, promotion finds
+/// zero winners expected and zero won.
+pub async fn the_load_generator_verifies_a_small_flash_sale(fixture: impl Fixture) {
+    use seckill_examples::loadgen::{self, LoadConfig};
+
+    let server = TestServer::start(&fixture).await;
+    let mut config = LoadConfig::new(server.base.clone(), 300, 40);
+    config.concurrency = 16;
+    let report = loadgen::run(&config).await.expect("load generator runs");
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!((report.won, report.sold_out), (40, 260), "{report}");
+    assert_eq!(report.latency.len(), 300);
+
+    let mut again = LoadConfig::new(server.base.clone(), 20, 0);
+    again.promotion = Some(report.promotion_id);
+    let report = loadgen::run(&again).await.expect("second run");
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!((report.won, report.sold_out), (0, 20), "{report}");
 }
