@@ -26,7 +26,9 @@ pub enum GrabOutcome {
     Ended,
     /// No such promotion.
     UnknownPromotion,
-    /// The request did not parse or broke a value rule.
+    /// The ids in the body did not parse or broke their rules. Bodies that
+    /// are not even JSON of the right shape never reach the handler and are
+    /// not counted here.
     Invalid,
     /// The promotion's queue was full.
     Overloaded,

@@ -146,3 +146,29 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use seckill_memory::MemoryStore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_router_answers_without_a_socket() {
+        let app = app(AppState::new(SecKill::new(MemoryStore::new())));
+        let health = Request::get("/healthz").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(health).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let broken = Request::post("/command/coupons/")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{"))
+            .unwrap();
+        let response = app.oneshot(broken).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}

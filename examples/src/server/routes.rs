@@ -35,7 +35,7 @@ async fn view(state: &AppState, promotion_id: PromotionId) -> Result<PromotionDt
         .map_err(|error| Problem::from_error(promotion_id, error))
 }
 
-/// `POST /admin/promotions/`
+/// Creates a promotion.
 #[utoipa::path(
     post,
     path = "/admin/promotions/",
@@ -73,7 +73,7 @@ pub(super) async fn create_promotion(
         .into_response())
 }
 
-/// `PUT /admin/promotions/{promotionId}`
+/// Replaces the terms of a promotion that has not opened yet.
 #[utoipa::path(
     put,
     path = "/admin/promotions/{promotionId}",
@@ -106,7 +106,7 @@ pub(super) async fn update_promotion(
     view(&state, promotion_id).await.map(Json)
 }
 
-/// `POST /admin/promotions/{promotionId}/cancel`
+/// Closes a promotion early.
 #[utoipa::path(
     post,
     path = "/admin/promotions/{promotionId}/cancel",
@@ -134,7 +134,7 @@ pub(super) async fn cancel_promotion(
     view(&state, promotion_id).await.map(Json)
 }
 
-/// `POST /command/coupons/`
+/// Grabs a coupon for a customer; answers once the coupon is durable.
 #[utoipa::path(
     post,
     path = "/command/coupons/",
@@ -171,7 +171,7 @@ pub(super) async fn grab(
     Ok((StatusCode::CREATED, Json(CouponDto::from(coupon))).into_response())
 }
 
-/// `GET /query/coupons/{customerId}`
+/// Lists the coupons a customer holds.
 #[utoipa::path(
     get,
     path = "/query/coupons/{customerId}",
@@ -196,7 +196,7 @@ pub(super) async fn coupons_of(
     Ok(Json(coupons.into_iter().map(CouponDto::from).collect()))
 }
 
-/// `GET /query/promotions`
+/// Lists the promotions that are open or will open.
 #[utoipa::path(
     get,
     path = "/query/promotions",
@@ -219,7 +219,7 @@ pub(super) async fn active_promotions(
     ))
 }
 
-/// `GET /query/promotions/{promotionId}`
+/// Reads one promotion: remaining coupons, status and times.
 #[utoipa::path(
     get,
     path = "/query/promotions/{promotionId}",
@@ -250,7 +250,7 @@ fn query_problem(error: seckill_app::SecKillError) -> Problem {
     .retry_after_secs(1)
 }
 
-/// `GET /metrics`
+/// Prometheus metrics.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -267,7 +267,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     )
 }
 
-/// `GET /healthz`
+/// Liveness: answers while the process serves HTTP.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -278,7 +278,7 @@ pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`
+/// Readiness: the store answers and the server is not shutting down.
 #[utoipa::path(
     get,
     path = "/readyz",

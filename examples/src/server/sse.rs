@@ -26,7 +26,7 @@ use super::AppState;
 /// The shortest time between two frames of one feed.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// `GET /query/promotions/{promotionId}/events`
+/// Follows one promotion live, as Server-Sent Events.
 #[utoipa::path(
     get,
     path = "/query/promotions/{promotionId}/events",
