@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
-use seckill_app::{Backend, SecKill};
+use seckill_app::{Backend, EngineConfig, SecKill};
 use seckill_examples::server::{self, CouponDto, PromotionDto, StatusDto, PROBLEM_JSON};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -38,6 +38,7 @@ macro_rules! http_suite {
             probes_openapi_and_pages_answer,
             graceful_shutdown_answers_queued_grabs,
             the_load_generator_verifies_a_small_flash_sale,
+            unavailable_answers_are_503_with_retry_after_never_500,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -71,7 +72,11 @@ impl TestServer {
 
     /// Starts a server over `store`.
     pub async fn over(store: Arc<dyn Backend>) -> Self {
-        let seckill = SecKill::builder(store).build();
+        Self::serving(SecKill::builder(store).build()).await
+    }
+
+    /// Starts a server for `seckill`.
+    pub async fn serving(seckill: SecKill) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on loopback");
@@ -924,4 +929,68 @@ pub async fn the_load_generator_verifies_a_small_flash_sale(fixture: impl Fixtur
     let report = loadgen::run(&again).await.expect("second run");
     assert!(report.violations.is_empty(), "{report}");
     assert_eq!((report.won, report.sold_out), (0, 20), "{report}");
+}
+
+/// A failing store and a full queue are 503s with `Retry-After`, each with
+/// its own problem type; neither is ever a 500.
+pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    // Every append after the promotion's creation fails.
+    let failing = Arc::new(FaultyStore::new(
+        store,
+        FaultPlan {
+            fail_every: 1,
+            ..FaultPlan::default()
+        },
+    ));
+    let seckill = SecKill::builder(failing.clone())
+        .config(EngineConfig {
+            queue_capacity: 1,
+            ..EngineConfig::default()
+        })
+        .build();
+    let server = TestServer::serving(seckill).await;
+    let open = server.create_open(10).await;
+
+    let response = server.grab(&open, "alice").await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage-unavailable",
+    )
+    .await;
+    assert!(
+        !body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("injected"),
+        "the store's own message stays in the log: {body}"
+    );
+
+    // A stalled store holds one grab in the writer and one in the queue of
+    // one; the rest are turned away at once.
+    failing.pause();
+    let server_ref = &server;
+    let open_ref = &open;
+    let grabs = futures::future::join_all(
+        (0..20).map(|i| async move { server_ref.grab(open_ref, &format!("customer-{i}")).await }),
+    );
+    let resume = async {
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        failing.resume();
+    };
+    let (responses, ()) = tokio::join!(grabs, resume);
+    let mut overloaded = 0;
+    for response in responses {
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], 503, "{body}");
+        match body["type"].as_str() {
+            Some("/problems/overloaded") => overloaded += 1,
+            Some("/problems/storage-unavailable") => {}
+            other => panic!("unexpected problem {other:?}"),
+        }
+    }
+    assert!(overloaded >= 10, "only {overloaded} of 20 were turned away");
 }
