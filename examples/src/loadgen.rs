@@ -487,3 +487,70 @@ async fn check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+
+    use super::*;
+    use crate::server::StatusDto;
+
+    /// A server that says yes to everyone: every grab "wins" coupon #1, and
+    /// nothing is ever stored.
+    async fn lying_server() -> String {
+        let id = Uuid::nil();
+        let promotion = move || PromotionDto {
+            promotion_id: id,
+            id,
+            name: None,
+            number_of_coupons: 3,
+            remaining: 3,
+            granted: 0,
+            discount: 0.5,
+            publish_time: Utc::now(),
+            finish_time: Utc::now(),
+            status: StatusDto::Active,
+            finished_at: None,
+        };
+        let coupon = move || CouponDto {
+            promotion_id: id,
+            number: 1,
+            customer_id: "anyone".into(),
+            discount: 0.5,
+            grabbed_at: Utc::now(),
+        };
+        let app = Router::new()
+            .route(
+                "/admin/promotions/",
+                post(move || async move { (StatusCode::CREATED, Json(promotion())) }),
+            )
+            .route(
+                "/query/promotions/{id}",
+                get(move || async move { Json(promotion()) }),
+            )
+            .route(
+                "/command/coupons/",
+                post(move || async move { (StatusCode::CREATED, Json(coupon())) }),
+            )
+            .route(
+                "/query/coupons/{customer}",
+                get(|| async { Json(Vec::<CouponDto>::new()) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_server_that_oversells_is_caught() {
+        let config = LoadConfig::new(lying_server().await, 10, 3);
+        let report = run(&config).await.expect("the race runs");
+        let found = report.violations.join("\n");
+        assert!(found.contains("10 grabs won, expected"), "{found}");
+        assert!(found.contains("same coupon number"), "{found}");
+        assert!(found.contains("remaining"), "{found}");
+        assert!(found.contains("was told Some(1) but holds []"), "{found}");
+    }
+}

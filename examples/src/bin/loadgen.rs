@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// Race N customers for M coupons over HTTP and verify the outcome.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The server's base URL.
     #[arg(long, env = "SECKILL_URL", default_value = "http://127.0.0.1:3000")]

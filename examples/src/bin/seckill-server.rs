@@ -22,7 +22,7 @@ use tracing_subscriber::EnvFilter;
 /// SecKill flash-sale web server: the original's HTTP API, a live page at `/`,
 /// API docs at `/docs`, metrics at `/metrics`.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "SECKILL_BIND", default_value = "127.0.0.1:3000")]
