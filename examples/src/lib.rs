@@ -1,6 +1,17 @@
-//! Runnable examples of SecKill. The binaries live in `src/bin/`:
+//! Runnable examples of SecKill: the web server, its load generator, and an
+//! in-process flash sale.
 //!
 //! # Layout
-//! * `flash-sale` – a whole flash sale in one process on the in-memory
-//!   backend: N customers race for M coupons, and it prints who won and how
-//!   long it took.
+//! * [`server`]  – the axum web server as a library: [`server::app`] builds
+//!   the router, [`server::serve`] runs it with graceful shutdown.
+//! * [`loadgen`] – the load generator's logic: N customers race for M
+//!   coupons over HTTP, then it checks what the query API says.
+//!
+//! Binaries in `src/bin/`:
+//! * `seckill-server` – the web server (`--help` lists every flag).
+//! * `loadgen`        – the load generator against a running server.
+//! * `http-baseline`  – a bare axum hello-world, the yardstick in `docs/benchmarks.md`.
+//! * `flash-sale`     – a whole flash sale in one process, no HTTP.
+
+pub mod loadgen;
+pub mod server;

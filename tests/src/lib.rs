@@ -4,6 +4,8 @@
 //! * `fixture` – [`Fixture`]: how the suite gets a fresh store, and reopens it.
 //! * `suite`   – the behaviour suite, written once and run against every
 //!   backend through [`behaviour_suite!`].
+//! * `http`    – the HTTP end-to-end suite: the real server on a loopback
+//!   port, driven with reqwest, run per backend through [`http_suite!`].
 //! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
 //!   chosen commits, for fault-injection tests.
 //! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
@@ -11,6 +13,7 @@
 
 pub mod faults;
 pub mod fixture;
+pub mod http;
 pub mod postgres;
 pub mod suite;
 

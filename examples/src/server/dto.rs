@@ -1,0 +1,188 @@
+//! The JSON bodies of the HTTP API: camelCase, as in the Java original.
+//!
+//! Requests are read into plain types first (numbers, strings, times) and
+//! then parsed into the domain's value types, so "does not parse" (400) and
+//! "breaks a rule" (422) stay two different answers.
+
+use chrono::{DateTime, Duration, Utc};
+use seckill_app::PromotionView;
+use seckill_domain::{
+    Coupon, CouponCount, CustomerId, Discount, PromotionId, PromotionName, PromotionStatus,
+    PromotionTerms, ValueError,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// How long a promotion runs when the request names no finish time.
+pub const DEFAULT_RUN: Duration = Duration::days(1);
+
+/// The body of `POST /admin/promotions/` and `PUT /admin/promotions/{id}`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromotionRequest {
+    /// Coupons offered: 1 to 10,000,000.
+    #[schema(example = 100)]
+    pub number_of_coupons: u64,
+    /// The fraction of the price a holder pays, in (0, 1]: 0.8 means "pay 80 %".
+    #[schema(example = 0.8)]
+    pub discount: f64,
+    /// When grabbing opens (RFC 3339).
+    pub publish_time: DateTime<Utc>,
+    /// When grabbing closes (RFC 3339, exclusive). Default: `publishTime` + 1 day.
+    #[serde(default)]
+    pub finish_time: Option<DateTime<Utc>>,
+    /// A display name, 1 to 200 characters.
+    #[serde(default)]
+    #[schema(example = "Singles' Day")]
+    pub name: Option<String>,
+}
+
+impl PromotionRequest {
+    /// Parses the request into the domain's terms.
+    pub fn into_terms(self) -> Result<PromotionTerms, ValueError> {
+        PromotionTerms::new(
+            CouponCount::new(self.number_of_coupons)?,
+            Discount::new(self.discount)?,
+            self.publish_time,
+            self.finish_time.unwrap_or(self.publish_time + DEFAULT_RUN),
+            self.name.map(PromotionName::parse).transpose()?,
+        )
+    }
+}
+
+/// The body of `POST /command/coupons/`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrabRequest {
+    /// The promotion to grab from (a UUID).
+    #[schema(example = "67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    pub promotion_id: String,
+    /// Who grabs: 1 to 64 bytes, no control characters, no surrounding spaces.
+    #[schema(example = "alice")]
+    pub customer_id: String,
+}
+
+impl GrabRequest {
+    /// Parses the request. A promotion id that is not a UUID does not parse
+    /// (400); a customer id that breaks its rule is invalid (422).
+    pub fn parse(self) -> Result<(PromotionId, CustomerId), ValueError> {
+        Ok((
+            self.promotion_id.parse()?,
+            CustomerId::parse(self.customer_id)?,
+        ))
+    }
+}
+
+/// A coupon a customer holds.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponDto {
+    /// The promotion that granted it.
+    pub promotion_id: Uuid,
+    /// Its place in grab order, from 1.
+    #[schema(example = 1)]
+    pub number: u32,
+    /// Who holds it.
+    #[schema(example = "alice")]
+    pub customer_id: String,
+    /// The discount it carries.
+    #[schema(example = 0.8)]
+    pub discount: f64,
+    /// When the grab was requested.
+    pub grabbed_at: DateTime<Utc>,
+}
+
+impl From<Coupon> for CouponDto {
+    fn from(coupon: Coupon) -> Self {
+        Self {
+            promotion_id: *coupon.promotion_id.as_uuid(),
+            number: coupon.number,
+            customer_id: coupon.customer_id.into(),
+            discount: coupon.discount.get(),
+            grabbed_at: coupon.grabbed_at,
+        }
+    }
+}
+
+/// Where a promotion stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusDto {
+    /// Created; grabbing opens at `publishTime`.
+    Upcoming,
+    /// Open for grabs.
+    Active,
+    /// Every coupon was granted.
+    SoldOut,
+    /// The finish time passed.
+    Expired,
+    /// Closed early by an admin.
+    Cancelled,
+}
+
+impl From<PromotionStatus> for StatusDto {
+    fn from(status: PromotionStatus) -> Self {
+        match status {
+            PromotionStatus::Upcoming => Self::Upcoming,
+            PromotionStatus::Active => Self::Active,
+            PromotionStatus::SoldOut => Self::SoldOut,
+            PromotionStatus::Expired => Self::Expired,
+            PromotionStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// One promotion as the query side sees it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionDto {
+    /// Its id.
+    pub promotion_id: Uuid,
+    /// The same id again, for clients of the Java original, which read `id`.
+    pub id: Uuid,
+    /// Its display name, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// Coupons offered.
+    #[schema(example = 100)]
+    pub number_of_coupons: u32,
+    /// Coupons left.
+    #[schema(example = 58)]
+    pub remaining: u32,
+    /// Coupons granted so far.
+    #[schema(example = 42)]
+    pub granted: u32,
+    /// The discount each coupon carries.
+    #[schema(example = 0.8)]
+    pub discount: f64,
+    /// When grabbing opens.
+    pub publish_time: DateTime<Utc>,
+    /// When grabbing closes.
+    pub finish_time: DateTime<Utc>,
+    /// Where it stands at the time of the answer.
+    pub status: StatusDto,
+    /// When it finished (sold out, expired or cancelled), once recorded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<PromotionView> for PromotionDto {
+    fn from(view: PromotionView) -> Self {
+        let summary = view.summary;
+        let id = *summary.promotion_id.as_uuid();
+        Self {
+            promotion_id: id,
+            id,
+            granted: summary.granted(),
+            name: summary.name,
+            number_of_coupons: summary.number_of_coupons,
+            remaining: summary.remaining,
+            discount: summary.discount,
+            publish_time: summary.publish_time,
+            finish_time: summary.finish_time,
+            status: view.status.into(),
+            finished_at: summary.finished_at,
+        }
+    }
+}

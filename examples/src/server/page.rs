@@ -1,0 +1,37 @@
+//! The embedded HTML pages, compiled into the binary so the server needs no
+//! files and no front-end build: the live page at `/` and the API browser at
+//! `/docs`, which renders `/openapi.json` in the browser without fetching
+//! anything from the internet.
+
+use std::any::Any;
+
+use axum::http::Response;
+use axum::response::{Html, IntoResponse};
+
+use super::problem::{Problem, ProblemType};
+
+/// `GET /`: active promotions with live counters, and forms to create and grab.
+pub(super) async fn live() -> Html<&'static str> {
+    Html(include_str!("../../static/live.html"))
+}
+
+/// `GET /docs`: every endpoint of `/openapi.json`, readable.
+pub(super) async fn docs() -> Html<&'static str> {
+    Html(include_str!("../../static/docs.html"))
+}
+
+/// A handler panicked: answer in the API's error format, log the bug, and keep
+/// the message (it may hold internals) out of the response.
+pub(super) fn panic_problem(panic: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "handler panicked");
+    Problem::new(
+        ProblemType::Internal,
+        "the server hit a bug; it has been logged",
+    )
+    .into_response()
+}

@@ -1,0 +1,317 @@
+//! The handlers: one per endpoint of the original's API (admin, command,
+//! query), plus the operational ones (metrics, health, OpenAPI).
+//!
+//! Each handler parses its input into domain values, calls [`SecKill`]
+//! once, and maps the answer to a DTO or a [`Problem`].
+//!
+//! [`SecKill`]: seckill_app::SecKill
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use seckill_domain::{CustomerId, PromotionId};
+
+use super::dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest};
+use super::extract::{ApiJson, ApiPath};
+use super::metrics::GrabOutcome;
+use super::problem::{Problem, ProblemDetails, ProblemType};
+use super::AppState;
+
+/// A promotion id from a path: one that is not a UUID does not parse (400).
+pub(super) fn parse_promotion_id(raw: &str) -> Result<PromotionId, Problem> {
+    raw.parse().map_err(Problem::from)
+}
+
+/// A promotion's view, or the problem reading it.
+async fn view(state: &AppState, promotion_id: PromotionId) -> Result<PromotionDto, Problem> {
+    state
+        .seckill
+        .promotion(promotion_id)
+        .await
+        .map(PromotionDto::from)
+        .map_err(|error| Problem::from_error(promotion_id, error))
+}
+
+/// Creates a promotion.
+#[utoipa::path(
+    post,
+    path = "/admin/promotions/",
+    tag = "admin",
+    request_body = PromotionRequest,
+    responses(
+        (status = 201, description = "Created; `Location` points at the promotion", body = PromotionDto),
+        (status = 400, description = "Malformed JSON, unknown field, or a time that is not RFC 3339", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body not declared as application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A value breaks its rule", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down or the store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn create_promotion(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<PromotionRequest>,
+) -> Result<Response, Problem> {
+    let terms = request.into_terms()?;
+    let promotion_id = PromotionId::from_uuid(uuid::Uuid::new_v4());
+    state
+        .seckill
+        .create_promotion_with_id(promotion_id, terms)
+        .await
+        .map_err(|error| Problem::from_error(promotion_id, error))?;
+    let promotion = view(&state, promotion_id).await?;
+    tracing::info!(promotion = %promotion_id, coupons = promotion.number_of_coupons, "promotion created");
+    let location = HeaderValue::from_str(&format!("/query/promotions/{promotion_id}"))
+        .map_err(|error| Problem::new(ProblemType::Internal, error.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(promotion),
+    )
+        .into_response())
+}
+
+/// Replaces the terms of a promotion that has not opened yet.
+#[utoipa::path(
+    put,
+    path = "/admin/promotions/{promotionId}",
+    tag = "admin",
+    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    request_body = PromotionRequest,
+    responses(
+        (status = 200, description = "Updated", body = PromotionDto),
+        (status = 400, description = "Malformed JSON or id", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such promotion", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The promotion already started (`already-started`) or finished (`already-finished`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body not declared as application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A value breaks its rule", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, shutting down or the store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn update_promotion(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(request): ApiJson<PromotionRequest>,
+) -> Result<Json<PromotionDto>, Problem> {
+    let promotion_id = parse_promotion_id(&raw)?;
+    let terms = request.into_terms()?;
+    state
+        .seckill
+        .update_promotion(promotion_id, terms)
+        .await
+        .map_err(|error| Problem::from_error(promotion_id, error))?;
+    tracing::info!(promotion = %promotion_id, "promotion updated");
+    view(&state, promotion_id).await.map(Json)
+}
+
+/// Closes a promotion early.
+#[utoipa::path(
+    post,
+    path = "/admin/promotions/{promotionId}/cancel",
+    tag = "admin",
+    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    responses(
+        (status = 200, description = "Cancelled; grabs now answer `ended`", body = PromotionDto),
+        (status = 400, description = "The id is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such promotion", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, shutting down or the store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn cancel_promotion(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<PromotionDto>, Problem> {
+    let promotion_id = parse_promotion_id(&raw)?;
+    state
+        .seckill
+        .cancel_promotion(promotion_id)
+        .await
+        .map_err(|error| Problem::from_error(promotion_id, error))?;
+    tracing::info!(promotion = %promotion_id, "promotion cancelled");
+    view(&state, promotion_id).await.map(Json)
+}
+
+/// Grabs a coupon for a customer; answers once the coupon is durable.
+#[utoipa::path(
+    post,
+    path = "/command/coupons/",
+    tag = "command",
+    request_body = GrabRequest,
+    responses(
+        (status = 201, description = "Won: the coupon, durable before this answer", body = CouponDto),
+        (status = 400, description = "Malformed JSON, unknown field, or a promotion id that is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "`ended`: the finish time passed or the promotion was cancelled", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such promotion", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "`already-grabbed`: the customer holds a coupon, which is in the `coupon` member", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 410, description = "`sold-out`: every coupon is taken", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body not declared as application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "The customer id breaks its rule", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 425, description = "`not-started`: grabbing opens at `publishTime` (also in `Retry-After`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded`, `shutting-down` or `storage-unavailable`, with `Retry-After`", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn grab(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<GrabRequest>,
+) -> Result<Response, Problem> {
+    let (promotion_id, customer_id) = request.parse().inspect_err(|_| {
+        state.metrics.record_invalid_grab();
+    })?;
+    let started = Instant::now();
+    let result = state.seckill.grab(promotion_id, customer_id).await;
+    let outcome = match &result {
+        Ok(_) => GrabOutcome::Won,
+        Err(error) => GrabOutcome::of_error(error),
+    };
+    state.metrics.record_grab(outcome, started.elapsed());
+    let coupon = result.map_err(|error| Problem::from_error(promotion_id, error))?;
+    Ok((StatusCode::CREATED, Json(CouponDto::from(coupon))).into_response())
+}
+
+/// Lists the coupons a customer holds.
+#[utoipa::path(
+    get,
+    path = "/query/coupons/{customerId}",
+    tag = "query",
+    params(("customerId" = String, Path, description = "The customer's id")),
+    responses(
+        (status = 200, description = "The customer's coupons, oldest first; `[]` for a stranger", body = Vec<CouponDto>),
+        (status = 422, description = "The customer id breaks its rule", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn coupons_of(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Vec<CouponDto>>, Problem> {
+    let customer_id = CustomerId::parse(raw)?;
+    let coupons = state
+        .seckill
+        .coupons_of(&customer_id)
+        .await
+        .map_err(query_problem)?;
+    Ok(Json(coupons.into_iter().map(CouponDto::from).collect()))
+}
+
+/// Lists the promotions that are open or will open.
+#[utoipa::path(
+    get,
+    path = "/query/promotions",
+    tag = "query",
+    responses(
+        (status = 200, description = "Promotions open now or opening later, soonest first", body = Vec<PromotionDto>),
+        (status = 503, description = "The store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn active_promotions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<PromotionDto>>, Problem> {
+    let promotions = state
+        .seckill
+        .active_promotions()
+        .await
+        .map_err(query_problem)?;
+    Ok(Json(
+        promotions.into_iter().map(PromotionDto::from).collect(),
+    ))
+}
+
+/// Reads one promotion: remaining coupons, status and times.
+#[utoipa::path(
+    get,
+    path = "/query/promotions/{promotionId}",
+    tag = "query",
+    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    responses(
+        (status = 200, description = "The promotion now: remaining coupons, status, times", body = PromotionDto),
+        (status = 400, description = "The id is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such promotion", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The store failed", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn promotion(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<PromotionDto>, Problem> {
+    let promotion_id = parse_promotion_id(&raw)?;
+    view(&state, promotion_id).await.map(Json)
+}
+
+/// A query's failure: queries name no promotion, and only storage can fail.
+fn query_problem(error: seckill_app::SecKillError) -> Problem {
+    tracing::warn!(%error, "query failed");
+    Problem::new(
+        ProblemType::StorageUnavailable,
+        "the store failed to answer; retry shortly",
+    )
+    .retry_after_secs(1)
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"))
+)]
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(state.seckill.stats()),
+    )
+}
+
+/// Liveness: answers while the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", content_type = "text/plain"))
+)]
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers and the server is not shutting down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", content_type = "text/plain"),
+        (status = 503, description = "The store does not answer, or the server is shutting down", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str, Problem> {
+    if state.stopping.is_cancelled() {
+        return Err(
+            Problem::new(ProblemType::ShuttingDown, "the server is shutting down")
+                .retry_after_secs(5),
+        );
+    }
+    state.seckill.ready().await.map_err(|error| {
+        tracing::warn!(%error, "readiness check failed");
+        Problem::new(ProblemType::StorageUnavailable, "the store does not answer")
+            .retry_after_secs(1)
+    })?;
+    Ok("ready\n")
+}
+
+/// Answers a path no route matches.
+pub(super) async fn not_found() -> Problem {
+    Problem::new(ProblemType::NotFound, "no endpoint at this path; see /docs")
+}
+
+/// Answers a method a route does not take.
+pub(super) async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ProblemType::MethodNotAllowed,
+        "this endpoint does not take this method; see /docs",
+    )
+}
