@@ -146,15 +146,29 @@ struct Naive {
 }
 
 impl Naive {
-    async fn execute(&self, promotion: PromotionId, command: seckill_domain::PromotionCommand) -> Result<(), SecKillError> {
+    async fn execute(
+        &self,
+        promotion: PromotionId,
+        command: seckill_domain::PromotionCommand,
+    ) -> Result<(), SecKillError> {
         loop {
-            match self.cqrs.execute(&promotion.to_string(), command.clone()).await {
+            match self
+                .cqrs
+                .execute(&promotion.to_string(), command.clone())
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(cqrs_es::AggregateError::AggregateConflict) => {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(cqrs_es::AggregateError::UserError(error)) => return Err(SecKillError::Rejected(error)),
-                Err(other) => return Err(SecKillError::Storage(seckill_app::StoreError::backend(other.to_string()))),
+                Err(cqrs_es::AggregateError::UserError(error)) => {
+                    return Err(SecKillError::Rejected(error))
+                }
+                Err(other) => {
+                    return Err(SecKillError::Storage(seckill_app::StoreError::backend(
+                        other.to_string(),
+                    )))
+                }
             }
         }
     }
@@ -315,7 +329,8 @@ async fn naive_workloads(args: &Args, keep: &mut Vec<PgFixture>) -> Vec<String> 
         };
         naive.execute(id, create).await.expect("create");
         let outcome = run(&naive, &[id], callers, args.budget, limit).await;
-        let conflicts = naive.conflicts.load(Ordering::Relaxed) as f64 / outcome.elapsed.as_secs_f64();
+        let conflicts =
+            naive.conflicts.load(Ordering::Relaxed) as f64 / outcome.elapsed.as_secs_f64();
         rows.push(outcome.row(
             "naive cqrs-es + postgres-es",
             &format!("1 hot promotion, {callers} callers ({conflicts:.0} conflicts/s)"),
@@ -331,7 +346,10 @@ async fn naive_workloads(args: &Args, keep: &mut Vec<PgFixture>) -> Vec<String> 
 async fn cold_start(grabs: u64, keep: &mut Vec<PgFixture>) -> Vec<String> {
     let fixture = PgFixture::new().await;
     let writer = engine(Arc::new(fixture.open().await));
-    let id = writer.create_promotion(terms(grabs + 1_000)).await.expect("create");
+    let id = writer
+        .create_promotion(terms(grabs + 1_000))
+        .await
+        .expect("create");
     let filled = run(&writer, &[id], 1_024, grabs, Duration::from_secs(3_600)).await;
     assert_eq!(filled.granted, grabs, "every grab of the fill succeeds");
     writer.shutdown().await; // saves the final snapshot
@@ -348,10 +366,17 @@ async fn cold_start(grabs: u64, keep: &mut Vec<PgFixture>) -> Vec<String> {
         let reader = engine(Arc::new(fixture.open().await));
         let started = Instant::now();
         let newcomer = customer_id(u64::MAX - u64::from(with_snapshot));
-        let coupon = reader.grab(id, newcomer).await.expect("first grab after start");
+        let coupon = reader
+            .grab(id, newcomer)
+            .await
+            .expect("first grab after start");
         let took = started.elapsed();
         assert!(u64::from(coupon.number) > grabs);
-        let how = if with_snapshot { "from the snapshot" } else { "replaying every event" };
+        let how = if with_snapshot {
+            "from the snapshot"
+        } else {
+            "replaying every event"
+        };
         rows.push(format!(
             "| engine, PostgreSQL | cold start with {grabs} grabs, {how} | first grab after {:.0} ms | | | | | | {:.0} |",
             took.as_secs_f64() * 1e3,

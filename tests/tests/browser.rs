@@ -33,8 +33,12 @@ fn install_chromium() {
             .status()
             .is_ok_and(|status| status.success())
     };
-    let installed = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium", "chromium-driver"]);
-    assert!(installed, "Chromium is missing and apt-get could not install it; run `{INSTALL}` as root");
+    let installed =
+        apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium", "chromium-driver"]);
+    assert!(
+        installed,
+        "Chromium is missing and apt-get could not install it; run `{INSTALL}` as root"
+    );
 }
 
 /// chromedriver, stopped when the test ends however it ends.
@@ -46,7 +50,10 @@ struct Driver {
 
 impl Driver {
     fn start() -> Self {
-        if ![CHROMIUM, CHROMEDRIVER].iter().all(|b| Path::new(b).exists()) {
+        if ![CHROMIUM, CHROMEDRIVER]
+            .iter()
+            .all(|b| Path::new(b).exists())
+        {
             install_chromium();
         }
         for binary in [CHROMIUM, CHROMEDRIVER] {
