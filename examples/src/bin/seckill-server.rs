@@ -254,3 +254,33 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     println!("rebuilt the projections of {rebuilt} promotions");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_timeouts_read_milliseconds_seconds_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["0s", "", "1m", "-1s", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rebuild_is_a_subcommand_and_serve_the_default() {
+        let cli = Cli::try_parse_from([
+            "seckill-server",
+            "rebuild",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .expect("rebuild parses");
+        assert!(matches!(cli.command, Some(Command::Rebuild(_))));
+        let cli =
+            Cli::try_parse_from(["seckill-server", "--bind", "127.0.0.1:0"]).expect("serve parses");
+        assert!(cli.command.is_none());
+    }
+}
