@@ -166,6 +166,11 @@ impl Engine {
         // finds its successor. A few rounds are plenty: each one makes progress.
         // The sold-out storm's path: a finished promotion answers a grab from
         // its frozen state right here, without a queue, a lock or a clone.
+        // A stopping service takes no command, not even one it could answer
+        // from frozen state.
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(SecKillError::ShuttingDown);
+        }
         if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
             if let Some(promotion) = self.shared.frozen.load().get(&promotion_id) {
                 if let Err(error) = promotion.decide_grab(customer_id, *at) {

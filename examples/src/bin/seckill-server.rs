@@ -3,7 +3,14 @@
 //! ```text
 //! cargo run --release -p seckill-examples --bin seckill-server               # in-memory, 127.0.0.1:3000
 //! cargo run --release -p seckill-examples --bin seckill-server -- --help     # every flag and its env var
+//! cargo run --release -p seckill-examples --bin seckill-server -- rebuild --database-url postgres://…
 //! ```
+//!
+//! `rebuild` recomputes every projection (`coupons`, `promotion_summaries`)
+//! from the events, with a progress bar, and exits. Run it with the servers
+//! on that database stopped: a grab committed while a promotion is rebuilt
+//! would be overwritten by the older rows (the next start-up's catch-up
+//! repairs that, but a stopped fleet never needs it).
 //!
 //! Open http://127.0.0.1:3000/ for the live page and /docs for the API.
 //! SIGTERM or Ctrl-C stops it gracefully: it stops accepting, answers every
@@ -11,10 +18,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
-use seckill_app::{Backend, EngineConfig, SecKill};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
 use seckill_examples::server;
 use seckill_memory::MemoryStore;
 use seckill_postgres::{PgOptions, PgStore};
@@ -23,7 +31,36 @@ use tracing_subscriber::EnvFilter;
 /// SecKill flash-sale web server: the original's HTTP API, a live page at `/`,
 /// API docs at `/docs`, metrics at `/metrics`.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Without a subcommand, the server runs with these flags.
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve(Args),
+    /// Rebuild every projection from the events, then exit.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct RebuildArgs {
+    /// PostgreSQL URL of the store to rebuild.
+    #[arg(long, env = "SECKILL_DATABASE_URL")]
+    database_url: String,
+
+    /// How long one database call may take before it fails.
+    #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    db_timeout: Duration,
+}
+
+#[derive(Debug, ClapArgs)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "SECKILL_BIND", default_value = "127.0.0.1:3000")]
@@ -38,6 +75,12 @@ struct Args {
     /// Most PostgreSQL connections (ignored in memory).
     #[arg(long, env = "SECKILL_POOL_SIZE", default_value_t = 16)]
     pool_size: u32,
+
+    /// How long one database call may take (waiting for a connection, one
+    /// statement, one append) before the request fails with 503, e.g. `2s`
+    /// or `500ms`. Bounds every answer while PostgreSQL is down.
+    #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    db_timeout: Duration,
 
     /// Grabs one promotion queues before answering 503 overloaded.
     #[arg(long, env = "SECKILL_QUEUE_CAPACITY", default_value_t = EngineConfig::default().queue_capacity)]
@@ -62,6 +105,31 @@ enum LogFormat {
     Json,
 }
 
+/// `500ms`, `2s` or a bare number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let invalid = || format!("`{raw}` is not a duration like `500ms` or `2s`");
+    let (number, unit) = match raw.strip_suffix("ms") {
+        Some(number) => (number, 1),
+        None => (raw.strip_suffix('s').unwrap_or(raw), 1_000),
+    };
+    let millis: u64 = number.trim().parse().map_err(|_| invalid())?;
+    if millis == 0 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_millis(millis * unit))
+}
+
+/// Pool settings whose every wait is bounded by `timeout`.
+fn pg_options(pool_size: u32, timeout: Duration) -> PgOptions {
+    PgOptions {
+        max_connections: pool_size,
+        acquire_timeout: timeout,
+        statement_timeout: Some(timeout),
+        ping_timeout: timeout.min(PgOptions::default().ping_timeout),
+        ..PgOptions::default()
+    }
+}
+
 /// The one place that picks the storage backend.
 async fn open_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
     match &args.database_url {
@@ -70,10 +138,7 @@ async fn open_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
             Ok(Arc::new(MemoryStore::new()))
         }
         Some(url) => {
-            let options = PgOptions {
-                max_connections: args.pool_size,
-                ..PgOptions::default()
-            };
+            let options = pg_options(args.pool_size, args.db_timeout);
             // The URL may carry a password: it is never logged.
             let store = PgStore::connect_with(url, options)
                 .await
@@ -84,10 +149,12 @@ async fn open_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
     }
 }
 
-fn init_logging(args: &Args) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&args.log).context("parsing --log / RUST_LOG")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
+fn init_logging(log: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(log).context("parsing --log / RUST_LOG")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
@@ -124,12 +191,21 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    init_logging(&args)?;
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Rebuild(args)) => rebuild(args).await,
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    init_logging(&args.log, args.log_format)?;
     let backend = open_backend(&args).await?;
     let config = EngineConfig {
         queue_capacity: args.queue_capacity,
         max_batch: args.max_batch,
+        store_timeout: args.db_timeout,
         ..EngineConfig::default()
     };
     let seckill = SecKill::builder(backend).config(config).build();
@@ -148,4 +224,63 @@ async fn main() -> anyhow::Result<()> {
     server::serve(listener, seckill, shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// `seckill-server rebuild`: every promotion's projections from its events.
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    init_logging("warn", LogFormat::Human)?;
+    let store = PgStore::connect_with(&args.database_url, pg_options(2, args.db_timeout))
+        .await
+        .context("connecting to PostgreSQL and migrating it")?;
+    let total = store
+        .promotion_ids()
+        .await
+        .context("listing the promotions")?
+        .len();
+    let seckill = SecKill::builder(Arc::new(store)).build();
+    // Hidden when stderr is not a terminal, so logs of scripted runs stay clean.
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "rebuilding projections {bar:40} {pos}/{len} promotions ({elapsed})",
+        )
+        .context("progress bar template")?,
+    );
+    let rebuilt = seckill
+        .rebuild_projections(|_| bar.inc(1))
+        .await
+        .context("rebuilding the projections")?;
+    bar.finish_and_clear();
+    println!("rebuilt the projections of {rebuilt} promotions");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_timeouts_read_milliseconds_seconds_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["0s", "", "1m", "-1s", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rebuild_is_a_subcommand_and_serve_the_default() {
+        let cli = Cli::try_parse_from([
+            "seckill-server",
+            "rebuild",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .expect("rebuild parses");
+        assert!(matches!(cli.command, Some(Command::Rebuild(_))));
+        let cli =
+            Cli::try_parse_from(["seckill-server", "--bind", "127.0.0.1:0"]).expect("serve parses");
+        assert!(cli.command.is_none());
+    }
 }

@@ -1,0 +1,340 @@
+//! What the reliability tests share: the real `seckill-server` binary as a
+//! child process, a client for it, and the checks every test ends with.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use seckill_examples::server::{CouponDto, PromotionDto};
+use seckill_tests::http::promotion_body;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+/// The server binary cargo built for these tests.
+pub const SERVER: &str = env!("CARGO_BIN_EXE_seckill-server");
+
+/// A client whose every call is bounded, so a hung server fails the test.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("build client")
+}
+
+/// A port on loopback nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on loopback")
+        .port()
+}
+
+/// One `seckill-server` process on a loopback port.
+pub struct ServerProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts the server on `database_url` with `extra` flags, and waits until
+    /// `/healthz` answers.
+    pub async fn start(database_url: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        // Quiet unless TEST_LOG is set: the outage test provokes failures
+        // the server rightly logs.
+        let (log, stderr) = match std::env::var_os("TEST_LOG") {
+            Some(_) => ("info", Stdio::inherit()),
+            None => ("off", Stdio::null()),
+        };
+        let child = Command::new(SERVER)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", database_url])
+            .args(["--log", log])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {SERVER}: {e}"));
+        let mut server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&mut self) {
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                panic!("the server exited before it was healthy: {status}");
+            }
+            let healthy = client.get(self.url("/healthz")).send().await;
+            if healthy.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server never became healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("poll the server").is_none()
+    }
+
+    /// SIGKILL: no shutdown hook, no flush, nothing in flight is answered.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill -9 the server");
+    }
+}
+
+/// `POST /admin/promotions/`: an open promotion of `coupons` coupons.
+pub async fn create_open(client: &reqwest::Client, base: &str, coupons: u32) -> PromotionDto {
+    let now = Utc::now();
+    let body = promotion_body(
+        u64::from(coupons),
+        now - chrono::Duration::minutes(1),
+        Some(now + chrono::Duration::hours(1)),
+    );
+    let response = client
+        .post(format!("{base}/admin/promotions/"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create request");
+    assert_eq!(response.status(), StatusCode::CREATED, "creating {body}");
+    response.json().await.expect("promotion JSON")
+}
+
+/// What one grab got.
+#[derive(Debug)]
+pub enum Grab {
+    /// 201: the coupon, promised durable.
+    Won(CouponDto),
+    /// Any other HTTP answer.
+    Lost(StatusCode),
+    /// No answer: the connection failed or timed out (e.g. the server died).
+    NoAnswer,
+}
+
+/// `POST /command/coupons/`.
+pub async fn grab(client: &reqwest::Client, base: &str, promotion: Uuid, customer: &str) -> Grab {
+    let sent = client
+        .post(format!("{base}/command/coupons/"))
+        .json(&json!({ "promotionId": promotion, "customerId": customer }))
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status() == StatusCode::CREATED => match response.json().await {
+            Ok(coupon) => Grab::Won(coupon),
+            Err(_) => Grab::NoAnswer,
+        },
+        Ok(response) => Grab::Lost(response.status()),
+        Err(_) => Grab::NoAnswer,
+    }
+}
+
+/// `GET path` as JSON; panics unless 200.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    let response = client.get(url).send().await.expect("GET request");
+    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
+    response.json().await.expect("JSON body")
+}
+
+/// What the store holds for one promotion, read behind the API's back.
+#[derive(Debug)]
+pub struct Stored {
+    /// `(customer, number)` of every `CouponGrabbed` event.
+    pub grabbed_events: Vec<(String, u32)>,
+    /// `(customer, number)` of every row of `coupons`.
+    pub coupon_rows: Vec<(String, u32)>,
+    /// `promotion_summaries.remaining`.
+    pub remaining: u32,
+    /// `promotion_summaries.last_sequence`.
+    pub last_sequence: i64,
+    /// The stream's last event.
+    pub head: i64,
+}
+
+/// Reads [`Stored`] for `promotion`.
+pub async fn stored(pool: &PgPool, promotion: Uuid) -> Stored {
+    let events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload->'CouponGrabbed'->'coupon'->>'customer_id', \
+                (payload->'CouponGrabbed'->'coupon'->>'number')::bigint \
+         FROM events WHERE aggregate_type = 'Promotion' AND aggregate_id = $1 \
+           AND event_type = 'CouponGrabbed' ORDER BY sequence",
+    )
+    .bind(promotion.to_string())
+    .fetch_all(pool)
+    .await
+    .expect("reading the events");
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT customer_id, number FROM coupons WHERE promotion_id = $1 ORDER BY number",
+    )
+    .bind(promotion)
+    .fetch_all(pool)
+    .await
+    .expect("reading the coupons");
+    let (remaining, last_sequence): (i32, i64) = sqlx::query_as(
+        "SELECT remaining, last_sequence FROM promotion_summaries WHERE promotion_id = $1",
+    )
+    .bind(promotion)
+    .fetch_one(pool)
+    .await
+    .expect("reading the summary");
+    let head: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(sequence), 0) FROM events \
+         WHERE aggregate_type = 'Promotion' AND aggregate_id = $1",
+    )
+    .bind(promotion.to_string())
+    .fetch_one(pool)
+    .await
+    .expect("reading the stream head");
+    Stored {
+        grabbed_events: events
+            .into_iter()
+            .map(|(c, n)| (c, u32::try_from(n).expect("coupon number")))
+            .collect(),
+        coupon_rows: rows
+            .into_iter()
+            .map(|(c, n)| (c, u32::try_from(n).expect("coupon number")))
+            .collect(),
+        remaining: u32::try_from(remaining).expect("remaining"),
+        last_sequence,
+        head,
+    }
+}
+
+/// Checks the four promises for one promotion, in the store and through the
+/// API, and returns the violations found (empty when all hold):
+///
+/// 1. every acknowledged coupon is in the events, in `coupons`, and in the
+///    customer's list over HTTP;
+/// 2. nothing oversold: at most `coupons` granted, numbered 1..=granted;
+/// 3. nobody holds two coupons;
+/// 4. remaining = coupons − grab events, in the summary row and over HTTP.
+pub async fn violations(
+    client: &reqwest::Client,
+    base: &str,
+    pool: &PgPool,
+    promotion: &PromotionDto,
+    acknowledged: &HashMap<String, CouponDto>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let id = promotion.promotion_id;
+    let stored = stored(pool, id).await;
+    let events: HashMap<&str, u32> = stored
+        .grabbed_events
+        .iter()
+        .map(|(c, n)| (c.as_str(), *n))
+        .collect();
+    let rows: HashMap<&str, u32> = stored
+        .coupon_rows
+        .iter()
+        .map(|(c, n)| (c.as_str(), *n))
+        .collect();
+
+    // 1. Acknowledged means durable.
+    for (customer, coupon) in acknowledged {
+        if events.get(customer.as_str()) != Some(&coupon.number) {
+            found.push(format!(
+                "acknowledged coupon {coupon:?} is not in the events"
+            ));
+        }
+        if rows.get(customer.as_str()) != Some(&coupon.number) {
+            found.push(format!(
+                "acknowledged coupon {coupon:?} is not in `coupons`"
+            ));
+        }
+        let listed: Vec<CouponDto> =
+            get_json(client, &format!("{base}/query/coupons/{customer}")).await;
+        let held: Vec<&CouponDto> = listed.iter().filter(|c| c.promotion_id == id).collect();
+        if held.len() != 1 || held[0].number != coupon.number {
+            found.push(format!(
+                "{customer} was acknowledged {coupon:?} but lists {held:?}"
+            ));
+        }
+    }
+
+    // 2. Nothing oversold, numbers 1..=granted with no gap or repeat.
+    let granted = stored.grabbed_events.len();
+    if granted > promotion.number_of_coupons as usize {
+        found.push(format!(
+            "oversold: {granted} of {}",
+            promotion.number_of_coupons
+        ));
+    }
+    let numbers: HashSet<u32> = stored.grabbed_events.iter().map(|(_, n)| *n).collect();
+    let expected: HashSet<u32> = (1..=u32::try_from(granted).unwrap_or(u32::MAX)).collect();
+    if numbers != expected {
+        found.push(format!("coupon numbers are not 1..={granted}: {numbers:?}"));
+    }
+    if stored.coupon_rows.len() != granted {
+        found.push(format!(
+            "{} rows in `coupons` but {granted} grab events",
+            stored.coupon_rows.len()
+        ));
+    }
+
+    // 3. Nobody holds two.
+    if events.len() != granted {
+        found.push(format!(
+            "{} grab events for {} customers",
+            granted,
+            events.len()
+        ));
+    }
+    if rows.len() != stored.coupon_rows.len() {
+        found.push("a customer has two rows in `coupons`".to_owned());
+    }
+
+    // 4. The count adds up, and the projection is at the stream's head.
+    let should_remain =
+        promotion.number_of_coupons as usize - granted.min(promotion.number_of_coupons as usize);
+    if stored.remaining as usize != should_remain {
+        found.push(format!(
+            "summary says {} remain, events say {should_remain}",
+            stored.remaining
+        ));
+    }
+    if stored.last_sequence != stored.head {
+        found.push(format!(
+            "summary is at event {} but the stream at {}",
+            stored.last_sequence, stored.head
+        ));
+    }
+    let view: PromotionDto = get_json(client, &format!("{base}/query/promotions/{id}")).await;
+    if view.remaining as usize != should_remain {
+        found.push(format!(
+            "the API says {} remain, events say {should_remain}",
+            view.remaining
+        ));
+    }
+    found
+}
+
+/// A short JSON summary line the scripts can grep.
+pub fn figures(name: &str, values: Value) {
+    eprintln!("FIGURES {name} {values}");
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Fuzzes the HTTP API from its own OpenAPI document with schemathesis: the
+# real seckill-server on a throwaway PostgreSQL database, every operation,
+# generated and mutated inputs. Fails on any 5xx, or if the server dies or
+# logs a panic.
+#
+#   pip install 'schemathesis==4.32.5'
+#   tests/fuzz.sh          # 60 s of fuzzing (plus the build)
+#   tests/fuzz.sh 300      # longer
+#
+# Needs PostgreSQL at DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+# where this user may CREATE DATABASE, and psql. SCHEMATHESIS overrides the
+# schemathesis command.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+max_time="${1:-60}"
+schemathesis="${SCHEMATHESIS:-schemathesis}"
+command -v "$schemathesis" >/dev/null || {
+  echo "schemathesis not found: pip install 'schemathesis==4.32.5' (or set SCHEMATHESIS)" >&2
+  exit 2
+}
+server_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+database="seckill_fuzz_$(date +%s)_$$"
+database_url="${server_url%/*}/$database"
+
+cargo build -q -p seckill-examples --bin seckill-server
+server="${CARGO_TARGET_DIR:-target}/debug/seckill-server"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log="$(mktemp)"
+
+psql "$server_url" -qc "CREATE DATABASE $database"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  psql "$server_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+"$server" --bind "127.0.0.1:$port" --database-url "$database_url" --log warn >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.1
+done
+
+status=0
+"$schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  --checks not_a_server_error --max-time "$max_time" --workers 2 || status=$?
+
+if ! kill -0 "$pid" 2>/dev/null; then
+  echo "FAIL: the server died during fuzzing" >&2
+  cat "$log" >&2
+  status=1
+elif grep -qi panicked "$log"; then
+  echo "FAIL: the server panicked" >&2
+  grep -i -A5 panicked "$log" >&2
+  status=1
+fi
+exit "$status"
