@@ -305,17 +305,7 @@ impl Engine {
 
     /// Drops the promotion's slot if it is still the one the caller saw.
     fn forget(&self, promotion_id: PromotionId, generation: u64) {
-        let mut slots = self
-            .shared
-            .slots
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slots
-            .get(&promotion_id)
-            .is_some_and(|slot| slot.generation == generation)
-        {
-            slots.remove(&promotion_id);
-        }
+        remove_slot(&self.shared, promotion_id, generation);
     }
 
     /// Drops a promotion's frozen state, so a writer takes it over again.
@@ -649,17 +639,19 @@ impl Writer {
 
     /// Removes this writer's slot, unless a successor owns it.
     fn release_slot(&self) {
-        let mut slots = self
-            .shared
-            .slots
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slots
-            .get(&self.promotion_id)
-            .is_some_and(|slot| slot.generation == self.generation)
-        {
-            slots.remove(&self.promotion_id);
-        }
+        remove_slot(&self.shared, self.promotion_id, self.generation);
+    }
+}
+
+/// Removes the promotion's slot if it still belongs to writer `generation`:
+/// a successor's slot is never touched.
+fn remove_slot(shared: &Shared, promotion_id: PromotionId, generation: u64) {
+    let mut slots = shared.slots.write().unwrap_or_else(PoisonError::into_inner);
+    if slots
+        .get(&promotion_id)
+        .is_some_and(|slot| slot.generation == generation)
+    {
+        slots.remove(&promotion_id);
     }
 }
 
