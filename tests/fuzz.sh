@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Fuzzes the HTTP API from its own OpenAPI document with schemathesis: the
 # real seckill-server on a throwaway PostgreSQL database, every operation,
-# generated and mutated inputs. Fails on any 5xx, or if the server dies or
+# generated and mutated inputs. Fails on any 5xx, any answer that breaks the
+# document (status code, content type, body or header schema), any request the
+# document forbids that is not refused with a 4xx, or if the server dies or
 # logs a panic.
+#
+# Not checked: positive_data_acceptance ("every request the schema allows
+# succeeds"). Some rules cannot be said in JSON Schema: finishTime after
+# publishTime, a schedule judged against the clock, a customer id's length in
+# bytes, and an unknown promotion is a 404 whatever its id looks like.
 #
 #   pip install 'schemathesis==4.32.5'
 #   tests/fuzz.sh          # 60 s of fuzzing (plus the build)
@@ -45,8 +52,11 @@ for _ in $(seq 1 100); do
 done
 
 status=0
+# One worker: with two, hypothesis calls ast.parse from two threads, which
+# CPython 3.11 does not support ("AST constructor recursion depth mismatch").
 "$schemathesis" run "http://127.0.0.1:$port/openapi.json" \
-  --checks not_a_server_error --max-time "$max_time" --workers 2 || status=$?
+  --checks all --exclude-checks positive_data_acceptance \
+  --max-time "$max_time" --workers 1 || status=$?
 
 if ! kill -0 "$pid" 2>/dev/null; then
   echo "FAIL: the server died during fuzzing" >&2

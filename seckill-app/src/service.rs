@@ -93,6 +93,7 @@ impl SecKill {
                 PromotionCommand::CreatePromotion {
                     promotion_id,
                     terms,
+                    at: self.clock.now(),
                 },
             )
             .await

@@ -15,6 +15,8 @@ pub enum PromotionCommand {
         promotion_id: PromotionId,
         /// What it offers and when.
         terms: PromotionTerms,
+        /// When the promotion was requested; the schedule is checked against it.
+        at: DateTime<Utc>,
     },
     /// Replace all terms of a promotion that has not started yet.
     UpdatePromotion {

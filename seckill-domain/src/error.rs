@@ -82,7 +82,49 @@ pub enum PromotionError {
         /// When it is due to finish.
         finish_time: DateTime<Utc>,
     },
+    /// The schedule is not one a sale can run on, judged at the command's time.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// An input value broke its own rule.
     #[error(transparent)]
     Invalid(#[from] ValueError),
+}
+
+/// Why a promotion's publish and finish times were refused when it was
+/// created or updated. These rules need the command's time, so they live in
+/// the aggregate's decision, not in [`PromotionTerms`](crate::PromotionTerms):
+/// events already stored stay readable whatever these limits become.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ScheduleError {
+    /// The sale would be over before it could be created.
+    #[error("finish time {finish_time} has already passed (it is now {at})")]
+    FinishInPast {
+        /// The requested finish time.
+        finish_time: DateTime<Utc>,
+        /// When the command was made.
+        at: DateTime<Utc>,
+    },
+    /// The sale would open further ahead than [`ScheduleError::MAX_LEAD`].
+    #[error("publish time {publish_time} is too far ahead; the latest allowed is {latest}")]
+    PublishTooFarAhead {
+        /// The requested publish time.
+        publish_time: DateTime<Utc>,
+        /// The latest publish time allowed at the command's time.
+        latest: DateTime<Utc>,
+    },
+    /// The sale would run longer than [`ScheduleError::MAX_RUN`].
+    #[error("a promotion runs at most 366 days; {publish_time} to {finish_time} is longer")]
+    RunTooLong {
+        /// The requested publish time.
+        publish_time: DateTime<Utc>,
+        /// The requested finish time.
+        finish_time: DateTime<Utc>,
+    },
+}
+
+impl ScheduleError {
+    /// How far ahead of the command a sale may be scheduled to open.
+    pub const MAX_LEAD: chrono::TimeDelta = chrono::TimeDelta::days(366);
+    /// How long a sale may run, publish to finish.
+    pub const MAX_RUN: chrono::TimeDelta = chrono::TimeDelta::days(366);
 }

@@ -51,7 +51,7 @@ mod value;
 
 pub use command::PromotionCommand;
 pub use coupon::Coupon;
-pub use error::{PromotionError, ValueError};
+pub use error::{PromotionError, ScheduleError, ValueError};
 pub use event::{FinishReason, PromotionEvent};
 pub use promotion::{Promotion, PromotionStatus};
 pub use value::{CouponCount, CustomerId, Discount, PromotionId, PromotionName, PromotionTerms};

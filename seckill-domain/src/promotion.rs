@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::PromotionCommand;
 use crate::coupon::Coupon;
-use crate::error::PromotionError;
+use crate::error::{PromotionError, ScheduleError};
 use crate::event::{FinishReason, PromotionEvent};
 use crate::value::{CustomerId, PromotionId, PromotionTerms};
 
@@ -217,6 +217,32 @@ impl Promotion {
     }
 }
 
+/// Checks that `terms` describe a sale that can still run, judged at `at`:
+/// it has not finished yet, opens at most [`ScheduleError::MAX_LEAD`] ahead
+/// and runs at most [`ScheduleError::MAX_RUN`]. Durations are compared with
+/// `signed_duration_since`, which cannot overflow for any two `DateTime`s.
+fn check_schedule(terms: &PromotionTerms, at: DateTime<Utc>) -> Result<(), ScheduleError> {
+    let (publish_time, finish_time) = (terms.publish_time(), terms.finish_time());
+    if finish_time <= at {
+        return Err(ScheduleError::FinishInPast { finish_time, at });
+    }
+    if publish_time.signed_duration_since(at) > ScheduleError::MAX_LEAD {
+        return Err(ScheduleError::PublishTooFarAhead {
+            publish_time,
+            latest: at
+                .checked_add_signed(ScheduleError::MAX_LEAD)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        });
+    }
+    if finish_time.signed_duration_since(publish_time) > ScheduleError::MAX_RUN {
+        return Err(ScheduleError::RunTooLong {
+            publish_time,
+            finish_time,
+        });
+    }
+    Ok(())
+}
+
 impl Aggregate for Promotion {
     const TYPE: &'static str = "Promotion";
     type Command = PromotionCommand;
@@ -234,10 +260,12 @@ impl Aggregate for Promotion {
             PromotionCommand::CreatePromotion {
                 promotion_id,
                 terms,
+                at,
             } => {
                 if self.exists() {
                     return Err(PromotionError::AlreadyExists);
                 }
+                check_schedule(&terms, at)?;
                 sink.write(
                     PromotionEvent::PromotionCreated {
                         promotion_id,
@@ -256,6 +284,7 @@ impl Aggregate for Promotion {
                         publish_time: current.publish_time(),
                     });
                 }
+                check_schedule(&terms, at)?;
                 sink.write(PromotionEvent::PromotionUpdated { terms, at }, self)
                     .await;
             }

@@ -85,7 +85,7 @@ proptest! {
     fn grabs_keep_every_flash_sale_invariant(coupons in 1u64..25, steps in prop::collection::vec(step(), 0..120)) {
         let mut promotion = Promotion::default();
         let id = PromotionId::from_uuid(uuid::Uuid::from_u128(7));
-        let mut events = decide(&mut promotion, PromotionCommand::CreatePromotion { promotion_id: id, terms: terms(coupons) });
+        let mut events = decide(&mut promotion, PromotionCommand::CreatePromotion { promotion_id: id, terms: terms(coupons), at: opens() });
         for step in &steps {
             events.extend(decide(&mut promotion, command(step)));
         }
@@ -125,7 +125,7 @@ proptest! {
     fn every_event_survives_a_json_round_trip(coupons in 1u64..10, steps in prop::collection::vec(step(), 0..40)) {
         let mut promotion = Promotion::default();
         let id = PromotionId::from_uuid(uuid::Uuid::from_u128(9));
-        let mut events = decide(&mut promotion, PromotionCommand::CreatePromotion { promotion_id: id, terms: terms(coupons) });
+        let mut events = decide(&mut promotion, PromotionCommand::CreatePromotion { promotion_id: id, terms: terms(coupons), at: opens() });
         for step in &steps {
             events.extend(decide(&mut promotion, command(step)));
         }

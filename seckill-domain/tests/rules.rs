@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use seckill_domain::{
     Coupon, CouponCount, CustomerId, Discount, FinishReason, Promotion, PromotionCommand,
-    PromotionError, PromotionEvent, PromotionId, PromotionTerms, ValueError,
+    PromotionError, PromotionEvent, PromotionId, PromotionTerms, ScheduleError, ValueError,
 };
 
 type PromotionTest = TestFramework<Promotion>;
@@ -91,6 +91,7 @@ fn a_new_promotion_is_created() {
         .when(PromotionCommand::CreatePromotion {
             promotion_id: id(),
             terms: terms(3),
+            at: opens() - Duration::days(1),
         })
         .then_expect_events(vec![created(3)]);
 }
@@ -102,6 +103,7 @@ fn a_promotion_cannot_be_created_twice() {
         .when(PromotionCommand::CreatePromotion {
             promotion_id: id(),
             terms: terms(5),
+            at: opens() - Duration::days(1),
         })
         .then_expect_error(PromotionError::AlreadyExists);
 }
@@ -365,4 +367,117 @@ fn errors_read_well() {
         .to_string(),
         "all 100 coupons have been taken"
     );
+}
+
+fn terms_between(publish: DateTime<Utc>, finish: DateTime<Utc>) -> PromotionTerms {
+    PromotionTerms::new(
+        CouponCount::new(3).unwrap(),
+        Discount::new(0.8).unwrap(),
+        publish,
+        finish,
+        None,
+    )
+    .unwrap()
+}
+
+fn create_at(terms: PromotionTerms, at: DateTime<Utc>) -> PromotionCommand {
+    PromotionCommand::CreatePromotion {
+        promotion_id: id(),
+        terms,
+        at,
+    }
+}
+
+#[test]
+fn a_promotion_that_is_already_over_is_refused() {
+    let at = closes();
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(terms(3), at))
+        .then_expect_error(PromotionError::Schedule(ScheduleError::FinishInPast {
+            finish_time: closes(),
+            at,
+        }));
+}
+
+#[test]
+fn a_promotion_may_open_in_the_past_if_it_is_still_running() {
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(terms(3), during()))
+        .then_expect_events(vec![created(3)]);
+}
+
+#[test]
+fn a_promotion_opening_more_than_366_days_ahead_is_refused() {
+    let at = opens() - Duration::days(367);
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(terms(3), at))
+        .then_expect_error(PromotionError::Schedule(
+            ScheduleError::PublishTooFarAhead {
+                publish_time: opens(),
+                latest: at + ScheduleError::MAX_LEAD,
+            },
+        ));
+    // Exactly the limit is allowed.
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(terms(3), opens() - ScheduleError::MAX_LEAD))
+        .then_expect_events(vec![created(3)]);
+}
+
+#[test]
+fn a_promotion_running_longer_than_366_days_is_refused() {
+    let long = terms_between(
+        opens(),
+        opens() + ScheduleError::MAX_RUN + Duration::seconds(1),
+    );
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(long.clone(), opens()))
+        .then_expect_error(PromotionError::Schedule(ScheduleError::RunTooLong {
+            publish_time: opens(),
+            finish_time: long.finish_time(),
+        }));
+}
+
+#[test]
+fn times_at_the_ends_of_the_calendar_are_refused_without_overflow() {
+    let (first, last) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+    // From the first instant to the last: a run longer than any limit.
+    let everything = terms_between(first, last);
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(everything, opens()))
+        .then_expect_error(PromotionError::Schedule(ScheduleError::RunTooLong {
+            publish_time: first,
+            finish_time: last,
+        }));
+    // A command dated at the end of time: the latest publish time saturates.
+    let at_the_end = terms_between(last - Duration::hours(1), last);
+    PromotionTest::with(())
+        .given_no_previous_events()
+        .when(create_at(at_the_end, first))
+        .then_expect_error(PromotionError::Schedule(
+            ScheduleError::PublishTooFarAhead {
+                publish_time: last - Duration::hours(1),
+                latest: first + ScheduleError::MAX_LEAD,
+            },
+        ));
+}
+
+#[test]
+fn an_update_is_held_to_the_same_schedule_rules() {
+    let at = opens() - Duration::days(1);
+    let too_far = terms_between(opens() + Duration::days(400), opens() + Duration::days(401));
+    PromotionTest::with(())
+        .given(vec![created(3)])
+        .when(PromotionCommand::UpdatePromotion { terms: too_far, at })
+        .then_expect_error(PromotionError::Schedule(
+            ScheduleError::PublishTooFarAhead {
+                publish_time: opens() + Duration::days(400),
+                latest: at + ScheduleError::MAX_LEAD,
+            },
+        ));
 }

@@ -331,6 +331,7 @@ async fn naive_workloads(args: &Args, keep: &mut Vec<PgFixture>) -> Vec<String> 
         let create = seckill_domain::PromotionCommand::CreatePromotion {
             promotion_id: id,
             terms: terms(1_000_000),
+            at: Utc::now(),
         };
         naive.execute(id, create).await.expect("create");
         let outcome = run(&naive, &[id], callers, args.budget, limit).await;

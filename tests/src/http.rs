@@ -369,13 +369,19 @@ pub async fn each_losing_grab_has_its_own_status_and_problem_type(fixture: impl 
     assert_eq!(body["publishTime"], json!(upcoming.publish_time));
     assert_eq!(body["promotionId"], json!(upcoming.promotion_id));
 
+    // A promotion can no longer be created already over, so this one runs
+    // for a moment and the test waits it out (the server's real clock).
+    let finish = Utc::now() + Duration::milliseconds(300);
     let past = server
         .create(promotion_body(
             1,
-            Utc::now() - Duration::hours(2),
-            Some(Utc::now() - Duration::hours(1)),
+            Utc::now() - Duration::hours(1),
+            Some(finish),
         ))
         .await;
+    while Utc::now() <= finish {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let body = assert_problem(
         server.grab(&past, "alice").await,
         StatusCode::FORBIDDEN,
@@ -546,6 +552,19 @@ pub async fn malformed_requests_are_answered_with_problems_not_5xx(fixture: impl
             "malformed-request",
         ),
         (
+            "fractional coupon count is not a count either",
+            post_raw(
+                server.url("/admin/promotions/"),
+                json_type,
+                json!({"numberOfCoupons": 2.5, "discount": 0.5, "publishTime": rfc3339(Utc::now())})
+                    .to_string(),
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+        (
             "bad UUID in a query path",
             server.get("/query/promotions/not-a-uuid").await,
             StatusCode::BAD_REQUEST,
@@ -638,6 +657,92 @@ pub async fn invalid_values_are_422_and_rule_breaks_409(fixture: impl Fixture) {
             .await
             .unwrap();
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-value").await;
+    }
+    // A whole number written with a fraction part is still a count (as
+    // JSON Schema and Jackson have it).
+    let response = server
+        .client
+        .post(server.url("/admin/promotions/"))
+        .json(&json!({"numberOfCoupons": 3.0, "discount": 0.5, "publishTime": rfc3339(now)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let counted: PromotionDto = response.json().await.unwrap();
+    assert_eq!(counted.number_of_coupons, 3);
+    server
+        .client
+        .post(server.url(&format!(
+            "/admin/promotions/{}/cancel",
+            counted.promotion_id
+        )))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+
+    // Times that parse but no sale could run on now.
+    let year = Duration::days(365);
+    let bad_schedules = [
+        (
+            "over already",
+            now - Duration::hours(2),
+            Some(now - Duration::hours(1)),
+        ),
+        ("far past", now - year * 50, None),
+        ("far future", now + year * 50, None),
+        ("opens too far ahead", now + Duration::days(367), None),
+        ("runs too long", now, Some(now + year * 2)),
+        (
+            "from the far past to the future",
+            now - year * 50,
+            Some(now + Duration::hours(1)),
+        ),
+    ];
+    for (case, publish, finish) in bad_schedules {
+        let response = server
+            .client
+            .post(server.url("/admin/promotions/"))
+            .json(&promotion_body(5, publish, finish))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{case}"
+        );
+        assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-schedule",
+        )
+        .await;
+    }
+    // The calendar's ends: no overflow computing the default finish time.
+    for publish in [
+        "9999-12-31T23:59:59Z",
+        "+262142-12-31T23:59:59Z",
+        "-262143-01-01T00:00:00Z",
+    ] {
+        let response = server
+            .client
+            .post(server.url("/admin/promotions/"))
+            .json(&json!({"numberOfCoupons": 5, "discount": 0.5, "publishTime": publish}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{publish}: {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["type"].as_str().is_some(),
+            "{publish}: a problem, got {body}"
+        );
     }
     let listed: Vec<PromotionDto> = server.get("/query/promotions").await.json().await.unwrap();
     assert!(listed.is_empty(), "no invalid promotion was created");

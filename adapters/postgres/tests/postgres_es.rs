@@ -54,6 +54,7 @@ async fn we_read_and_continue_a_stream_that_cqrs_es_wrote_through_postgres_es() 
         &id.to_string(),
         PromotionCommand::CreatePromotion {
             promotion_id: id,
+            at: terms.publish_time(),
             terms,
         },
     )

@@ -22,10 +22,11 @@ pub const DEFAULT_RUN: Duration = Duration::days(1);
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromotionRequest {
     /// Coupons offered: 1 to 10,000,000.
-    #[schema(example = 100)]
+    #[schema(example = 100, minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "whole_number")]
     pub number_of_coupons: u64,
     /// The fraction of the price a holder pays, in (0, 1]: 0.8 means "pay 80 %".
-    #[schema(example = 0.8)]
+    #[schema(example = 0.8, exclusive_minimum = 0.0, maximum = 1.0)]
     pub discount: f64,
     /// When grabbing opens (RFC 3339).
     pub publish_time: DateTime<Utc>,
@@ -34,7 +35,12 @@ pub struct PromotionRequest {
     pub finish_time: Option<DateTime<Utc>>,
     /// A display name, 1 to 200 characters.
     #[serde(default)]
-    #[schema(example = "Singles' Day")]
+    #[schema(
+        example = "Singles' Day",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
 }
 
@@ -45,10 +51,59 @@ impl PromotionRequest {
             CouponCount::new(self.number_of_coupons)?,
             Discount::new(self.discount)?,
             self.publish_time,
-            self.finish_time.unwrap_or(self.publish_time + DEFAULT_RUN),
+            self.finish_time
+                .unwrap_or_else(|| default_finish(self.publish_time)),
             self.name.map(PromotionName::parse).transpose()?,
         )
     }
+}
+
+/// A count written as a JSON integer, or as a number with no fraction
+/// (`100.0`): JSON Schema calls both an integer, and so do Jackson's
+/// defaults, which the Java original's clients were written against.
+/// Anything else (`-1`, `2.5`, `"7"`) does not parse.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct WholeNumber;
+
+    impl serde::de::Visitor<'_> for WholeNumber {
+        type Value = u64;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a non-negative whole number")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<u64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<u64, E> {
+            u64::try_from(value)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<u64, E> {
+            // 2^53: beyond it not every whole number is a distinct f64, and
+            // every count we accept is far below it anyway.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if value.fract() == 0.0 && (0.0..=EXACT).contains(&value) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(WholeNumber)
+}
+
+/// `publishTime` + [`DEFAULT_RUN`], saturating at the latest time there is,
+/// so a publish time at the end of the calendar cannot overflow (the
+/// promotion's schedule rules then refuse it with a 422).
+fn default_finish(publish_time: DateTime<Utc>) -> DateTime<Utc> {
+    publish_time
+        .checked_add_signed(DEFAULT_RUN)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The body of `POST /command/coupons/`.
@@ -56,10 +111,18 @@ impl PromotionRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrabRequest {
     /// The promotion to grab from (a UUID).
-    #[schema(example = "67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    #[schema(example = "67e55044-10b1-426f-9247-bb680e5fe0c8", format = Uuid)]
     pub promotion_id: String,
     /// Who grabs: 1 to 64 bytes, no control characters, no surrounding spaces.
-    #[schema(example = "alice")]
+    /// (JSON Schema counts characters, not bytes: `maxLength` is the bound
+    /// for ASCII ids; the pattern says the rest. The same literal describes
+    /// the `customerId` path parameter in `routes.rs`.)
+    #[schema(
+        example = "alice",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub customer_id: String,
 }
 

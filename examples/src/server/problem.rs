@@ -31,6 +31,9 @@ pub enum ProblemType {
     PayloadTooLarge,
     /// A value parses but breaks its rule (discount outside (0, 1], ...).
     InvalidValue,
+    /// The publish and finish times are not a schedule a sale can run on now:
+    /// already over, opening more than 366 days ahead, or running longer.
+    InvalidSchedule,
     /// No promotion exists under the id.
     UnknownPromotion,
     /// No endpoint exists at the path.
@@ -65,11 +68,12 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
         Self::InvalidValue,
+        Self::InvalidSchedule,
         Self::UnknownPromotion,
         Self::NotFound,
         Self::MethodNotAllowed,
@@ -94,6 +98,7 @@ impl ProblemType {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::PayloadTooLarge => "payload-too-large",
             Self::InvalidValue => "invalid-value",
+            Self::InvalidSchedule => "invalid-schedule",
             Self::UnknownPromotion => "unknown-promotion",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -125,6 +130,7 @@ impl ProblemType {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::PayloadTooLarge => "Payload too large",
             Self::InvalidValue => "Invalid value",
+            Self::InvalidSchedule => "Invalid schedule",
             Self::UnknownPromotion => "Unknown promotion",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
@@ -151,7 +157,7 @@ impl ProblemType {
             Self::MalformedRequest => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvalidValue => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidValue | Self::InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnknownPromotion | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyGrabbed
@@ -318,6 +324,7 @@ impl Problem {
             }
             PromotionError::AlreadyFinished => Self::new(ProblemType::AlreadyFinished, detail),
             PromotionError::NotYetExpired { .. } => Self::new(ProblemType::NotYetExpired, detail),
+            PromotionError::Schedule(_) => Self::new(ProblemType::InvalidSchedule, detail),
             PromotionError::Invalid(error) => Self::from(error),
         }
     }

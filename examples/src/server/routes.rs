@@ -78,7 +78,7 @@ pub(super) async fn create_promotion(
     put,
     path = "/admin/promotions/{promotionId}",
     tag = "admin",
-    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    params(("promotionId" = uuid::Uuid, Path, description = "The promotion's UUID")),
     request_body = PromotionRequest,
     responses(
         (status = 200, description = "Updated", body = PromotionDto),
@@ -111,7 +111,7 @@ pub(super) async fn update_promotion(
     post,
     path = "/admin/promotions/{promotionId}/cancel",
     tag = "admin",
-    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    params(("promotionId" = uuid::Uuid, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "Cancelled; grabs now answer `ended`", body = PromotionDto),
         (status = 400, description = "The id is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
@@ -176,7 +176,7 @@ pub(super) async fn grab(
     get,
     path = "/query/coupons/{customerId}",
     tag = "query",
-    params(("customerId" = String, Path, description = "The customer's id")),
+    params(("customerId" = String, Path, description = "The customer's id", min_length = 1, max_length = 64, pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")),
     responses(
         (status = 200, description = "The customer's coupons, oldest first; `[]` for a stranger", body = Vec<CouponDto>),
         (status = 422, description = "The customer id breaks its rule", body = ProblemDetails, content_type = "application/problem+json"),
@@ -224,7 +224,7 @@ pub(super) async fn active_promotions(
     get,
     path = "/query/promotions/{promotionId}",
     tag = "query",
-    params(("promotionId" = String, Path, description = "The promotion's UUID")),
+    params(("promotionId" = uuid::Uuid, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "The promotion now: remaining coupons, status, times", body = PromotionDto),
         (status = 400, description = "The id is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
