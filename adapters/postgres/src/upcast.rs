@@ -257,4 +257,77 @@ mod tests {
         );
         assert!(decode("p", row("PromotionFinished", "1.0.0", finished)).is_ok());
     }
+
+    mod corrupt_rows {
+        //! Property test: whatever a row holds, decoding gives the event or
+        //! a `CorruptEvent` naming the aggregate and sequence. Never a panic.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const FINISHED: &str =
+            r#"{"PromotionFinished":{"at":"2030-11-11T00:00:00Z","reason":"SoldOut"}}"#;
+        const GRABBED: &str = r#"{"CouponGrabbed":{"coupon":{"promotion_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","number":1,"customer_id":"alice","discount":0.75,"grabbed_at":"2030-11-10T00:00:00.123Z"},"remaining":99}}"#;
+
+        /// A damaged copy of a valid payload: cut short, a byte replaced or
+        /// text spliced in.
+        fn damaged() -> impl Strategy<Value = String> {
+            let valid = prop_oneof![Just(V09_CREATED), Just(FINISHED), Just(GRABBED)];
+            (valid, any::<prop::sample::Index>(), "\\PC{0,3}", 0u8..3).prop_map(
+                |(valid, at, splice, how)| {
+                    let mut text = valid.to_owned();
+                    let mut cut = at.index(text.len());
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    match how {
+                        0 => text.truncate(cut),
+                        1 => {
+                            let end = text[cut..]
+                                .chars()
+                                .next()
+                                .map_or(cut, |c| cut + c.len_utf8());
+                            text.replace_range(cut..end, &splice);
+                        }
+                        _ => text.insert_str(cut, &splice),
+                    }
+                    text
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn decoding_any_row_gives_the_event_or_a_corrupt_event_naming_the_row(
+                sequence in 1u64..u64::from(u32::MAX),
+                event_type in prop_oneof![
+                    Just("PromotionCreated".to_owned()),
+                    Just("CouponGrabbed".to_owned()),
+                    Just("PromotionFinished".to_owned()),
+                    "\\PC{0,12}",
+                ],
+                event_version in prop_oneof![
+                    Just("1.0".to_owned()),
+                    Just("0.9".to_owned()),
+                    "[0-9.]{0,6}",
+                ],
+                payload in prop_oneof![damaged(), "\\PC{0,40}"],
+            ) {
+                let row = StoredEvent { sequence, event_type: event_type.clone(), event_version, payload };
+                match decode("promotion-7", row) {
+                    Ok(event) => prop_assert_eq!(event.type_name(), event_type.as_str()),
+                    Err(StoreError::CorruptEvent { aggregate_type, aggregate_id, sequence: at, reason }) => {
+                        prop_assert_eq!(aggregate_type.as_str(), "Promotion");
+                        prop_assert_eq!(aggregate_id.as_str(), "promotion-7");
+                        prop_assert_eq!(at, sequence);
+                        prop_assert!(!reason.is_empty());
+                    }
+                    Err(other) => prop_assert!(false, "not a CorruptEvent: {other:?}"),
+                }
+            }
+        }
+    }
 }
