@@ -13,6 +13,11 @@ use clap::Parser;
 use seckill_examples::loadgen::{self, LoadConfig};
 use uuid::Uuid;
 
+// jemalloc: the load generator shares the cores with the server it measures,
+// so it should spend as little of them as it can.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Race N customers for M coupons over HTTP and verify the outcome.
 #[derive(Debug, Parser)]
 #[command(version)]

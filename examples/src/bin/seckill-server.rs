@@ -28,6 +28,15 @@ use seckill_memory::MemoryStore;
 use seckill_postgres::{PgOptions, PgStore};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc: a grab's request, command, event and answer are allocated on one
+// worker thread and often freed on another. With glibc's malloc, perf showed
+// ~15 % of the server's CPU in malloc and free, and futex waits on its arena
+// locks. Winning grabs in memory, wrk -c64, 8 s, same machine and hour:
+// glibc 59-80k/s with p99 15-22 ms; mimalloc 69-85k/s but p99 ~120 ms;
+// jemalloc 88-89k/s with p99 ~20 ms.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// SecKill flash-sale web server: the original's HTTP API, a live page at `/`,
 /// API docs at `/docs`, metrics at `/metrics`.
 #[derive(Debug, Parser)]
@@ -89,6 +98,11 @@ struct Args {
     /// Most grabs decided and committed in one append.
     #[arg(long, env = "SECKILL_MAX_BATCH", default_value_t = EngineConfig::default().max_batch)]
     max_batch: usize,
+
+    /// Events after which a busy promotion saves a snapshot (the gap then
+    /// doubles with the stream's length); 0 turns snapshots off.
+    #[arg(long, env = "SECKILL_SNAPSHOT_AFTER", default_value_t = EngineConfig::default().snapshot_after)]
+    snapshot_after: u64,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,seckill_app=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
@@ -206,6 +220,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         queue_capacity: args.queue_capacity,
         max_batch: args.max_batch,
         store_timeout: args.db_timeout,
+        snapshot_after: args.snapshot_after,
         ..EngineConfig::default()
     };
     let seckill = SecKill::builder(backend).config(config).build();

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put, MethodRouter};
+use axum::serve::ListenerExt;
 use axum::Router;
 use seckill_app::SecKill;
 use tokio::net::TcpListener;
@@ -133,6 +134,13 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
+    // TCP_NODELAY: every answer is one small write; waiting for the peer's
+    // ACK before sending it (Nagle) only adds latency.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
