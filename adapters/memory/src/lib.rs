@@ -11,7 +11,7 @@
 //!   lock so each commit is atomic.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use foldhash::fast::RandomState;
@@ -29,7 +29,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     streams: HashMap<PromotionId, Vec<PromotionEvent>>,
-    snapshots: HashMap<PromotionId, Snapshot>,
+    // Arc: a snapshot of a big promotion is a big copy; it is made and freed
+    // outside the lock, which then only moves a pointer.
+    snapshots: HashMap<PromotionId, Arc<Snapshot>>,
     summaries: BTreeMap<PromotionId, PromotionSummary>,
     // foldhash: fast on short ids, seeded per process against chosen collisions.
     coupons: HashMap<CustomerId, Vec<Coupon>, RandomState>,
@@ -99,7 +101,8 @@ impl EventStore for MemoryStore {
         &self,
         promotion_id: PromotionId,
     ) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.lock().snapshots.get(&promotion_id).cloned())
+        let snapshot = self.lock().snapshots.get(&promotion_id).cloned();
+        Ok(snapshot.map(Arc::unwrap_or_clone))
     }
 
     async fn save_snapshot(
@@ -107,14 +110,21 @@ impl EventStore for MemoryStore {
         promotion_id: PromotionId,
         snapshot: &Snapshot,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let newer = inner
-            .snapshots
-            .get(&promotion_id)
-            .is_none_or(|old| old.sequence < snapshot.sequence);
-        if newer {
-            inner.snapshots.insert(promotion_id, snapshot.clone());
-        }
+        let copy = Arc::new(snapshot.clone());
+        let replaced = {
+            let mut inner = self.lock();
+            let newer = inner
+                .snapshots
+                .get(&promotion_id)
+                .is_none_or(|old| old.sequence < snapshot.sequence);
+            if newer {
+                inner.snapshots.insert(promotion_id, copy)
+            } else {
+                Some(copy)
+            }
+        };
+        // Whichever copy lost is dropped here, after the lock is released.
+        drop(replaced);
         Ok(())
     }
 
