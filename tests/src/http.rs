@@ -953,6 +953,26 @@ pub async fn probes_openapi_and_pages_answer(fixture: impl Fixture) {
         assert!(paths.contains(path), "OpenAPI lacks {path}: {paths:?}");
     }
     assert!(document["components"]["schemas"]["Problem"].is_object());
+    // The document states the value rules the server enforces, so clients
+    // and fuzzers know them without reading docs/api.md.
+    let schemas = &document["components"]["schemas"];
+    let promotion = &schemas["PromotionRequest"]["properties"];
+    assert_eq!(promotion["numberOfCoupons"]["minimum"], json!(1));
+    assert_eq!(promotion["numberOfCoupons"]["maximum"], json!(10_000_000));
+    assert_eq!(
+        promotion["discount"]["exclusiveMinimum"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(promotion["discount"]["maximum"].as_f64(), Some(1.0));
+    let grab = &schemas["GrabRequest"]["properties"];
+    assert_eq!(grab["promotionId"]["format"], json!("uuid"));
+    assert_eq!(grab["customerId"]["maxLength"], json!(64));
+    assert!(grab["customerId"]["pattern"].is_string());
+    let promotion_path = &document["paths"]["/query/promotions/{promotionId}"]["get"];
+    assert_eq!(
+        promotion_path["parameters"][0]["schema"]["format"],
+        json!("uuid")
+    );
 
     for page in ["/", "/docs"] {
         let response = server.get(page).await;
