@@ -19,6 +19,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionEvent, PromotionId};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{SecKillError, StoreError};
@@ -47,6 +48,13 @@ pub struct EngineConfig {
     /// copying stays linear in the stream however long it grows. Writers also
     /// save one when they stop. 0 turns snapshots off.
     pub snapshot_after: u64,
+    /// How long a finished promotion's final state stays in memory after it
+    /// finishes, to answer late grabs without a writer (the sold-out storm).
+    /// Then it is dropped, so a long-running service does not keep every sale
+    /// it ever ran; a later command loads the promotion again (from its final
+    /// snapshot) and keeps it for another `frozen_ttl`. `Duration::MAX`
+    /// keeps it until the service stops.
+    pub frozen_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +66,7 @@ impl Default for EngineConfig {
             store_timeout: Duration::from_secs(5),
             max_conflict_retries: 16,
             snapshot_after: 10_000,
+            frozen_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -102,7 +111,14 @@ struct Slot {
 
 /// Finished promotions: their state never changes again, so callers read it
 /// directly and need neither a queue nor a writer.
-type FrozenPromotions = HashMap<PromotionId, Arc<Promotion>>;
+type FrozenPromotions = HashMap<PromotionId, Frozen>;
+
+#[derive(Clone)]
+struct Frozen {
+    promotion: Arc<Promotion>,
+    /// When it was frozen; it is dropped `frozen_ttl` later.
+    since: Instant,
+}
 
 #[derive(Default)]
 struct Counters {
@@ -125,6 +141,8 @@ struct Shared {
     frozen: ArcSwap<FrozenPromotions>,
     next_generation: AtomicU64,
     stopping: AtomicBool,
+    /// Whether the task that drops expired frozen promotions is running.
+    sweeping: AtomicBool,
     tasks: TaskTracker,
     counters: Counters,
     // broadcast: many watchers, and a slow one only misses updates (it sees
@@ -148,6 +166,7 @@ impl Engine {
                 frozen: ArcSwap::default(),
                 next_generation: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
+                sweeping: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 counters: Counters::default(),
                 changes: broadcast::channel(1_024).0,
@@ -172,8 +191,8 @@ impl Engine {
             return Err(SecKillError::ShuttingDown);
         }
         if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
-            if let Some(promotion) = self.shared.frozen.load().get(&promotion_id) {
-                if let Err(error) = promotion.decide_grab(customer_id, *at) {
+            if let Some(frozen) = self.shared.frozen.load().get(&promotion_id) {
+                if let Err(error) = frozen.promotion.decide_grab(customer_id, *at) {
                     return Err(SecKillError::from_domain(promotion_id, error));
                 }
             }
@@ -182,7 +201,12 @@ impl Engine {
             if self.shared.stopping.load(Ordering::Acquire) {
                 return Err(SecKillError::ShuttingDown);
             }
-            let frozen = self.shared.frozen.load().get(&promotion_id).cloned();
+            let frozen = self
+                .shared
+                .frozen
+                .load()
+                .get(&promotion_id)
+                .map(|frozen| Arc::clone(&frozen.promotion));
             if let Some(promotion) = frozen {
                 if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
                     return answer;
@@ -605,11 +629,14 @@ impl Writer {
         let frozen = Arc::new(std::mem::take(&mut self.state));
         if !self.shared.stopping.load(Ordering::Acquire) {
             // Published before the slot goes, so no caller finds neither.
+            let since = Instant::now();
             self.shared.frozen.rcu(|all| {
                 let mut all = FrozenPromotions::clone(all);
-                all.insert(self.promotion_id, Arc::clone(&frozen));
+                let promotion = Arc::clone(&frozen);
+                all.insert(self.promotion_id, Frozen { promotion, since });
                 all
             });
+            start_sweeping(&self.shared);
         }
         self.release_slot();
         if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
@@ -653,6 +680,54 @@ fn remove_slot(shared: &Shared, promotion_id: PromotionId, generation: u64) {
     {
         slots.remove(&promotion_id);
     }
+}
+
+/// Starts the task that drops frozen promotions `frozen_ttl` after they froze,
+/// unless it runs already or they are kept for good.
+fn start_sweeping(shared: &Arc<Shared>) {
+    let ttl = shared.config.frozen_ttl;
+    if ttl == Duration::MAX || shared.sweeping.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // A quarter of the TTL between sweeps: a state lives at most 1.25 TTLs.
+    let every = (ttl / 4).clamp(Duration::from_millis(1), Duration::from_secs(60));
+    // Weak, and not in `tasks`: the sweeper must neither keep a dropped engine
+    // alive nor hold up `shutdown`, which waits for every tracked task.
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            sweep_frozen(&shared, Instant::now());
+        }
+    });
+}
+
+/// Drops the frozen promotions older than `frozen_ttl` at `now`.
+fn sweep_frozen(shared: &Shared, now: Instant) {
+    let ttl = shared.config.frozen_ttl;
+    let expired = |frozen: &Frozen| now.saturating_duration_since(frozen.since) >= ttl;
+    // Copy on write only when something expired: the map is read far more
+    // often than it changes.
+    if !shared.frozen.load().values().any(expired) {
+        return;
+    }
+    let dropped = shared.frozen.rcu(|all| {
+        all.iter()
+            .filter(|(_, frozen)| !expired(frozen))
+            .map(|(id, frozen)| (*id, frozen.clone()))
+            .collect::<FrozenPromotions>()
+    });
+    tracing::debug!(
+        before = dropped.len(),
+        after = shared.frozen.load().len(),
+        "dropped expired frozen promotions"
+    );
 }
 
 /// Saves a snapshot; a failure only costs a longer replay next time.

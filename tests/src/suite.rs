@@ -38,6 +38,7 @@ macro_rules! behaviour_suite {
             a_full_queue_answers_overloaded_at_once_and_loses_nothing,
             watchers_see_every_commit,
             lagging_projections_catch_up_from_the_events,
+            a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -558,6 +559,62 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
         acknowledged.len(),
         "a customer was acknowledged twice"
     );
+}
+
+/// A sold-out promotion's final state answers late grabs from memory for
+/// `frozen_ttl`, then leaves memory; the next grab loads it again and gets
+/// the same answers.
+pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
+    fixture: impl Fixture,
+) {
+    let store = fixture.store().await;
+    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
+    let seckill = SecKill::builder(store)
+        .clock(clock)
+        .config(EngineConfig {
+            frozen_ttl: StdDuration::from_millis(200),
+            ..EngineConfig::default()
+        })
+        .build();
+    let id = seckill.create_promotion(terms(1)).await.unwrap();
+    let won = seckill.grab(id, customer("first")).await.unwrap();
+
+    let frozen = || seckill.stats().frozen_promotions;
+    let wait_for = |want: u64| async move {
+        // Polls a state change, with a generous deadline against hangs; how
+        // long it takes is not what this test checks.
+        for _ in 0..500 {
+            if frozen() == want {
+                return;
+            }
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        panic!("frozen promotions stayed {} instead of {want}", frozen());
+    };
+    wait_for(1).await;
+    let late = |name: &'static str| {
+        let seckill = seckill.clone();
+        async move { seckill.grab(id, customer(name)).await }
+    };
+    assert!(matches!(
+        late("late").await,
+        Err(SecKillError::Rejected(PromotionError::SoldOut { .. }))
+    ));
+
+    wait_for(0).await;
+    // Loaded again on demand: the same answers, from the store's history.
+    match late("first").await {
+        Err(SecKillError::Rejected(PromotionError::AlreadyGrabbed(coupon))) => {
+            assert_eq!(*coupon, won);
+        }
+        other => panic!("expected AlreadyGrabbed, got {other:?}"),
+    }
+    assert!(matches!(
+        late("later").await,
+        Err(SecKillError::Rejected(PromotionError::SoldOut { .. }))
+    ));
+    wait_for(1).await;
+    assert_eq!(seckill.promotion(id).await.unwrap().summary.remaining, 0);
 }
 
 /// Promotions are independent: each has its own writer and sells out alone.

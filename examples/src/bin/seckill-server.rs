@@ -104,6 +104,12 @@ struct Args {
     #[arg(long, env = "SECKILL_SNAPSHOT_AFTER", default_value_t = EngineConfig::default().snapshot_after)]
     snapshot_after: u64,
 
+    /// How long a sold-out, expired or cancelled promotion's final state stays
+    /// in memory to answer late grabs without a writer, e.g. `600s`;
+    /// afterwards the next grab loads it again.
+    #[arg(long, env = "SECKILL_FROZEN_TTL", default_value = "600s", value_parser = parse_duration)]
+    frozen_ttl: Duration,
+
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,seckill_app=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -126,11 +132,11 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         Some(number) => (number, 1),
         None => (raw.strip_suffix('s').unwrap_or(raw), 1_000),
     };
-    let millis: u64 = number.trim().parse().map_err(|_| invalid())?;
-    if millis == 0 {
-        return Err(invalid());
+    let count: u64 = number.trim().parse().map_err(|_| invalid())?;
+    match count.checked_mul(unit) {
+        Some(millis) if millis > 0 => Ok(Duration::from_millis(millis)),
+        _ => Err(invalid()),
     }
-    Ok(Duration::from_millis(millis * unit))
 }
 
 /// Pool settings whose every wait is bounded by `timeout`.
@@ -221,6 +227,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         max_batch: args.max_batch,
         store_timeout: args.db_timeout,
         snapshot_after: args.snapshot_after,
+        frozen_ttl: args.frozen_ttl,
         ..EngineConfig::default()
     };
     let seckill = SecKill::builder(backend).config(config).build();
@@ -279,7 +286,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        for bad in ["0s", "", "1m", "-1s", "fast"] {
+        for bad in ["0s", "", "1m", "-1s", "fast", "18446744073709551615s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
