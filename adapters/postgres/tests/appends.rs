@@ -234,3 +234,52 @@ async fn a_statement_past_the_statement_timeout_is_a_timeout() {
     );
     blocker.rollback().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_itself_refuses_a_second_coupon_per_customer_or_number() {
+    // Belt and braces under the aggregate: even a row written around the
+    // engine cannot give a customer two coupons of one promotion, nor hand a
+    // number out twice.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut writer = Writer::create(&store, 10).await;
+    let id = writer.id;
+    let commit = writer.commit(writer.grabs("a", 2));
+    store.append(&commit).await.unwrap();
+    let insert = |number: i32, customer: &str| {
+        format!(
+            "INSERT INTO coupons (promotion_id, number, customer_id, discount, grabbed_at) \
+             VALUES ('{id}', {number}, '{customer}', 0.5, now())"
+        )
+    };
+    let first_holder: String = sqlx::query_scalar(&format!(
+        "SELECT customer_id FROM coupons WHERE promotion_id = '{id}' AND number = 1"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    for (case, sql) in [
+        ("a second coupon for a holder", insert(9, &first_holder)),
+        ("a number handed out twice", insert(1, "somebody-else")),
+    ] {
+        let error = sqlx::query(&sql)
+            .execute(store.pool())
+            .await
+            .expect_err(case);
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23505"), "{case}: {error}");
+    }
+    // The same customer may hold a coupon of another promotion.
+    let other = Writer::create(&store, 10).await;
+    sqlx::query(&format!(
+        "INSERT INTO coupons (promotion_id, number, customer_id, discount, grabbed_at) \
+         VALUES ('{}', 1, '{first_holder}', 0.5, now())",
+        other.id
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
