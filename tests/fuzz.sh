@@ -26,6 +26,7 @@ command -v "$schemathesis" >/dev/null || {
   echo "schemathesis not found: pip install 'schemathesis==4.32.5' (or set SCHEMATHESIS)" >&2
   exit 2
 }
+command -v curl >/dev/null || { echo "curl not found: apt-get install -y curl" >&2; exit 2; }
 server_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 database="seckill_fuzz_$(date +%s)_$$"
 database_url="${server_url%/*}/$database"
@@ -46,10 +47,16 @@ trap cleanup EXIT
 
 "$server" --bind "127.0.0.1:$port" --database-url "$database_url" --log warn >"$log" 2>&1 &
 pid=$!
+up=""
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then up=1; break; fi
   sleep 0.1
 done
+if [ -z "$up" ]; then
+  echo "FAIL: the server did not answer /healthz within 10 s" >&2
+  cat "$log" >&2
+  exit 1
+fi
 
 status=0
 # One worker: with two, hypothesis calls ast.parse from two threads, which

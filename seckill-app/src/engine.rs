@@ -48,12 +48,15 @@ pub struct EngineConfig {
     /// copying stays linear in the stream however long it grows. Writers also
     /// save one when they stop. 0 turns snapshots off.
     pub snapshot_after: u64,
-    /// How long a finished promotion's final state stays in memory after it
-    /// finishes, to answer late grabs without a writer (the sold-out storm).
-    /// Then it is dropped, so a long-running service does not keep every sale
-    /// it ever ran; a later command loads the promotion again (from its final
-    /// snapshot) and keeps it for another `frozen_ttl`. `Duration::MAX`
-    /// keeps it until the service stops.
+    /// How long a finished promotion's final state stays in memory **after
+    /// its last use**, to answer late grabs without a writer (the sold-out
+    /// storm). Then it is dropped, so a long-running service does not keep
+    /// every sale it ever ran; a later command loads the promotion again (its
+    /// final snapshot, or its events if snapshots are off). Checked every
+    /// `min(frozen_ttl / 4, 60 s)`, so a state goes between `frozen_ttl` and
+    /// `frozen_ttl` plus that interval after its last use. `Duration::MAX`
+    /// keeps it until the service stops; `Duration::ZERO` drops it at the
+    /// next check, so late grabs mostly load the promotion again.
     pub frozen_ttl: Duration,
 }
 
@@ -116,8 +119,38 @@ type FrozenPromotions = HashMap<PromotionId, Frozen>;
 #[derive(Clone)]
 struct Frozen {
     promotion: Arc<Promotion>,
-    /// When it was frozen; it is dropped `frozen_ttl` later.
-    since: Instant,
+    usage: Arc<Usage>,
+}
+
+/// How recently a frozen promotion was used, kept cheap for the storm path:
+/// a read finds `used` already set and writes nothing; only the sweeper
+/// clears it, once per check.
+struct Usage {
+    used: AtomicBool,
+    /// Milliseconds since the engine's `epoch` at which the sweeper last saw
+    /// the promotion used (or it froze). Written by the sweeper only.
+    idle_since_ms: AtomicU64,
+}
+
+impl Frozen {
+    fn new(promotion: Arc<Promotion>, now_ms: u64) -> Self {
+        let usage = Usage {
+            used: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(now_ms),
+        };
+        Self {
+            promotion,
+            usage: Arc::new(usage),
+        }
+    }
+
+    /// Notes a use; costs one relaxed load when it was noted already.
+    fn touch(&self) -> &Promotion {
+        if !self.usage.used.load(Ordering::Relaxed) {
+            self.usage.used.store(true, Ordering::Relaxed);
+        }
+        &self.promotion
+    }
 }
 
 #[derive(Default)]
@@ -143,6 +176,8 @@ struct Shared {
     stopping: AtomicBool,
     /// Whether the task that drops expired frozen promotions is running.
     sweeping: AtomicBool,
+    /// The origin of the sweeper's millisecond clock.
+    epoch: Instant,
     tasks: TaskTracker,
     counters: Counters,
     // broadcast: many watchers, and a slow one only misses updates (it sees
@@ -167,6 +202,7 @@ impl Engine {
                 next_generation: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
                 sweeping: AtomicBool::new(false),
+                epoch: Instant::now(),
                 tasks: TaskTracker::new(),
                 counters: Counters::default(),
                 changes: broadcast::channel(1_024).0,
@@ -192,7 +228,7 @@ impl Engine {
         }
         if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
             if let Some(frozen) = self.shared.frozen.load().get(&promotion_id) {
-                if let Err(error) = frozen.promotion.decide_grab(customer_id, *at) {
+                if let Err(error) = frozen.touch().decide_grab(customer_id, *at) {
                     return Err(SecKillError::from_domain(promotion_id, error));
                 }
             }
@@ -201,12 +237,10 @@ impl Engine {
             if self.shared.stopping.load(Ordering::Acquire) {
                 return Err(SecKillError::ShuttingDown);
             }
-            let frozen = self
-                .shared
-                .frozen
-                .load()
-                .get(&promotion_id)
-                .map(|frozen| Arc::clone(&frozen.promotion));
+            let frozen = self.shared.frozen.load().get(&promotion_id).map(|frozen| {
+                frozen.touch();
+                Arc::clone(&frozen.promotion)
+            });
             if let Some(promotion) = frozen {
                 if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
                     return answer;
@@ -629,11 +663,11 @@ impl Writer {
         let frozen = Arc::new(std::mem::take(&mut self.state));
         if !self.shared.stopping.load(Ordering::Acquire) {
             // Published before the slot goes, so no caller finds neither.
-            let since = Instant::now();
+            let now_ms = millis_since(self.shared.epoch);
             self.shared.frozen.rcu(|all| {
                 let mut all = FrozenPromotions::clone(all);
-                let promotion = Arc::clone(&frozen);
-                all.insert(self.promotion_id, Frozen { promotion, since });
+                let promotion = Frozen::new(Arc::clone(&frozen), now_ms);
+                all.insert(self.promotion_id, promotion);
                 all
             });
             start_sweeping(&self.shared);
@@ -682,52 +716,82 @@ fn remove_slot(shared: &Shared, promotion_id: PromotionId, generation: u64) {
     }
 }
 
-/// Starts the task that drops frozen promotions `frozen_ttl` after they froze,
-/// unless it runs already or they are kept for good.
+/// Starts the task that drops frozen promotions `frozen_ttl` after their
+/// last use, unless it runs already or they are kept for good.
 fn start_sweeping(shared: &Arc<Shared>) {
     let ttl = shared.config.frozen_ttl;
     if ttl == Duration::MAX || shared.sweeping.swap(true, Ordering::AcqRel) {
         return;
     }
-    // A quarter of the TTL between sweeps: a state lives at most 1.25 TTLs.
+    // A quarter of the TTL between checks, at most a minute.
     let every = (ttl / 4).clamp(Duration::from_millis(1), Duration::from_secs(60));
     // Weak, and not in `tasks`: the sweeper must neither keep a dropped engine
     // alive nor hold up `shutdown`, which waits for every tracked task.
-    let shared = Arc::downgrade(shared);
+    let guard = SweeperGuard(Arc::downgrade(shared));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            let Some(shared) = shared.upgrade() else {
+            let Some(shared) = guard.0.upgrade() else {
                 return;
             };
             if shared.stopping.load(Ordering::Acquire) {
                 return;
             }
-            sweep_frozen(&shared, Instant::now());
+            sweep_frozen(&shared, millis_since(shared.epoch));
         }
     });
 }
 
-/// Drops the frozen promotions older than `frozen_ttl` at `now`.
-fn sweep_frozen(shared: &Shared, now: Instant) {
-    let ttl = shared.config.frozen_ttl;
-    let expired = |frozen: &Frozen| now.saturating_duration_since(frozen.since) >= ttl;
-    // Copy on write only when something expired: the map is read far more
-    // often than it changes.
-    if !shared.frozen.load().values().any(expired) {
+/// Clears `sweeping` when the sweeper ends for any reason, its runtime's
+/// shutdown included, so the next promotion to freeze starts a new one.
+struct SweeperGuard(std::sync::Weak<Shared>);
+
+impl Drop for SweeperGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.sweeping.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One check at `now_ms`: a promotion used since the last check starts a new
+/// idle period; one idle for `frozen_ttl` is dropped.
+fn sweep_frozen(shared: &Shared, now_ms: u64) {
+    let ttl_ms = u64::try_from(shared.config.frozen_ttl.as_millis()).unwrap_or(u64::MAX);
+    let all = shared.frozen.load();
+    let mut expired = Vec::new();
+    for (id, frozen) in all.iter() {
+        let usage = &frozen.usage;
+        if usage.used.swap(false, Ordering::Relaxed) {
+            usage.idle_since_ms.store(now_ms, Ordering::Relaxed);
+        } else if now_ms.saturating_sub(usage.idle_since_ms.load(Ordering::Relaxed)) >= ttl_ms {
+            expired.push((*id, Arc::clone(usage)));
+        }
+    }
+    drop(all);
+    if expired.is_empty() {
+        // Copy on write only when something expired: the map is read far
+        // more often than it changes.
         return;
     }
-    let dropped = shared.frozen.rcu(|all| {
-        all.iter()
-            .filter(|(_, frozen)| !expired(frozen))
-            .map(|(id, frozen)| (*id, frozen.clone()))
-            .collect::<FrozenPromotions>()
+    shared.frozen.rcu(|all| {
+        let mut all = FrozenPromotions::clone(all);
+        for (id, usage) in &expired {
+            // Only the state that expired, and only if nobody used it since
+            // the check: a promotion frozen again meanwhile has a new `Usage`.
+            if all.get(id).is_some_and(|frozen| {
+                Arc::ptr_eq(&frozen.usage, usage) && !usage.used.load(Ordering::Relaxed)
+            }) {
+                all.remove(id);
+            }
+        }
+        all
     });
-    tracing::debug!(
-        before = dropped.len(),
-        after = shared.frozen.load().len(),
-        "dropped expired frozen promotions"
-    );
+    tracing::debug!(dropped = expired.len(), "dropped idle frozen promotions");
 }
 
 /// Saves a snapshot; a failure only costs a longer replay next time.

@@ -105,8 +105,8 @@ struct Args {
     snapshot_after: u64,
 
     /// How long a sold-out, expired or cancelled promotion's final state stays
-    /// in memory to answer late grabs without a writer, e.g. `600s`;
-    /// afterwards the next grab loads it again.
+    /// in memory after its last use, to answer late grabs without a writer,
+    /// e.g. `600s`; afterwards the next grab loads it again.
     #[arg(long, env = "SECKILL_FROZEN_TTL", default_value = "600s", value_parser = parse_duration)]
     frozen_ttl: Duration,
 
