@@ -1,0 +1,97 @@
+//! How much memory a promotion's state takes: the live heap bytes of a
+//! `Promotion` holding N granted coupons, from jemalloc's own statistics
+//! (resident-set sizes include allocator caches and whatever else the
+//! process did, so they cannot answer this). Also the size of its
+//! snapshot as JSON, and how long replaying and parsing take.
+//!
+//! ```text
+//! cargo bench -p seckill-tests --bench state_size                 # 1,000,000 holders
+//! cargo bench -p seckill-tests --bench state_size -- 100000       # another count
+//! ```
+//!
+//! Customer ids are `customer-<n>` (10 to 15 bytes), like the grab bench's.
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use cqrs_es::Aggregate;
+use seckill_domain::{
+    Coupon, CouponCount, CustomerId, Discount, Promotion, PromotionEvent, PromotionId,
+    PromotionTerms,
+};
+use tikv_jemalloc_ctl::{epoch, stats};
+
+// jemalloc, as in the server, so its own statistics count the live bytes.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Bytes the program has allocated and not freed, in jemalloc's size classes.
+fn live_bytes() -> usize {
+    epoch::advance().expect("refresh jemalloc's statistics");
+    stats::allocated::read().expect("read jemalloc's statistics")
+}
+
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn main() {
+    let holders: u32 = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-'))
+        .map_or(1_000_000, |arg| arg.parse().expect("a number of holders"));
+    let id = PromotionId::from_uuid(uuid::Uuid::from_u128(0x5ec));
+    let opens = Utc::now();
+    let discount = Discount::new(0.5).expect("discount");
+    let terms = PromotionTerms::new(
+        CouponCount::new(u64::from(holders)).expect("count"),
+        discount,
+        opens,
+        opens + Duration::hours(1),
+        None,
+    )
+    .expect("terms");
+
+    let before = live_bytes();
+    let started = Instant::now();
+    let mut promotion = Promotion::default();
+    promotion.apply(PromotionEvent::PromotionCreated {
+        promotion_id: id,
+        terms,
+    });
+    for number in 1..=holders {
+        let customer_id = CustomerId::parse(format!("customer-{number}")).expect("customer id");
+        promotion.apply(PromotionEvent::CouponGrabbed {
+            coupon: Coupon {
+                promotion_id: id,
+                number,
+                customer_id,
+                discount,
+                grabbed_at: opens + Duration::microseconds(i64::from(number)),
+            },
+            remaining: 0,
+        });
+    }
+    let replayed = started.elapsed();
+    let state = live_bytes() - before;
+
+    let started = Instant::now();
+    let json = serde_json::to_string(&promotion).expect("snapshot JSON");
+    let serialised = started.elapsed();
+    let started = Instant::now();
+    let parsed: Promotion = serde_json::from_str(&json).expect("parse the snapshot");
+    let parse = started.elapsed();
+    assert_eq!(parsed, promotion, "the snapshot round-trips");
+
+    println!("| holders | state in memory | per holder | snapshot JSON | apply every event | serialise snapshot | parse snapshot |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {holders} | {:.1} MB | {:.0} B | {:.1} MB | {:.0} ms | {:.0} ms | {:.0} ms |",
+        mb(state),
+        state as f64 / f64::from(holders.max(1)),
+        mb(json.len()),
+        replayed.as_secs_f64() * 1e3,
+        serialised.as_secs_f64() * 1e3,
+        parse.as_secs_f64() * 1e3,
+    );
+}
