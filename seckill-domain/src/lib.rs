@@ -53,5 +53,5 @@ pub use command::PromotionCommand;
 pub use coupon::Coupon;
 pub use error::{PromotionError, ScheduleError, ValueError};
 pub use event::{FinishReason, PromotionEvent};
-pub use promotion::{Promotion, PromotionStatus};
+pub use promotion::{GrabEvents, Promotion, PromotionStatus};
 pub use value::{CouponCount, CustomerId, Discount, PromotionId, PromotionName, PromotionTerms};

@@ -150,6 +150,24 @@ mod holders_json {
     }
 }
 
+/// The events one winning grab records, in order: the coupon, then the end
+/// of the sale if it took the last one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrabEvents {
+    grabbed: PromotionEvent,
+    sold_out: Option<PromotionEvent>,
+}
+
+impl IntoIterator for GrabEvents {
+    type Item = PromotionEvent;
+    type IntoIter =
+        std::iter::Chain<std::iter::Once<PromotionEvent>, std::option::IntoIter<PromotionEvent>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(self.grabbed).chain(self.sold_out)
+    }
+}
+
 /// When and why a promotion finished.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Finished {
@@ -291,6 +309,28 @@ impl Promotion {
         })
     }
 
+    /// Decides a grab and returns the events it records — `CouponGrabbed`,
+    /// then `PromotionFinished` if that was the last coupon — without
+    /// applying them. [`Aggregate::handle`] writes exactly these; the grab
+    /// engine calls this directly, so its hot path needs no `EventSink` (an
+    /// async mutex and an allocation per command) and no command clone.
+    pub fn grab_events(
+        &self,
+        customer: &CustomerId,
+        at: DateTime<Utc>,
+    ) -> Result<GrabEvents, PromotionError> {
+        let coupon = self.decide_grab(customer, at)?;
+        let remaining = self.remaining() - 1;
+        let sold_out = (remaining == 0).then_some(PromotionEvent::PromotionFinished {
+            at,
+            reason: FinishReason::SoldOut,
+        });
+        Ok(GrabEvents {
+            grabbed: PromotionEvent::CouponGrabbed { coupon, remaining },
+            sold_out,
+        })
+    }
+
     fn open_terms(&self) -> Result<&PromotionTerms, PromotionError> {
         let terms = self
             .terms
@@ -375,19 +415,8 @@ impl Aggregate for Promotion {
                     .await;
             }
             PromotionCommand::GrabCoupon { customer_id, at } => {
-                let coupon = self.decide_grab(&customer_id, at)?;
-                let remaining = self.remaining() - 1;
-                sink.write(PromotionEvent::CouponGrabbed { coupon, remaining }, self)
-                    .await;
-                if remaining == 0 {
-                    sink.write(
-                        PromotionEvent::PromotionFinished {
-                            at,
-                            reason: FinishReason::SoldOut,
-                        },
-                        self,
-                    )
-                    .await;
+                for event in self.grab_events(&customer_id, at)? {
+                    sink.write(event, self).await;
                 }
             }
             PromotionCommand::ExpirePromotion { at } => {

@@ -135,4 +135,31 @@ proptest! {
             prop_assert_eq!(back, event);
         }
     }
+
+    /// The grab engine's hot path (`grab_events`, then `apply`) records and
+    /// does exactly what `handle` does, whatever came before.
+    #[test]
+    fn grab_events_match_handle(coupons in 1u64..10, steps in prop::collection::vec(step(), 0..60)) {
+        let id = PromotionId::from_uuid(uuid::Uuid::from_u128(11));
+        let create = PromotionCommand::CreatePromotion { promotion_id: id, terms: terms(coupons), at: opens() };
+        let mut by_handle = Promotion::default();
+        decide(&mut by_handle, create.clone());
+        let mut by_grab_events = Promotion::default();
+        decide(&mut by_grab_events, create);
+        for step in &steps {
+            let command = command(step);
+            let expected = decide(&mut by_handle, command.clone());
+            let recorded = match &command {
+                PromotionCommand::GrabCoupon { customer_id, at } => {
+                    match by_grab_events.grab_events(customer_id, *at) {
+                        Ok(grab) => grab.into_iter().inspect(|event| by_grab_events.apply(event.clone())).collect(),
+                        Err(_) => Vec::new(),
+                    }
+                }
+                _ => decide(&mut by_grab_events, command.clone()),
+            };
+            prop_assert_eq!(&recorded, &expected);
+            prop_assert_eq!(&by_grab_events, &by_handle);
+        }
+    }
 }
