@@ -53,7 +53,7 @@ pub struct EngineConfig {
     /// storm). Then it is dropped, so a long-running service does not keep
     /// every sale it ever ran; a later command loads the promotion again (its
     /// final snapshot, or its events if snapshots are off). Checked every
-    /// `min(frozen_ttl / 4, 60 s)`, so a state goes between `frozen_ttl` and
+    /// `frozen_ttl / 4` (10 ms to 60 s), so a state goes between `frozen_ttl` and
     /// `frozen_ttl` plus that interval after its last use. `Duration::MAX`
     /// keeps it until the service stops; `Duration::ZERO` drops it at the
     /// next check, so late grabs mostly load the promotion again.
@@ -741,8 +741,8 @@ fn start_sweeping(shared: &Arc<Shared>) {
     if ttl == Duration::MAX || shared.sweeping.swap(true, Ordering::AcqRel) {
         return;
     }
-    // A quarter of the TTL between checks, at most a minute.
-    let every = (ttl / 4).clamp(Duration::from_millis(1), Duration::from_secs(60));
+    // A quarter of the TTL between checks, from 10 ms to a minute.
+    let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     // Weak, and not in `tasks`: the sweeper must neither keep a dropped engine
     // alive nor hold up `shutdown`, which waits for every tracked task.
     let guard = SweeperGuard(Arc::downgrade(shared));
@@ -796,7 +796,7 @@ fn sweep_frozen(shared: &Shared, now_ms: u64) {
         // more often than it changes.
         return;
     }
-    shared.frozen.rcu(|all| {
+    let before = shared.frozen.rcu(|all| {
         let mut all = FrozenPromotions::clone(all);
         for (id, usage) in &expired {
             // Only the state that expired, and only if nobody used it since
@@ -809,7 +809,8 @@ fn sweep_frozen(shared: &Shared, now_ms: u64) {
         }
         all
     });
-    tracing::debug!(dropped = expired.len(), "dropped idle frozen promotions");
+    let dropped = before.len().saturating_sub(shared.frozen.load().len());
+    tracing::debug!(dropped, "dropped idle frozen promotions");
 }
 
 /// Saves a snapshot; a failure only costs a longer replay next time.

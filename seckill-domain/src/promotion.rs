@@ -132,7 +132,7 @@ mod holders_json {
                 let grabbed_at = DateTime::from_timestamp(seconds, nanos).ok_or_else(|| {
                     A::Error::custom(format!("{seconds} s {nanos} ns is not a time"))
                 })?;
-                holders.insert(customer, Holding { number, grabbed_at });
+                insert(&mut holders, customer, Holding { number, grabbed_at })?;
             }
             Ok(holders)
         }
@@ -143,9 +143,29 @@ mod holders_json {
                 RandomState::default(),
             );
             while let Some((customer, holding)) = map.next_entry::<CustomerId, Holding>()? {
-                holders.insert(customer, holding);
+                insert(&mut holders, customer, holding)?;
             }
             Ok(holders)
+        }
+    }
+
+    /// A customer listed twice is a corrupt snapshot, not "the last one
+    /// wins": that would under-count the coupons granted and hand a number
+    /// out again.
+    fn insert<E: serde::de::Error>(
+        holders: &mut Holders,
+        customer: CustomerId,
+        holding: Holding,
+    ) -> Result<(), E> {
+        match holders.entry(customer) {
+            std::collections::hash_map::Entry::Occupied(entry) => Err(E::custom(format!(
+                "customer {:?} is listed twice",
+                entry.key().as_str()
+            ))),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(holding);
+                Ok(())
+            }
         }
     }
 }

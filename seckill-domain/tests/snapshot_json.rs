@@ -79,8 +79,18 @@ fn a_snapshot_in_the_first_format_still_loads() {
         "alice": {"number": 1, "grabbed_at": "2030-11-11T00:00:00.123456789Z"},
         "bob": {"number": 2, "grabbed_at": "2030-11-11T00:00:00Z"},
     });
-    let old: Promotion = serde_json::from_value(snapshot).unwrap();
+    let old: Promotion = serde_json::from_value(snapshot.clone()).unwrap();
     assert_eq!(old, promotion_with_two_holders());
+    // A customer twice is corrupt in this format too (JSON allows the key twice).
+    let twice = serde_json::to_string(&snapshot).unwrap().replacen(
+        "\"bob\":",
+        "\"alice\":{\"number\":3,\"grabbed_at\":\"2030-11-11T00:00:00Z\"},\"bob\":",
+        1,
+    );
+    assert!(
+        serde_json::from_str::<Promotion>(&twice).is_err(),
+        "{twice}"
+    );
 }
 
 #[test]
@@ -90,6 +100,7 @@ fn broken_holders_are_errors_not_panics() {
         json!([["alice", 1, 0, 2_000_000_000u32]]),
         json!([["", 1, 0, 0]]),
         json!([["alice", 1]]),
+        json!([["alice", 1, 0, 0], ["alice", 2, 0, 0]]),
         json!("alice"),
     ] {
         let mut snapshot = serde_json::to_value(promotion_with_two_holders()).unwrap();
