@@ -569,7 +569,7 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
 ) {
     let store = fixture.store().await;
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let seckill = SecKill::builder(store)
+    let seckill = SecKill::builder(store.clone())
         .clock(clock)
         .config(EngineConfig {
             frozen_ttl: StdDuration::from_millis(200),
@@ -620,6 +620,7 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
     ));
     wait_for(1).await;
     assert_eq!(seckill.promotion(id).await.unwrap().summary.remaining, 0);
+    assert_eq!(assert_consistent(&store, id).await, vec![won]);
 }
 
 /// Promotions are independent: each has its own writer and sells out alone.
@@ -801,7 +802,7 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
 /// `watch()` reports the promotion's summary after each commit.
 pub async fn watchers_see_every_commit(fixture: impl Fixture) {
     let store = fixture.store().await;
-    let (seckill, _) = service(store);
+    let (seckill, _) = service(store.clone());
     let id = seckill.create_promotion(terms(3)).await.unwrap();
     let mut feed = seckill.watch();
     seckill.grab(id, customer("alice")).await.unwrap();
@@ -813,6 +814,7 @@ pub async fn watchers_see_every_commit(fixture: impl Fixture) {
         update.finish_reason,
         Some(seckill_domain::FinishReason::Cancelled)
     );
+    assert_consistent(&store, id).await;
 }
 
 /// A projection behind its stream (written by another tool, or added later)
