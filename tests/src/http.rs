@@ -859,6 +859,10 @@ pub async fn the_event_stream_delivers_an_update_after_a_grab(fixture: impl Fixt
     let (name, first) = next_event(&mut stream, &mut buffer).await;
     assert_eq!(name, "promotion");
     assert_eq!(first["remaining"], 3);
+    // Each event's data is a whole promotion, as /openapi.json says.
+    let promotion: PromotionDto =
+        serde_json::from_value(first.clone()).expect("event data is a PromotionDto");
+    assert_eq!(promotion.promotion_id, open.promotion_id);
 
     // Another promotion's grab is not this feed's business.
     server.won(&other, "carol").await;
