@@ -122,10 +122,7 @@ mod holders_json {
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Holders, A::Error> {
-            let mut holders = Holders::with_capacity_and_hasher(
-                seq.size_hint().unwrap_or(0).min(MAX_RESERVE),
-                RandomState::default(),
-            );
+            let mut holders = reserved(seq.size_hint());
             while let Some((customer, number, seconds, nanos)) =
                 seq.next_element::<(CustomerId, u32, i64, u32)>()?
             {
@@ -138,15 +135,21 @@ mod holders_json {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Holders, A::Error> {
-            let mut holders = Holders::with_capacity_and_hasher(
-                map.size_hint().unwrap_or(0).min(MAX_RESERVE),
-                RandomState::default(),
-            );
+            let mut holders = reserved(map.size_hint());
             while let Some((customer, holding)) = map.next_entry::<CustomerId, Holding>()? {
                 insert(&mut holders, customer, holding)?;
             }
             Ok(holders)
         }
+    }
+
+    /// An empty map with room for what the input announces, up to
+    /// `MAX_RESERVE`.
+    fn reserved(hint: Option<usize>) -> Holders {
+        Holders::with_capacity_and_hasher(
+            hint.unwrap_or(0).min(MAX_RESERVE),
+            RandomState::default(),
+        )
     }
 
     /// A customer listed twice is a corrupt snapshot, not "the last one

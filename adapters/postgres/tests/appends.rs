@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{created, new_id, Writer};
 use seckill_app::{EventStore, ProjectionStore, StoreError};
-use seckill_domain::CustomerId;
+use seckill_domain::{CustomerId, PromotionId};
 use seckill_postgres::{PgOptions, PgStore};
 use seckill_tests::postgres::PgFixture;
 use sqlx::postgres::PgPoolOptions;
@@ -246,10 +246,10 @@ async fn the_database_itself_refuses_a_second_coupon_per_customer_or_number() {
     let id = writer.id;
     let commit = writer.commit(writer.grabs("a", 2));
     store.append(&commit).await.unwrap();
-    let insert = |number: i32, customer: &str| {
+    let insert = |promotion: PromotionId, number: i32, customer: &str| {
         format!(
             "INSERT INTO coupons (promotion_id, number, customer_id, discount, grabbed_at) \
-             VALUES ('{id}', {number}, '{customer}', 0.5, now())"
+             VALUES ('{promotion}', {number}, '{customer}', 0.5, now())"
         )
     };
     let first_holder: String = sqlx::query_scalar(&format!(
@@ -259,8 +259,8 @@ async fn the_database_itself_refuses_a_second_coupon_per_customer_or_number() {
     .await
     .unwrap();
     for (case, sql) in [
-        ("a second coupon for a holder", insert(9, &first_holder)),
-        ("a number handed out twice", insert(1, "somebody-else")),
+        ("a second coupon for a holder", insert(id, 9, &first_holder)),
+        ("a number handed out twice", insert(id, 1, "somebody-else")),
     ] {
         let error = sqlx::query(&sql)
             .execute(store.pool())
@@ -274,12 +274,8 @@ async fn the_database_itself_refuses_a_second_coupon_per_customer_or_number() {
     }
     // The same customer may hold a coupon of another promotion.
     let other = Writer::create(&store, 10).await;
-    sqlx::query(&format!(
-        "INSERT INTO coupons (promotion_id, number, customer_id, discount, grabbed_at) \
-         VALUES ('{}', 1, '{first_holder}', 0.5, now())",
-        other.id
-    ))
-    .execute(store.pool())
-    .await
-    .unwrap();
+    sqlx::query(&insert(other.id, 1, &first_holder))
+        .execute(store.pool())
+        .await
+        .unwrap();
 }
