@@ -15,6 +15,8 @@
 //! * `engine`     – the grab engine: one writer per promotion, bounded queues,
 //!   group commit, conflict reload, idle shutdown.
 //! * `port`       – the storage traits adapters implement, and [`Commit`].
+//! * `ownership`  – the [`Ownership`] port: which replica runs a promotion's
+//!   writer when several processes share one store.
 //! * `projection` – what the read side stores for each event.
 //! * `clock`      – the clock port; the domain never reads one.
 //! * `error`      – [`SecKillError`] for callers, [`StoreError`] for adapters.
@@ -48,6 +50,7 @@
 mod clock;
 mod engine;
 mod error;
+mod ownership;
 mod port;
 mod projection;
 mod service;
@@ -55,6 +58,7 @@ mod service;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use engine::{EngineConfig, EngineStats};
 pub use error::{SecKillError, SourceError, StoreError};
+pub use ownership::{Claim, Ownership, Replica, ReplicaId};
 pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};
 pub use service::{SecKill, SecKillBuilder};

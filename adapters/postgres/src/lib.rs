@@ -32,6 +32,8 @@
 //!   concurrency, loading, snapshots.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
 //!   promotion summaries, and their column encoding.
+//! * `ownership`   – [`PgOwnership`]: which replica owns each promotion, as
+//!   leases in the shared database.
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
@@ -40,11 +42,13 @@
 mod error;
 mod events;
 mod options;
+mod ownership;
 mod projections;
 mod store;
 mod upcast;
 
 pub use error::ConnectError;
 pub use options::PgOptions;
+pub use ownership::{PgOwnership, DEFAULT_LEASE};
 pub use store::{PgStore, MIGRATOR};
 pub use upcast::{upcasters, DiscountPercentUpcaster};
