@@ -12,8 +12,14 @@
 //!
 //! # Layout
 //! * `service`    – [`SecKill`], the application service and its builder.
-//! * `engine`     – the grab engine: one writer per promotion, bounded queues,
-//!   group commit, conflict reload, idle shutdown.
+//! * `engine`     – the grab engine, in four rooms:
+//!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
+//!     promotion's writer through a bounded queue (the slots); the stats.
+//!   * `writer`  – the writer task: batches, group commit, conflict reload,
+//!     snapshots, idle retirement.
+//!   * `frozen`  – finished promotions answered from their final state
+//!     without a writer, and the sweeper that drops unused ones.
+//!   * `config`  – [`EngineConfig`], the engine's settings.
 //! * `port`       – the storage traits adapters implement, and [`Commit`].
 //! * `projection` – what the read side stores for each event.
 //! * `clock`      – the clock port; the domain never reads one.

@@ -1,0 +1,293 @@
+//! The grab engine: one writer task per promotion, deciding commands with the
+//! aggregate held in memory and committing them in groups.
+//!
+//! Why this shape (see `docs/adr/0002-single-writer-group-commit.md`): a flash
+//! sale is one hot aggregate. Load → handle → commit per command reloads the
+//! stream every time and makes concurrent commits fight. Here one task owns
+//! the promotion, so commands are decided in arrival order without conflicts,
+//! and the events of many commands go to the store in one append. Callers are
+//! answered only after that append is durable.
+//!
+//! This module holds the engine's front: [`Engine::execute`] and the slots
+//! that route each command to its promotion's writer. The writer itself is
+//! in `writer`, finished promotions in `frozen`, the settings in `config`.
+
+mod config;
+mod frozen;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
+use seckill_domain::{PromotionCommand, PromotionEvent, PromotionId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+pub use config::EngineConfig;
+use frozen::{answer_frozen, FrozenPromotions};
+use writer::Writer;
+
+use crate::error::{SecKillError, StoreError};
+use crate::port::Backend;
+use crate::projection::PromotionSummary;
+
+/// Counters of the grab engine since start, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Appends that succeeded.
+    pub commits: u64,
+    /// Events those appends stored.
+    pub committed_events: u64,
+    /// Commands answered from the batches those appends carried.
+    pub committed_commands: u64,
+    /// Appends that failed (storage errors and timeouts).
+    pub failed_commits: u64,
+    /// Appends that met another writer's events.
+    pub conflicts: u64,
+    /// Commands refused because the queue was full.
+    pub overloaded: u64,
+    /// Finished promotions whose final state is held for answering late grabs.
+    pub frozen_promotions: u64,
+    /// Requests waiting in all queues right now.
+    pub queue_depth: u64,
+    /// Writer tasks alive right now.
+    pub writers: u64,
+}
+
+type Reply = Result<Vec<PromotionEvent>, SecKillError>;
+
+struct Request {
+    command: PromotionCommand,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A promotion's live writer; `generation` tells one writer's slot from its
+/// successor's.
+#[derive(Clone)]
+struct Slot {
+    queue: mpsc::Sender<Request>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    committed_events: AtomicU64,
+    committed_commands: AtomicU64,
+    failed_commits: AtomicU64,
+    conflicts: AtomicU64,
+    overloaded: AtomicU64,
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    config: EngineConfig,
+    // std RwLock, not tokio's: held only for a map lookup or insert, never across an `.await`.
+    slots: RwLock<HashMap<PromotionId, Slot>>,
+    // ArcSwap, not a lock: a sold-out storm reads this map millions of times
+    // a second from every core, and a read here writes no shared memory. It
+    // changes only when a promotion finishes (copy on write).
+    frozen: ArcSwap<FrozenPromotions>,
+    next_generation: AtomicU64,
+    stopping: AtomicBool,
+    /// Whether the task that drops expired frozen promotions is running.
+    sweeping: AtomicBool,
+    /// The origin of the sweeper's millisecond clock.
+    epoch: Instant,
+    tasks: TaskTracker,
+    counters: Counters,
+    // broadcast: many watchers, and a slow one only misses updates (it sees
+    // `Lagged`) instead of slowing the writer down.
+    changes: broadcast::Sender<PromotionSummary>,
+}
+
+/// The grab engine. Cheap to clone; all clones share the writers.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    pub(crate) fn new(backend: Arc<dyn Backend>, config: EngineConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                config,
+                slots: RwLock::default(),
+                frozen: ArcSwap::default(),
+                next_generation: AtomicU64::new(1),
+                stopping: AtomicBool::new(false),
+                sweeping: AtomicBool::new(false),
+                epoch: Instant::now(),
+                tasks: TaskTracker::new(),
+                counters: Counters::default(),
+                changes: broadcast::channel(1_024).0,
+            }),
+        }
+    }
+
+    /// Decides `command` on the promotion's writer and returns the events it
+    /// recorded, once they are durable.
+    pub(crate) async fn execute(
+        &self,
+        promotion_id: PromotionId,
+        mut command: PromotionCommand,
+    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        // A closed queue means its writer just retired or froze; the next look
+        // finds its successor. A few rounds are plenty: each one makes progress.
+        // The sold-out storm's path: a finished promotion answers a grab from
+        // its frozen state right here, without a queue, a lock or a clone.
+        // A stopping service takes no command, not even one it could answer
+        // from frozen state.
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(SecKillError::ShuttingDown);
+        }
+        if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
+            if let Some(frozen) = self.shared.frozen.load().get(&promotion_id) {
+                if let Err(error) = frozen.touch().decide_grab(customer_id, *at) {
+                    return Err(SecKillError::from_domain(promotion_id, error));
+                }
+            }
+        }
+        for _ in 0..8 {
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return Err(SecKillError::ShuttingDown);
+            }
+            let frozen = self
+                .shared
+                .frozen
+                .load()
+                .get(&promotion_id)
+                .map(|frozen| Arc::clone(frozen.touch()));
+            if let Some(promotion) = frozen {
+                if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
+                    return answer;
+                }
+                // Frozen state cannot record events; should a command ever
+                // want to, a writer decides it instead.
+                frozen::unfreeze(&self.shared, promotion_id);
+            }
+            let Slot { queue, generation } = self.slot(promotion_id);
+            let (reply, answer) = oneshot::channel();
+            match queue.try_send(Request { command, reply }) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(SecKillError::Storage(StoreError::backend(
+                            "the promotion's writer stopped before answering",
+                        )))
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared
+                        .counters
+                        .overloaded
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(SecKillError::Overloaded(promotion_id));
+                }
+                Err(mpsc::error::TrySendError::Closed(request)) => {
+                    command = request.command;
+                    self.forget(promotion_id, generation);
+                }
+            }
+        }
+        Err(SecKillError::Overloaded(promotion_id))
+    }
+
+    /// Stops taking commands, lets every writer finish what it has queued, and
+    /// waits for them.
+    pub(crate) async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        // Dropping the senders ends each writer's queue once it is drained.
+        let slots = std::mem::take(
+            &mut *self
+                .shared
+                .slots
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(slots);
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
+    /// A feed of every promotion's summary after each commit that changed it.
+    pub(crate) fn watch(&self) -> broadcast::Receiver<PromotionSummary> {
+        self.shared.changes.subscribe()
+    }
+
+    pub(crate) fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        let (queue_depth, writers) = {
+            let slots = self
+                .shared
+                .slots
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            slots.values().fold((0u64, 0u64), |(depth, writers), slot| {
+                let queued = slot.queue.max_capacity() - slot.queue.capacity();
+                (depth + queued as u64, writers + 1)
+            })
+        };
+        EngineStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            committed_events: c.committed_events.load(Ordering::Relaxed),
+            committed_commands: c.committed_commands.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            frozen_promotions: self.shared.frozen.load().len() as u64,
+            queue_depth,
+            writers,
+        }
+    }
+
+    /// The promotion's slot, starting a writer if it has none.
+    fn slot(&self, promotion_id: PromotionId) -> Slot {
+        if let Some(slot) = self
+            .shared
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&promotion_id)
+        {
+            return slot.clone();
+        }
+        let mut slots = self
+            .shared
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry(promotion_id)
+            .or_insert_with(|| self.start_writer(promotion_id))
+            .clone()
+    }
+
+    fn start_writer(&self, promotion_id: PromotionId) -> Slot {
+        let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity.max(1));
+        let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
+        let writer = Writer::new(Arc::clone(&self.shared), promotion_id, generation, requests);
+        self.shared.tasks.spawn(writer.run());
+        Slot { queue, generation }
+    }
+
+    /// Drops the promotion's slot if it is still the one the caller saw.
+    fn forget(&self, promotion_id: PromotionId, generation: u64) {
+        remove_slot(&self.shared, promotion_id, generation);
+    }
+}
+
+/// Removes the promotion's slot if it still belongs to writer `generation`:
+/// a successor's slot is never touched.
+fn remove_slot(shared: &Shared, promotion_id: PromotionId, generation: u64) {
+    let mut slots = shared.slots.write().unwrap_or_else(PoisonError::into_inner);
+    if slots
+        .get(&promotion_id)
+        .is_some_and(|slot| slot.generation == generation)
+    {
+        slots.remove(&promotion_id);
+    }
+}
