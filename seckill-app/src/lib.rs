@@ -59,7 +59,7 @@ mod projection;
 mod service;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use engine::{EngineConfig, EngineStats};
+pub use engine::{ConfigError, EngineConfig, EngineStats};
 pub use error::{SecKillError, SourceError, StoreError};
 pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};

@@ -72,7 +72,12 @@ impl TestServer {
 
     /// Starts a server over `store`.
     pub async fn over(store: Arc<dyn Backend>) -> Self {
-        Self::serving(SecKill::builder(store).build()).await
+        Self::serving(
+            SecKill::builder(store)
+                .build()
+                .expect("default engine settings"),
+        )
+        .await
     }
 
     /// Starts a server for `seckill`.
@@ -1002,7 +1007,8 @@ pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
             max_batch: 1,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let mut server = TestServer::serving(seckill).await;
     let open = server.create_open(50).await;
     let stop = server.stop.take().expect("not stopped yet");
@@ -1101,7 +1107,8 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
             queue_capacity: 1,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;
     let open = server.create_open(10).await;
 

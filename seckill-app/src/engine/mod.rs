@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-pub use config::EngineConfig;
+pub use config::{ConfigError, EngineConfig};
 use frozen::{answer_frozen, FrozenPromotions};
 use writer::Writer;
 
@@ -267,7 +267,7 @@ impl Engine {
     }
 
     fn start_writer(&self, promotion_id: PromotionId) -> Slot {
-        let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity.max(1));
+        let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity);
         let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
         let writer = Writer::new(Arc::clone(&self.shared), promotion_id, generation, requests);
         self.shared.tasks.spawn(writer.run());

@@ -58,23 +58,23 @@ impl Writer {
             self.retire(Some(error)).await;
             return;
         }
+        let max_batch = self.shared.config.max_batch;
         loop {
-            let first =
-                match tokio::time::timeout(self.shared.config.idle_timeout, self.requests.recv())
-                    .await
-                {
-                    Ok(Some(request)) => request,
-                    // Every sender is gone: the engine is shutting down.
-                    Ok(None) => {
-                        self.save_final_snapshot().await;
-                        return;
-                    }
-                    Err(_idle) => {
-                        self.retire(None).await;
-                        return;
-                    }
-                };
-            let batch = self.take_batch(first);
+            let mut batch = Vec::new();
+            let idle = self.shared.config.idle_timeout;
+            match tokio::time::timeout(idle, self.requests.recv_many(&mut batch, max_batch)).await {
+                // `max_batch` is at least 1 (`EngineConfig::validate`), so no
+                // request means every sender is gone: the engine is stopping.
+                Ok(0) => {
+                    self.save_final_snapshot().await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(_idle) => {
+                    self.retire(None).await;
+                    return;
+                }
+            }
             if let Err(error) = self.process(batch).await {
                 tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
                 self.retire(Some(error)).await;
@@ -85,20 +85,6 @@ impl Writer {
                 return;
             }
         }
-    }
-
-    /// `first` plus whatever else is already queued, up to `max_batch`.
-    fn take_batch(&mut self, first: Request) -> Vec<Request> {
-        let mut batch =
-            Vec::with_capacity(self.requests.len().min(self.shared.config.max_batch) + 1);
-        batch.push(first);
-        while batch.len() < self.shared.config.max_batch {
-            match self.requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        batch
     }
 
     /// Decides and commits one batch, answering every request in it. Fails
@@ -273,21 +259,26 @@ impl Writer {
     async fn retire(mut self, error: Option<StoreError>) {
         self.release_slot();
         self.requests.close();
-        let mut pending = Vec::new();
-        while let Some(request) = self.requests.recv().await {
-            pending.push(request);
-        }
-        match error {
-            Some(error) => fail_all(pending, &error),
-            None => {
-                for chunk in chunks(pending, self.shared.config.max_batch) {
-                    if let Err(error) = self.process(chunk).await {
+        let max_batch = self.shared.config.max_batch;
+        let mut failure = error;
+        loop {
+            let mut batch = Vec::new();
+            // Closed, so this ends (with 0) once the queue is drained.
+            if self.requests.recv_many(&mut batch, max_batch).await == 0 {
+                break;
+            }
+            match &failure {
+                Some(error) => fail_all(batch, error),
+                None => {
+                    if let Err(error) = self.process(batch).await {
                         tracing::warn!(promotion = %self.promotion_id, %error, "retiring writer lost its store");
-                        return;
+                        failure = Some(error);
                     }
                 }
-                self.save_final_snapshot().await;
             }
+        }
+        if failure.is_none() {
+            self.save_final_snapshot().await;
         }
     }
 
@@ -362,16 +353,4 @@ fn fail_all(requests: Vec<Request>, error: &StoreError) {
             .reply
             .send(Err(SecKillError::Storage(error.clone())));
     }
-}
-
-fn chunks(mut items: Vec<Request>, size: usize) -> Vec<Vec<Request>> {
-    let mut out = Vec::new();
-    while items.len() > size {
-        let rest = items.split_off(size);
-        out.push(std::mem::replace(&mut items, rest));
-    }
-    if !items.is_empty() {
-        out.push(items);
-    }
-    out
 }
