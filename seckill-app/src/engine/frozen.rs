@@ -56,6 +56,36 @@ impl Frozen {
     }
 }
 
+/// The answer to `command` if the promotion is frozen and its final state
+/// can give one. `None` if it is not frozen, or if the command would record
+/// events: then the frozen state is dropped and a writer takes over.
+pub(super) async fn answer(
+    shared: &Shared,
+    promotion_id: PromotionId,
+    command: &PromotionCommand,
+) -> Option<Reply> {
+    let promotion = {
+        let all = shared.frozen.load();
+        let promotion = all.get(&promotion_id)?.touch();
+        if let PromotionCommand::GrabCoupon { customer_id, at } = command {
+            // The sold-out storm's path: decided on the shared state, with
+            // no clone of it.
+            if let Err(error) = promotion.decide_grab(customer_id, *at) {
+                return Some(Err(SecKillError::from_domain(promotion_id, error)));
+            }
+        }
+        // Cloned, not borrowed: the map's guard is not held across `.await`.
+        Arc::clone(promotion)
+    };
+    let answer = decide_on(&promotion, promotion_id, command).await;
+    if answer.is_none() {
+        // Frozen state cannot record events; should a command ever want to,
+        // a writer decides it instead.
+        unfreeze(shared, promotion_id);
+    }
+    answer
+}
+
 /// Publishes a finished promotion's final state for callers to read, and
 /// makes sure the sweeper runs to drop it once unused.
 pub(super) fn publish(shared: &Arc<Shared>, promotion_id: PromotionId, promotion: Arc<Promotion>) {
@@ -69,7 +99,7 @@ pub(super) fn publish(shared: &Arc<Shared>, promotion_id: PromotionId, promotion
 }
 
 /// Drops a promotion's frozen state, so a writer takes it over again.
-pub(super) fn unfreeze(shared: &Shared, promotion_id: PromotionId) {
+fn unfreeze(shared: &Shared, promotion_id: PromotionId) {
     shared.frozen.rcu(|frozen| {
         let mut frozen = FrozenPromotions::clone(frozen);
         frozen.remove(&promotion_id);
@@ -79,7 +109,8 @@ pub(super) fn unfreeze(shared: &Shared, promotion_id: PromotionId) {
 
 /// Answers a command from a finished promotion's frozen state, or `None` if
 /// the command would record events (which no rule allows once finished).
-pub(super) async fn answer_frozen(
+/// Used by [`answer`], and by a freezing writer for what is still queued.
+pub(super) async fn decide_on(
     promotion: &Promotion,
     promotion_id: PromotionId,
     command: &PromotionCommand,

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 pub use config::{ConfigError, EngineConfig};
-use frozen::{answer_frozen, FrozenPromotions};
+use frozen::FrozenPromotions;
 use writer::Writer;
 
 use crate::error::{SecKillError, StoreError};
@@ -136,40 +136,21 @@ impl Engine {
         promotion_id: PromotionId,
         mut command: PromotionCommand,
     ) -> Result<Vec<PromotionEvent>, SecKillError> {
-        // A closed queue means its writer just retired or froze; the next look
-        // finds its successor. A few rounds are plenty: each one makes progress.
-        // The sold-out storm's path: a finished promotion answers a grab from
-        // its frozen state right here, without a queue, a lock or a clone.
-        // A stopping service takes no command, not even one it could answer
-        // from frozen state.
-        if self.shared.stopping.load(Ordering::Acquire) {
-            return Err(SecKillError::ShuttingDown);
-        }
-        if let PromotionCommand::GrabCoupon { customer_id, at } = &command {
-            if let Some(frozen) = self.shared.frozen.load().get(&promotion_id) {
-                if let Err(error) = frozen.touch().decide_grab(customer_id, *at) {
-                    return Err(SecKillError::from_domain(promotion_id, error));
-                }
-            }
-        }
+        // A few rounds are plenty: a round ends early only when the queue it
+        // found was closed, and then the next round finds the successor.
         for _ in 0..8 {
+            // A stopping service takes no command, not even one it could
+            // answer from frozen state.
             if self.shared.stopping.load(Ordering::Acquire) {
                 return Err(SecKillError::ShuttingDown);
             }
-            let frozen = self
-                .shared
-                .frozen
-                .load()
-                .get(&promotion_id)
-                .map(|frozen| Arc::clone(frozen.touch()));
-            if let Some(promotion) = frozen {
-                if let Some(answer) = answer_frozen(&promotion, promotion_id, &command).await {
-                    return answer;
-                }
-                // Frozen state cannot record events; should a command ever
-                // want to, a writer decides it instead.
-                frozen::unfreeze(&self.shared, promotion_id);
+            // A finished promotion answers from its frozen state, with no queue
+            // or writer; a grab (the sold-out storm) without a lock or a clone.
+            if let Some(answer) = frozen::answer(&self.shared, promotion_id, &command).await {
+                return answer;
             }
+            // Otherwise the promotion's writer decides; it answers once the
+            // events are durable.
             let Slot { queue, generation } = self.slot(promotion_id);
             let (reply, answer) = oneshot::channel();
             match queue.try_send(Request { command, reply }) {
@@ -188,8 +169,9 @@ impl Engine {
                     return Err(SecKillError::Overloaded(promotion_id));
                 }
                 Err(mpsc::error::TrySendError::Closed(request)) => {
+                    // Its writer just retired or froze.
                     command = request.command;
-                    self.forget(promotion_id, generation);
+                    self.shared.drop_slot(promotion_id, generation);
                 }
             }
         }
@@ -273,21 +255,19 @@ impl Engine {
         self.shared.tasks.spawn(writer.run());
         Slot { queue, generation }
     }
-
-    /// Drops the promotion's slot if it is still the one the caller saw.
-    fn forget(&self, promotion_id: PromotionId, generation: u64) {
-        remove_slot(&self.shared, promotion_id, generation);
-    }
 }
 
-/// Removes the promotion's slot if it still belongs to writer `generation`:
-/// a successor's slot is never touched.
-fn remove_slot(shared: &Shared, promotion_id: PromotionId, generation: u64) {
-    let mut slots = shared.slots.write().unwrap_or_else(PoisonError::into_inner);
-    if slots
-        .get(&promotion_id)
-        .is_some_and(|slot| slot.generation == generation)
-    {
-        slots.remove(&promotion_id);
+impl Shared {
+    /// Drops the promotion's slot if it still belongs to writer `generation`:
+    /// a successor's slot is never touched. Both a writer that stops and a
+    /// caller that found the writer's queue closed go through here.
+    fn drop_slot(&self, promotion_id: PromotionId, generation: u64) {
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        if slots
+            .get(&promotion_id)
+            .is_some_and(|slot| slot.generation == generation)
+        {
+            slots.remove(&promotion_id);
+        }
     }
 }

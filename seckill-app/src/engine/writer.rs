@@ -12,8 +12,8 @@ use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionId};
 use tokio::sync::mpsc;
 
-use super::frozen::{self, answer_frozen};
-use super::{remove_slot, Request, Shared};
+use super::frozen;
+use super::{Request, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::port::{Backend, Commit, Snapshot};
 use crate::projection::PromotionSummary;
@@ -257,7 +257,7 @@ impl Writer {
     /// Hands the promotion back: removes this writer's slot, then answers what
     /// is still queued (with `error`, or by deciding it as usual).
     async fn retire(mut self, error: Option<StoreError>) {
-        self.release_slot();
+        self.shared.drop_slot(self.promotion_id, self.generation);
         self.requests.close();
         let max_batch = self.shared.config.max_batch;
         let mut failure = error;
@@ -308,7 +308,7 @@ impl Writer {
             // Published before the slot goes, so no caller finds neither.
             frozen::publish(&self.shared, self.promotion_id, Arc::clone(&frozen));
         }
-        self.release_slot();
+        self.shared.drop_slot(self.promotion_id, self.generation);
         if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
             // The final state, so a restarted service never replays this sale.
             let (backend, id, sequence) = (
@@ -327,16 +327,11 @@ impl Writer {
         }
         self.requests.close();
         while let Some(request) = self.requests.recv().await {
-            let answer = answer_frozen(&frozen, self.promotion_id, &request.command)
+            let answer = frozen::decide_on(&frozen, self.promotion_id, &request.command)
                 .await
                 .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
             let _ = request.reply.send(answer);
         }
-    }
-
-    /// Removes this writer's slot, unless a successor owns it.
-    fn release_slot(&self) {
-        remove_slot(&self.shared, self.promotion_id, self.generation);
     }
 }
 
