@@ -80,16 +80,22 @@ impl TestServer {
         .await
     }
 
-    /// Starts a server for `seckill`.
+    /// Starts a server for `seckill`, with a metrics recorder of its own.
     pub async fn serving(seckill: SecKill) -> Self {
+        Self::serving_with(seckill, server::Metrics::isolated()).await
+    }
+
+    /// Starts a server for `seckill` whose `/metrics` renders `metrics`.
+    pub async fn serving_with(seckill: SecKill, metrics: server::Metrics) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on loopback");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, seckill.clone(), async move {
+        let serving = server::serve(listener, seckill.clone(), metrics, async move {
             let _ = stopped.await;
-        }));
+        });
+        let task = tokio::spawn(serving);
         let client = reqwest::Client::builder()
             .timeout(StdDuration::from_secs(20))
             .build()
@@ -889,7 +895,15 @@ pub async fn the_event_stream_delivers_an_update_after_a_grab(fixture: impl Fixt
 
 /// `/metrics` counts grabs by outcome and exposes the engine's counters.
 pub async fn metrics_count_grabs_by_outcome(fixture: impl Fixture) {
-    let server = TestServer::start(&fixture).await;
+    // The recorder is this server's own, not the process's global one (other
+    // tests serve and grab concurrently), and the service is built inside it
+    // so the engine's series are there too.
+    let metrics = server::Metrics::isolated();
+    let store = fixture.store().await;
+    let seckill = metrics
+        .recording(|| SecKill::builder(store).build())
+        .expect("default engine settings");
+    let server = TestServer::serving_with(seckill, metrics).await;
     let open = server.create_open(1).await;
     server.won(&open, "alice").await;
     assert_eq!(

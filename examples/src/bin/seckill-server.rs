@@ -226,6 +226,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log, args.log_format)?;
+    // Before the service is built: its engine takes its metric handles from
+    // the recorder installed now.
+    let metrics = server::Metrics::install().context("installing the metrics recorder")?;
     let backend = open_backend(&args).await?;
     let config = EngineConfig {
         queue_capacity: args.queue_capacity,
@@ -251,7 +254,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
-    server::serve(listener, seckill, shutdown_signal())
+    server::serve(listener, seckill, metrics, shutdown_signal())
         .await
         .context("serving HTTP")
 }

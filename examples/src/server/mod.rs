@@ -10,7 +10,8 @@
 //! * `dto`     – the JSON bodies (camelCase, as in the original).
 //! * `extract` – `Json` and `Path` extractors whose rejections are problem+json.
 //! * `problem` – [`Problem`]: which status code and type every failure gets.
-//! * `metrics` – grab counters and latency histogram, Prometheus text format.
+//! * `metrics` – the Prometheus recorder behind `/metrics`, and the route
+//!   layer that counts and times grabs.
 //! * `sse`     – the live feed of one promotion.
 //! * `page`    – the embedded HTML: the live page and the API browser.
 //! * `openapi` – the OpenAPI document.
@@ -25,9 +26,10 @@ mod routes;
 mod sse;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post, put, MethodRouter};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -52,16 +54,16 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     seckill: SecKill,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
     stopping: CancellationToken,
 }
 
 impl AppState {
-    /// State for a server over `seckill`.
-    pub fn new(seckill: SecKill) -> Self {
+    /// State for a server over `seckill` whose `/metrics` renders `metrics`.
+    pub fn new(seckill: SecKill, metrics: Metrics) -> Self {
         Self {
             seckill,
-            metrics: Arc::default(),
+            metrics,
             stopping: CancellationToken::new(),
         }
     }
@@ -76,9 +78,14 @@ impl AppState {
 /// The router: every endpoint, with problem+json for unknown paths and
 /// methods, a body limit, request tracing, and a panic guard.
 pub fn app(state: AppState) -> Router {
+    let track_grab = middleware::from_fn_with_state(state.metrics.clone(), metrics::track_grab);
     let router = Router::new();
     let router = both_spellings(router, "/admin/promotions", post(routes::create_promotion));
-    let router = both_spellings(router, "/command/coupons", post(routes::grab));
+    let router = both_spellings(
+        router,
+        "/command/coupons",
+        post(routes::grab).route_layer(track_grab),
+    );
     let router = both_spellings(router, "/query/promotions", get(routes::active_promotions));
     router
         .route(
@@ -121,16 +128,32 @@ fn both_spellings(
         .route(&format!("{path}/"), handler)
 }
 
+/// How often the recorder's histograms are drained between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Serves `seckill` on `listener` until `shutdown` completes, then drains:
 /// stop accepting, end the event feeds, let in-flight requests finish, and
 /// finally stop the engine once every queued command is answered.
+/// `/metrics` renders `metrics`, the recorder `seckill` was built with.
 pub async fn serve(
     listener: TcpListener,
     seckill: SecKill,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(seckill.clone());
+    let state = AppState::new(seckill.clone(), metrics.clone());
     let stopping = state.stopping().clone();
+    // Histograms keep raw samples until upkeep folds them into buckets.
+    let upkeep = stopping.clone();
+    tokio::spawn(async move {
+        while upkeep
+            .run_until_cancelled(tokio::time::sleep(METRICS_UPKEEP))
+            .await
+            .is_some()
+        {
+            metrics.run_upkeep();
+        }
+    });
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
@@ -166,7 +189,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_router_answers_without_a_socket() {
-        let app = app(AppState::new(SecKill::new(MemoryStore::new())));
+        let app = app(AppState::new(
+            SecKill::new(MemoryStore::new()),
+            Metrics::isolated(),
+        ));
         let health = Request::get("/healthz").body(Body::empty()).unwrap();
         let response = app.clone().oneshot(health).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

@@ -12,7 +12,7 @@ use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionId};
 use tokio::time::Instant;
 
-use super::{Reply, Shared};
+use super::{metrics, Reply, Shared};
 use crate::error::SecKillError;
 
 /// Finished promotions: their state never changes again, so callers read it
@@ -90,20 +90,31 @@ pub(super) async fn answer(
 /// makes sure the sweeper runs to drop it once unused.
 pub(super) fn publish(shared: &Arc<Shared>, promotion_id: PromotionId, promotion: Arc<Promotion>) {
     let now_ms = millis_since(shared.epoch);
-    shared.frozen.rcu(|all| {
-        let mut all = FrozenPromotions::clone(all);
+    change(shared, |all| {
         all.insert(promotion_id, Frozen::new(Arc::clone(&promotion), now_ms));
-        all
     });
     start_sweeping(shared);
 }
 
+/// Replaces the map with a changed copy (copy on write: it is read far more
+/// often than it changes), and moves the gauge by the change in its size.
+/// Returns how many promotions the change removed, net.
+fn change(shared: &Shared, mut edit: impl FnMut(&mut FrozenPromotions)) -> usize {
+    let mut after = 0;
+    let before = shared.frozen.rcu(|all| {
+        let mut all = FrozenPromotions::clone(all);
+        edit(&mut all);
+        after = all.len();
+        all
+    });
+    metrics::shift(&shared.metrics.frozen_promotions, before.len(), after);
+    before.len().saturating_sub(after)
+}
+
 /// Drops a promotion's frozen state, so a writer takes it over again.
 fn unfreeze(shared: &Shared, promotion_id: PromotionId) {
-    shared.frozen.rcu(|frozen| {
-        let mut frozen = FrozenPromotions::clone(frozen);
-        frozen.remove(&promotion_id);
-        frozen
+    change(shared, |all| {
+        all.remove(&promotion_id);
     });
 }
 
@@ -193,12 +204,11 @@ fn sweep_frozen(shared: &Shared, now_ms: u64) {
     }
     drop(all);
     if expired.is_empty() {
-        // Copy on write only when something expired: the map is read far
-        // more often than it changes.
+        // A copy only when something expired: the map is read far more
+        // often than it changes.
         return;
     }
-    let before = shared.frozen.rcu(|all| {
-        let mut all = FrozenPromotions::clone(all);
+    let dropped = change(shared, |all| {
         for (id, usage) in &expired {
             // Only the state that expired, and only if nobody used it since
             // the check: a promotion frozen again meanwhile has a new `Usage`.
@@ -208,8 +218,6 @@ fn sweep_frozen(shared: &Shared, now_ms: u64) {
                 all.remove(id);
             }
         }
-        all
     });
-    let dropped = before.len().saturating_sub(shared.frozen.load().len());
     tracing::debug!(dropped, "dropped idle frozen promotions");
 }

@@ -14,6 +14,7 @@
 
 mod config;
 mod frozen;
+mod metrics;
 mod writer;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use self::metrics::EngineMetrics;
 pub use config::{ConfigError, EngineConfig};
 use frozen::FrozenPromotions;
 use writer::Writer;
@@ -72,16 +74,6 @@ struct Slot {
     generation: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    committed_events: AtomicU64,
-    committed_commands: AtomicU64,
-    failed_commits: AtomicU64,
-    conflicts: AtomicU64,
-    overloaded: AtomicU64,
-}
-
 struct Shared {
     backend: Arc<dyn Backend>,
     config: EngineConfig,
@@ -98,7 +90,7 @@ struct Shared {
     /// The origin of the sweeper's millisecond clock.
     epoch: Instant,
     tasks: TaskTracker,
-    counters: Counters,
+    metrics: EngineMetrics,
     // broadcast: many watchers, and a slow one only misses updates (it sees
     // `Lagged`) instead of slowing the writer down.
     changes: broadcast::Sender<PromotionSummary>,
@@ -111,6 +103,8 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// An engine over `backend`. Its metrics go to the recorder current now
+    /// (see `metrics`), so install one before building the service.
     pub(crate) fn new(backend: Arc<dyn Backend>, config: EngineConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -123,7 +117,7 @@ impl Engine {
                 sweeping: AtomicBool::new(false),
                 epoch: Instant::now(),
                 tasks: TaskTracker::new(),
-                counters: Counters::default(),
+                metrics: EngineMetrics::register(),
                 changes: broadcast::channel(1_024).0,
             }),
         }
@@ -162,10 +156,7 @@ impl Engine {
                     });
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.shared
-                        .counters
-                        .overloaded
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.metrics.overloaded.add(1);
                     return Err(SecKillError::Overloaded(promotion_id));
                 }
                 Err(mpsc::error::TrySendError::Closed(request)) => {
@@ -201,7 +192,7 @@ impl Engine {
     }
 
     pub(crate) fn stats(&self) -> EngineStats {
-        let c = &self.shared.counters;
+        let m = &self.shared.metrics;
         let (queue_depth, writers) = {
             let slots = self
                 .shared
@@ -214,12 +205,12 @@ impl Engine {
             })
         };
         EngineStats {
-            commits: c.commits.load(Ordering::Relaxed),
-            committed_events: c.committed_events.load(Ordering::Relaxed),
-            committed_commands: c.committed_commands.load(Ordering::Relaxed),
-            failed_commits: c.failed_commits.load(Ordering::Relaxed),
-            conflicts: c.conflicts.load(Ordering::Relaxed),
-            overloaded: c.overloaded.load(Ordering::Relaxed),
+            commits: m.commits.total(),
+            committed_events: m.committed_events.total(),
+            committed_commands: m.committed_commands.total(),
+            failed_commits: m.failed_commits.total(),
+            conflicts: m.conflicts.total(),
+            overloaded: m.overloaded.total(),
             frozen_promotions: self.shared.frozen.load().len() as u64,
             queue_depth,
             writers,
@@ -252,6 +243,8 @@ impl Engine {
         let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity);
         let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
         let writer = Writer::new(Arc::clone(&self.shared), promotion_id, generation, requests);
+        // Counted down when the writer is dropped, however it stops.
+        self.shared.metrics.writers.increment(1.0);
         self.shared.tasks.spawn(writer.run());
         Slot { queue, generation }
     }

@@ -12,7 +12,7 @@ use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionId};
 use tokio::sync::mpsc;
 
-use super::frozen;
+use super::{frozen, metrics};
 use super::{Request, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::port::{Backend, Commit, Snapshot};
@@ -30,6 +30,8 @@ pub(super) struct Writer {
     sequence: u64,
     /// The sequence number of the newest snapshot saved or loaded.
     snapshot_sequence: u64,
+    /// This queue's share of the `seckill_queue_depth` gauge.
+    reported_depth: usize,
 }
 
 impl Writer {
@@ -48,6 +50,7 @@ impl Writer {
             state: Promotion::default(),
             sequence: 0,
             snapshot_sequence: 0,
+            reported_depth: 0,
         }
     }
 
@@ -75,7 +78,10 @@ impl Writer {
                     return;
                 }
             }
-            if let Err(error) = self.process(batch).await {
+            let processed = self.process(batch).await;
+            // What queued up during the commit.
+            self.report_queue_depth();
+            if let Err(error) = processed {
                 tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
                 self.retire(Some(error)).await;
                 return;
@@ -91,6 +97,8 @@ impl Writer {
     /// only if the state could not be reloaded after a failed commit, in which
     /// case the writer must stop.
     async fn process(&mut self, requests: Vec<Request>) -> Result<(), StoreError> {
+        self.shared.metrics.batch_size.record(requests.len() as f64);
+        self.report_queue_depth();
         let mut conflicts = 0;
         loop {
             let mut events = Vec::with_capacity(requests.len() + 1);
@@ -149,20 +157,20 @@ impl Writer {
                 summary,
             };
             let timeout = self.shared.config.store_timeout;
+            let started = std::time::Instant::now();
             let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
                 .await
                 .unwrap_or(Err(StoreError::Timeout(timeout)));
-            let counters = &self.shared.counters;
+            let metrics = &self.shared.metrics;
+            metrics
+                .commit_duration
+                .record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(()) => {
                     self.sequence += count;
-                    counters.commits.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .committed_events
-                        .fetch_add(count, Ordering::Relaxed);
-                    counters
-                        .committed_commands
-                        .fetch_add(requests.len() as u64, Ordering::Relaxed);
+                    metrics.commits.add(1);
+                    metrics.committed_events.add(count);
+                    metrics.committed_commands.add(requests.len() as u64);
                     // No receivers is fine: nobody is watching.
                     let _ = self.shared.changes.send(commit.summary.clone());
                     self.maybe_snapshot();
@@ -180,7 +188,7 @@ impl Writer {
                     // Another process wrote this promotion: catch up with it and
                     // decide the same requests again, in the same order.
                     conflicts += 1;
-                    counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                    metrics.conflicts.add(1);
                     // Random, growing backoff: two writers that keep colliding
                     // would otherwise reload and collide again in lockstep.
                     let ceiling_ms = 1u64 << conflicts.min(6);
@@ -197,7 +205,7 @@ impl Writer {
                     // Not acknowledged, so nothing is promised. Every answer in
                     // the batch was decided on state that includes the failed
                     // events, so every request gets the error, not just grabs.
-                    counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    metrics.failed_commits.add(1);
                     tracing::warn!(promotion = %self.promotion_id, %error, requests = requests.len(), "commit failed");
                     fail_all(requests, &error);
                     // Memory holds the failed events; the store is the truth.
@@ -332,6 +340,27 @@ impl Writer {
                 .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
             let _ = request.reply.send(answer);
         }
+    }
+}
+
+impl Writer {
+    /// Moves the queue-depth gauge to what waits in this queue now. Called
+    /// between batches, not per request: a gauge shared by every writer
+    /// would otherwise be one more contended atomic on each grab.
+    fn report_queue_depth(&mut self) {
+        let now = self.requests.len();
+        metrics::shift(&self.shared.metrics.queue_depth, self.reported_depth, now);
+        self.reported_depth = now;
+    }
+}
+
+impl Drop for Writer {
+    /// However the writer stops (retired, frozen, shut down, or its task
+    /// dropped with the runtime), its share of the gauges goes with it.
+    fn drop(&mut self) {
+        let metrics = &self.shared.metrics;
+        metrics::shift(&metrics.queue_depth, self.reported_depth, 0);
+        metrics.writers.decrement(1.0);
     }
 }
 
