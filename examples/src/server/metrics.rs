@@ -187,7 +187,11 @@ fn describe() {
 /// the [`GrabOutcome`] the handler left in the response's extensions. A
 /// request refused before the handler (malformed JSON) carries none and is
 /// not counted.
-pub(super) async fn track_grab(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+pub(super) async fn track_grab(
+    State(metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     if let Some(&outcome) = response.extensions().get::<GrabOutcome>() {
