@@ -47,7 +47,8 @@ impl SecKillBuilder {
     }
 
     /// Builds the service, once its engine settings pass
-    /// [`EngineConfig::validate`].
+    /// [`EngineConfig::validate`]. The engine takes its metric handles from
+    /// the `metrics` recorder current now: install it first.
     pub fn build(self) -> Result<SecKill, ConfigError> {
         self.config.validate()?;
         Ok(self.assemble())
