@@ -8,8 +8,10 @@
 //! Needs Debian's `chromium` and `chromium-driver`. When they are missing the
 //! test installs them with apt-get (these machines run tests as root), so
 //! `cargo test --workspace` stays the only set-up; if that fails too, the test
-//! fails and says what to run (it never skips silently). Set `SECKILL_SCREENSHOT=path.png` to save
-//! a screenshot of the page at the end (that is how `docs/live-page.png` is made).
+//! fails and says what to run (it never skips silently). Set
+//! `SECKILL_SCREENSHOT=path.png` to save a screenshot of the first test's page
+//! at its end. (`docs/live-page.png` is taken against a running server after
+//! a minute of grabs instead: the chart needs that much history.)
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
