@@ -3,7 +3,7 @@
 //! form, grabs through the page, and watches the counter drop as the
 //! Server-Sent Events arrive (also for grabs made elsewhere, over plain
 //! HTTP); it looks up a customer's coupons, watches the grabs/s chart fill,
-//! and sees sold-out and cancelled promotions leave the active list.
+//! and sees sold-out, cancelled and expired promotions leave the active list.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. When they are missing the
 //! test installs them with apt-get (these machines run tests as root), so
@@ -157,10 +157,16 @@ impl LivePage {
 
     /// An open promotion named `name`, created over HTTP.
     async fn promotion(&self, name: &str, coupons: u64) -> PromotionDto {
+        self.promotion_closing(name, coupons, TimeDelta::hours(1))
+            .await
+    }
+
+    /// An open promotion that closes `after` from now.
+    async fn promotion_closing(&self, name: &str, coupons: u64, after: TimeDelta) -> PromotionDto {
         let mut body = promotion_body(
             coupons,
             Utc::now() - TimeDelta::minutes(1),
-            Some(Utc::now() + TimeDelta::hours(1)),
+            Some(Utc::now() + after),
         );
         body["name"] = name.into();
         self.server.create(body).await
@@ -360,12 +366,21 @@ async fn the_live_page_charts_grabs_per_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sold_out_and_cancelled_promotions_leave_the_active_list() {
+async fn sold_out_cancelled_and_expired_promotions_leave_the_active_list() {
     let page = LivePage::start().await;
     let browser = &page.browser;
     let selling = page.promotion("Selling sale", 2).await;
     let cancelled = page.promotion("Cancelled sale", 5).await;
+    // Closing by the clock commits nothing: the page sees it by itself.
+    let expiring = page
+        .promotion_closing("Expiring sale", 5, TimeDelta::seconds(4))
+        .await;
     page.open().await;
+    let expiring_badge = format!("{} .badge", card(&expiring));
+    wait_for_text(browser, &expiring_badge, |t| t == "active").await;
+    let finished = format!("#finished li[data-id='{}']", expiring.promotion_id);
+    wait_for_text(browser, &format!("{finished} .reason"), |t| t == "expired").await;
+    assert!(!is_shown(browser, &card(&expiring)).await, "still active");
     wait_for_text(browser, &format!("{} .badge", card(&selling)), |t| {
         t == "active"
     })
@@ -408,6 +423,6 @@ async fn sold_out_and_cancelled_promotions_leave_the_active_list() {
     .await;
     // Newest first.
     let names = texts(browser, "#finished .finished-item .name").await;
-    assert_eq!(names, ["Cancelled sale", "Selling sale"]);
+    assert_eq!(names, ["Cancelled sale", "Selling sale", "Expiring sale"]);
     page.close().await;
 }
