@@ -10,7 +10,8 @@ use axum::response::{Html, IntoResponse};
 
 use super::problem::{Problem, ProblemType};
 
-/// `GET /`: active promotions with live counters, and forms to create and grab.
+/// `GET /`: active promotions with live counters and grabs/s charts, finished
+/// ones, and forms to grab, look up a customer's coupons and create.
 pub(super) async fn live() -> Html<&'static str> {
     Html(include_str!("../../static/live.html"))
 }
