@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use seckill_app::SecKillError;
 use seckill_domain::{PromotionError, ValueError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::CouponDto;
@@ -182,8 +182,8 @@ impl ProblemType {
 pub struct Problem(Box<ProblemDetails>);
 
 /// The body of an error answer: RFC 9457 members plus a few of our own where
-/// a client can act on them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// a client can act on them. `Deserialize` is for [`crate::client`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Problem)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemDetails {
