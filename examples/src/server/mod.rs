@@ -10,6 +10,8 @@
 //! * `dto`     – the JSON bodies (camelCase, as in the original).
 //! * `extract` – `Json` and `Path` extractors whose rejections are problem+json.
 //! * `problem` – [`Problem`]: which status code and type every failure gets.
+//! * `linger`  – reads the rest of a body refused as too large before the
+//!   413, so a client still sending it sees the answer, not a reset.
 //! * `metrics` – grab counters and latency histogram, Prometheus text format.
 //! * `sse`     – the live feed of one promotion.
 //! * `page`    – the embedded live page, and the panic answer.
@@ -20,6 +22,7 @@
 
 mod dto;
 mod extract;
+mod linger;
 mod metrics;
 mod openapi;
 mod page;
@@ -31,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -81,7 +85,8 @@ impl AppState {
 }
 
 /// The router: every endpoint, with problem+json for unknown paths and
-/// methods, a body limit, request tracing, and a panic guard.
+/// methods, a body limit (drained before its 413), request tracing, and a
+/// panic guard.
 pub fn app(state: AppState) -> Router {
     let (router, document) = api();
     let document = Arc::new(document);
@@ -95,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(linger::drain_refused_body))
         .layer(TraceLayer::new_for_http())
         // Last resort: a bug must still answer in the API's error format.
         .layer(CatchPanicLayer::custom(page::panic_problem))
