@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -51,7 +51,6 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 pub use dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN};
 pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
-pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemDetails, ProblemType, PROBLEM_JSON};
 pub use sse::MIN_INTERVAL;
 
@@ -107,10 +106,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI document `/openapi.json` serves, but for the example times
+/// of a new promotion, which each answer sets to its own "now".
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
 /// The API's routes and their OpenAPI document, from one registration per
 /// route (the document lacks only the live example times).
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
     let api = both_spellings(api, routes!(routes::create_promotion));
     let api = both_spellings(api, routes!(routes::grab));
     let api = both_spellings(api, routes!(routes::active_promotions));

@@ -44,7 +44,7 @@ use super::problem::ProblemDetails as Problem;
         (name = "operations", description = "Metrics and probes"),
     )
 )]
-pub struct ApiDoc;
+pub(super) struct ApiDoc;
 
 /// The path of the event stream, whose items [`EventStreamItems`] describes.
 const EVENTS_PATH: &str = "/query/promotions/{promotionId}/events";

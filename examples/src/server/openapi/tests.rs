@@ -22,7 +22,7 @@ const API_MD: &str = include_str!("../../../../docs/api.md");
 
 /// The document as built, without the live example times, as JSON.
 fn document() -> Value {
-    serde_json::to_value(super::super::api().1).expect("the document serialises")
+    serde_json::to_value(crate::server::openapi()).expect("the document serialises")
 }
 
 fn router() -> Router {
@@ -178,7 +178,7 @@ async fn the_endpoint_table_of_api_md_lists_what_the_document_and_router_say() {
 #[test]
 fn the_document_times_its_examples_links_a_created_promotion_and_shapes_the_stream() {
     let now = Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap();
-    let mut document = super::super::api().1;
+    let mut document = crate::server::openapi();
     LiveExamples { now }.modify(&mut document);
     let document = serde_json::to_value(document).unwrap();
     let stream = &document["paths"]["/query/promotions/{promotionId}/events"]["get"]["responses"]
