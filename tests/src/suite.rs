@@ -1,6 +1,6 @@
 //! The behaviour suite: what every backend must do, written once.
 //!
-//! Each test is an `async fn` taking a [`Fixture`]; [`behaviour_suite!`]
+//! Each test is an `async fn` taking a [`Fixture`]; [`suite!`](crate::suite)
 //! turns them into `#[tokio::test]`s for one backend, so the in-memory
 //! adapter provably behaves like PostgreSQL.
 
@@ -19,40 +19,6 @@ use seckill_domain::{
 
 use crate::faults::{FaultPlan, FaultyStore};
 use crate::fixture::Fixture;
-
-/// Runs every behaviour test against one backend. `$fixture` is an
-/// expression that yields a fresh [`Fixture`] (it is evaluated once per test).
-#[macro_export]
-macro_rules! behaviour_suite {
-    ($fixture:expr) => {
-        $crate::behaviour_suite!(@tests $fixture;
-            creates_updates_grabs_and_queries,
-            every_rejection_is_typed_and_records_nothing,
-            ten_thousand_tasks_race_for_one_hundred_coupons,
-            two_instances_grab_one_promotion_without_oversell,
-            a_restarted_instance_sees_every_promotion_and_coupon,
-            rebuilt_projections_match_the_live_ones,
-            injected_store_faults_never_lose_an_acknowledged_grab,
-            many_promotions_sell_out_independently,
-            snapshots_equal_the_replayed_state,
-            a_full_queue_answers_overloaded_at_once_and_loses_nothing,
-            watchers_see_every_commit,
-            lagging_projections_catch_up_from_the_events,
-            a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
-            engine_settings_that_would_hang_are_refused,
-            writers_retiring_between_waves_of_grabs_answer_every_grab,
-        );
-    };
-    (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let fixture = $fixture;
-                $crate::suite::$name(fixture).await;
-            }
-        )+
-    };
-}
 
 /// When the promotions in this suite open.
 pub fn opens() -> DateTime<Utc> {

@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::Extension;
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -188,7 +189,7 @@ fn describe() {
 /// request refused before the handler (malformed JSON) carries none and is
 /// not counted.
 pub(super) async fn track_grab(
-    State(metrics): State<Metrics>,
+    Extension(metrics): Extension<Metrics>,
     request: Request,
     next: Next,
 ) -> Response {
