@@ -43,6 +43,8 @@ macro_rules! suite {
             watchers_see_every_commit,
             lagging_projections_catch_up_from_the_events,
             a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
+            engine_settings_that_would_hang_are_refused,
+            writers_retiring_between_waves_of_grabs_answer_every_grab,
         );
     };
     (http, $fixture:expr) => {

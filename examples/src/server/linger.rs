@@ -131,6 +131,7 @@ mod tests {
         let server = tokio::spawn(super::super::serve(
             listener,
             SecKill::new(MemoryStore::new()),
+            super::super::Metrics::isolated(),
             async move {
                 let _ = stopped.await;
             },

@@ -12,7 +12,8 @@
 //! * `problem` – [`Problem`]: which status code and type every failure gets.
 //! * `linger`  – reads the rest of a body refused as too large before the
 //!   413, so a client still sending it sees the answer, not a reset.
-//! * `metrics` – grab counters and latency histogram, Prometheus text format.
+//! * `metrics` – the Prometheus recorder behind `/metrics`, and the route
+//!   layer that counts and times grabs.
 //! * `sse`     – the live feed of one promotion.
 //! * `page`    – the embedded live page, and the panic answer.
 //! * `openapi` – the OpenAPI document's frame, shared answers and live parts.
@@ -32,11 +33,13 @@ mod sse;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use axum::Extension;
 use axum::Router;
 use seckill_app::SecKill;
 use tokio::net::TcpListener;
@@ -62,16 +65,16 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     seckill: SecKill,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
     stopping: CancellationToken,
 }
 
 impl AppState {
-    /// State for a server over `seckill`.
-    pub fn new(seckill: SecKill) -> Self {
+    /// State for a server over `seckill` whose `/metrics` renders `metrics`.
+    pub fn new(seckill: SecKill, metrics: Metrics) -> Self {
         Self {
             seckill,
-            metrics: Arc::default(),
+            metrics,
             stopping: CancellationToken::new(),
         }
     }
@@ -98,6 +101,9 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(page::live))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // For the grab route's `metrics::track_grab` layer, which `api()`
+        // registers without a state to take the recorder from.
+        .layer(Extension(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(linger::drain_refused_body))
         .layer(TraceLayer::new_for_http())
@@ -117,7 +123,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
     let api = both_spellings(api, routes!(routes::create_promotion));
-    let api = both_spellings(api, routes!(routes::grab));
+    let (schemas, paths, grab) = routes!(routes::grab);
+    let grab = grab.route_layer(middleware::from_fn(metrics::track_grab));
+    let api = both_spellings(api, (schemas, paths, grab));
     let api = both_spellings(api, routes!(routes::active_promotions));
     let (router, mut document) = api
         .routes(routes!(routes::update_promotion))
@@ -151,16 +159,32 @@ fn both_spellings(
     api.routes(route)
 }
 
+/// How often the recorder's histograms are drained between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Serves `seckill` on `listener` until `shutdown` completes, then drains:
 /// stop accepting, end the event feeds, let in-flight requests finish, and
 /// finally stop the engine once every queued command is answered.
+/// `/metrics` renders `metrics`, the recorder `seckill` was built with.
 pub async fn serve(
     listener: TcpListener,
     seckill: SecKill,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(seckill.clone());
+    let state = AppState::new(seckill.clone(), metrics.clone());
     let stopping = state.stopping().clone();
+    // Histograms keep raw samples until upkeep folds them into buckets.
+    let upkeep = stopping.clone();
+    tokio::spawn(async move {
+        while upkeep
+            .run_until_cancelled(tokio::time::sleep(METRICS_UPKEEP))
+            .await
+            .is_some()
+        {
+            metrics.run_upkeep();
+        }
+    });
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
@@ -196,7 +220,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_router_answers_without_a_socket() {
-        let app = app(AppState::new(SecKill::new(MemoryStore::new())));
+        let app = app(AppState::new(
+            SecKill::new(MemoryStore::new()),
+            Metrics::isolated(),
+        ));
         let health = Request::get("/healthz").body(Body::empty()).unwrap();
         let response = app.clone().oneshot(health).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

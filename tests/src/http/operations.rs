@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use seckill_app::{EngineConfig, SecKill};
-use seckill_examples::server::CouponDto;
+use seckill_examples::server::{self, CouponDto};
 use serde_json::{json, Value};
 
 use super::server::{wait_until, TestServer};
@@ -16,7 +16,15 @@ use crate::faults::{FaultPlan, FaultyStore};
 use crate::fixture::Fixture;
 /// `/metrics` counts grabs by outcome and exposes the engine's counters.
 pub async fn metrics_count_grabs_by_outcome(fixture: impl Fixture) {
-    let server = TestServer::start(&fixture).await;
+    // The recorder is this server's own, not the process's global one (other
+    // tests serve and grab concurrently), and the service is built inside it
+    // so the engine's series are there too.
+    let metrics = server::Metrics::isolated();
+    let store = fixture.store().await;
+    let seckill = metrics
+        .recording(|| SecKill::builder(store).build())
+        .expect("default engine settings");
+    let server = TestServer::serving_with(seckill, metrics).await;
     let open = server.create_open(1).await;
     server.won(&open, "alice").await;
     assert_eq!(
@@ -134,7 +142,8 @@ pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
             max_batch: 1,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let mut server = TestServer::serving(seckill).await;
     let open = server.create_open(50).await;
     let stop = server.stop.take().expect("not stopped yet");

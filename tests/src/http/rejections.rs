@@ -404,7 +404,8 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
             queue_capacity: 1,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;
     let open = server.create_open(10).await;
 

@@ -35,19 +35,30 @@ impl TestServer {
 
     /// Starts a server over `store`.
     pub async fn over(store: Arc<dyn Backend>) -> Self {
-        Self::serving(SecKill::builder(store).build()).await
+        Self::serving(
+            SecKill::builder(store)
+                .build()
+                .expect("default engine settings"),
+        )
+        .await
     }
 
-    /// Starts a server for `seckill`.
+    /// Starts a server for `seckill`, with a metrics recorder of its own.
     pub async fn serving(seckill: SecKill) -> Self {
+        Self::serving_with(seckill, server::Metrics::isolated()).await
+    }
+
+    /// Starts a server for `seckill` whose `/metrics` renders `metrics`.
+    pub async fn serving_with(seckill: SecKill, metrics: server::Metrics) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on loopback");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, seckill.clone(), async move {
+        let serving = server::serve(listener, seckill.clone(), metrics, async move {
             let _ = stopped.await;
-        }));
+        });
+        let task = tokio::spawn(serving);
         let client = Client::with_timeout(base, StdDuration::from_secs(20)).expect("build client");
         Self {
             client,

@@ -26,7 +26,10 @@ fn document() -> Value {
 }
 
 fn router() -> Router {
-    app(AppState::new(SecKill::new(MemoryStore::new())))
+    app(AppState::new(
+        SecKill::new(MemoryStore::new()),
+        crate::server::Metrics::isolated(),
+    ))
 }
 
 /// Every (method, path) of the document, with the statuses it lists.
