@@ -69,6 +69,9 @@ pub enum Claim {
     Owned {
         /// The tenure's number, from 1.
         epoch: u64,
+        /// Whether this very claim took the promotion from a lapsed or
+        /// departed owner (a failover, counted in `seckill_takeovers_total`).
+        taken_over: bool,
     },
     /// Another live replica does; send the command there.
     OwnedBy {

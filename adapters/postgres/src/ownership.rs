@@ -73,14 +73,20 @@ impl PgOwnership {
             .await
             .map_err(|error| self.error("reading a promotion's owner", error))?;
         Ok(row.map(|(id, address, epoch)| {
-            self.claim_of(ReplicaId::from_uuid(id), Some(address), epoch)
+            self.claim_of(ReplicaId::from_uuid(id), Some(address), epoch, false)
         }))
     }
 
-    fn claim_of(&self, owner: ReplicaId, address: Option<String>, epoch: i64) -> Claim {
+    fn claim_of(
+        &self,
+        owner: ReplicaId,
+        address: Option<String>,
+        epoch: i64,
+        taken_over: bool,
+    ) -> Claim {
         let epoch = u64::try_from(epoch).unwrap_or_default();
         if owner == self.replica.id {
-            Claim::Owned { epoch }
+            Claim::Owned { epoch, taken_over }
         } else {
             Claim::OwnedBy {
                 owner: Replica {
@@ -135,7 +141,8 @@ impl Ownership for PgOwnership {
             if let Some((owner, epoch)) = claimed {
                 let owner = ReplicaId::from_uuid(owner);
                 if owner == self.replica.id {
-                    return Ok(self.claim_of(owner, None, epoch));
+                    // A claim that bumped the epoch replaced a lapsed owner.
+                    return Ok(self.claim_of(owner, None, epoch, epoch > 1));
                 }
                 // Assigned to a peer: read its address with its lease.
             }

@@ -36,7 +36,7 @@ fn owner_id(asker: &PgOwnership, claim: &Claim) -> ReplicaId {
 
 fn epoch(claim: &Claim) -> u64 {
     match claim {
-        Claim::Owned { epoch } | Claim::OwnedBy { epoch, .. } => *epoch,
+        Claim::Owned { epoch, .. } | Claim::OwnedBy { epoch, .. } => *epoch,
         other => panic!("unexpected claim {other:?}"),
     }
 }
@@ -51,12 +51,12 @@ async fn a_lone_replica_owns_what_it_claims() {
     let promotion = new_promotion();
     assert_eq!(
         alone.claim(promotion).await.unwrap(),
-        Claim::Owned { epoch: 1 }
+        Claim::Owned { epoch: 1, taken_over: false }
     );
     // Claiming again changes nothing.
     assert_eq!(
         alone.claim(promotion).await.unwrap(),
-        Claim::Owned { epoch: 1 }
+        Claim::Owned { epoch: 1, taken_over: false }
     );
 }
 
@@ -86,7 +86,7 @@ async fn every_replica_names_the_same_owner_with_its_address() {
             .unwrap();
         for (asker, claim) in replicas.iter().zip(&claims) {
             match claim.as_ref().unwrap() {
-                Claim::Owned { epoch } => {
+                Claim::Owned { epoch, .. } => {
                     assert_eq!(asker.replica().id, owner.replica().id);
                     assert_eq!(*epoch, 1);
                 }
@@ -142,7 +142,7 @@ async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     // A promotion the short-lived replica owns.
     let promotion = loop {
         let promotion = new_promotion();
-        if short.claim(promotion).await.unwrap() == (Claim::Owned { epoch: 1 }) {
+        if short.claim(promotion).await.unwrap() == (Claim::Owned { epoch: 1, taken_over: false }) {
             break promotion;
         }
     };
@@ -154,7 +154,18 @@ async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         survivor.claim(promotion).await.unwrap(),
-        Claim::Owned { epoch: 2 }
+        Claim::Owned {
+            epoch: 2,
+            taken_over: true
+        }
+    );
+    // Asking again is no second takeover.
+    assert_eq!(
+        survivor.claim(promotion).await.unwrap(),
+        Claim::Owned {
+            epoch: 2,
+            taken_over: false
+        }
     );
     let live = survivor.heartbeat().await.unwrap();
     assert_eq!(live, vec![survivor.replica().clone()]);

@@ -68,6 +68,10 @@ pub enum ConfigError {
         /// What it must be.
         rule: &'static str,
     },
+    /// A replicated service keeps its lease on a task, so it must be built
+    /// inside a Tokio runtime.
+    #[error("a replicated SecKill must be built inside a Tokio runtime")]
+    NoRuntime,
 }
 
 impl EngineConfig {
