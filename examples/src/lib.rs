@@ -4,6 +4,8 @@
 //! # Layout
 //! * [`server`]  – the axum web server as a library: [`server::app`] builds
 //!   the router, [`server::serve`] runs it with graceful shutdown.
+//! * [`client`]  – [`client::Client`], the one typed client of the HTTP API:
+//!   its answers are the server's DTOs, a grab's outcome is a [`client::Grab`].
 //! * [`loadgen`] – the load generator's logic: N customers race for M
 //!   coupons over HTTP, then it checks what the query API says.
 //!
@@ -13,5 +15,6 @@
 //! * `http-baseline`  – a bare axum hello-world, the yardstick in `docs/benchmarks.md`.
 //! * `flash-sale`     – a whole flash sale in one process, no HTTP.
 
+pub mod client;
 pub mod loadgen;
 pub mod server;

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create_open, grab, violations, Grab, ServerProcess};
+use common::{create_open, violations, ServerProcess};
 use futures::StreamExt;
-use reqwest::StatusCode;
+use seckill_examples::client::{ClientError, Grab};
 use seckill_examples::server::CouponDto;
 use seckill_tests::postgres::PgFixture;
 
@@ -74,9 +74,8 @@ async fn acknowledged_grabs_survive_kill_9_mid_load_with_nothing_oversold() {
 /// One sale, one `kill -9`, one restart, every check.
 async fn crash_round(round: usize) -> Round {
     let fixture = PgFixture::new().await;
-    let client = common::client();
     let server = ServerProcess::start(fixture.url(), &[]).await;
-    let promotion = create_open(&client, &server.base, COUPONS).await;
+    let promotion = create_open(&server.client, COUPONS).await;
     let id = promotion.promotion_id;
 
     // Each round kills at a different point of the sale.
@@ -84,15 +83,15 @@ async fn crash_round(round: usize) -> Round {
     let acked: Arc<Mutex<HashMap<String, CouponDto>>> = Arc::default();
     let mut round_result = Round::default();
     let load = {
-        let (client, base, acked) = (client.clone(), server.base.clone(), acked.clone());
+        let (client, acked) = (server.client.clone(), acked.clone());
         tokio::spawn(async move {
             futures::stream::iter(0..CUSTOMERS)
                 .map(|i| {
-                    let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
+                    let (client, acked) = (client.clone(), acked.clone());
                     async move {
                         let customer = format!("crash-{round}-{i}");
-                        let outcome = grab(&client, &base, id, &customer).await;
-                        if let Grab::Won(coupon) = &outcome {
+                        let outcome = client.grab(id, &customer).await;
+                        if let Ok(Grab::Won(coupon)) = &outcome {
                             acked
                                 .lock()
                                 .expect("acks")
@@ -120,12 +119,12 @@ async fn crash_round(round: usize) -> Round {
     round_result.acknowledged = acked.len();
 
     for (customer, outcome) in &outcomes {
-        if let Grab::Lost(status) = outcome {
-            if *status != StatusCode::GONE {
-                round_result
-                    .violations
-                    .push(format!("{customer} got {status} before the kill"));
-            }
+        match outcome {
+            // Won, sold out, or no answer because of the kill.
+            Ok(Grab::Won(_) | Grab::SoldOut) | Err(ClientError::Transport { .. }) => {}
+            other => round_result
+                .violations
+                .push(format!("{customer} got {other:?} before the kill")),
         }
     }
 
@@ -134,15 +133,15 @@ async fn crash_round(round: usize) -> Round {
     let server = ServerProcess::start(fixture.url(), &[]).await;
     let mut acked_after = acked.clone();
     for (customer, outcome) in &outcomes {
-        if !matches!(outcome, Grab::NoAnswer) {
+        if !matches!(outcome, Err(ClientError::Transport { .. })) {
             continue;
         }
         round_result.unanswered += 1;
-        match grab(&client, &server.base, id, customer).await {
-            Grab::Won(coupon) => {
+        match server.client.grab(id, customer).await {
+            Ok(Grab::Won(coupon)) => {
                 acked_after.insert(customer.clone(), coupon);
             }
-            Grab::Lost(StatusCode::CONFLICT | StatusCode::GONE) => {}
+            Ok(Grab::AlreadyGrabbed(_) | Grab::SoldOut) => {}
             other => round_result.violations.push(format!(
                 "{customer}'s retry after the restart got {other:?}"
             )),
@@ -150,7 +149,7 @@ async fn crash_round(round: usize) -> Round {
     }
     let pool = fixture.pg_store().pool();
     round_result.violations.extend(
-        violations(&client, &server.base, pool, &promotion, &acked_after)
+        violations(&server.client, pool, &promotion, &acked_after)
             .await
             .into_iter()
             .map(|v| format!("round {round}: {v}")),

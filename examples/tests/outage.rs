@@ -11,8 +11,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{create_open, grab, violations, Grab, ServerProcess};
+use common::{create_open, violations, ServerProcess};
 use reqwest::StatusCode;
+use seckill_examples::client::{ClientError, Grab};
 use seckill_tests::cluster::Cluster;
 
 /// The longest a grab or probe may take while the database is down: the
@@ -24,16 +25,16 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     let started = Instant::now();
     let cluster = Cluster::throwaway();
     cluster.start();
-    let client = common::client();
     let mut server =
         ServerProcess::start(&cluster.url(), &["--db-timeout", "2s", "--pool-size", "4"]).await;
-    let promotion = create_open(&client, &server.base, 1_000).await;
+    let client = server.client.clone();
+    let promotion = create_open(&client, 1_000).await;
     let id = promotion.promotion_id;
     let mut acknowledged = HashMap::new();
     for i in 0..50 {
         let customer = format!("before-{i}");
-        match grab(&client, &server.base, id, &customer).await {
-            Grab::Won(coupon) => {
+        match client.grab(id, &customer).await {
+            Ok(Grab::Won(coupon)) => {
                 acknowledged.insert(customer, coupon);
             }
             other => panic!("{customer} before the outage: {other:?}"),
@@ -43,47 +44,38 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     cluster.stop();
     let mut slowest = Duration::ZERO;
     let grabs = (0..20).map(|i| {
-        let (client, base) = (client.clone(), server.base.clone());
+        let client = &client;
         async move {
             let at = Instant::now();
-            let outcome = grab(&client, &base, id, &format!("during-{i}")).await;
+            let outcome = client.grab(id, &format!("during-{i}")).await;
             (outcome, at.elapsed())
         }
     });
     for (outcome, took) in futures::future::join_all(grabs).await {
         slowest = slowest.max(took);
         assert!(
-            matches!(outcome, Grab::Lost(StatusCode::SERVICE_UNAVAILABLE)),
+            matches!(&outcome, Ok(grab) if grab.is_unavailable()),
             "a grab while PostgreSQL is down: {outcome:?}"
         );
         assert!(took < FAIL_FAST, "a grab took {took:?} to fail");
     }
     let at = Instant::now();
-    let ready = client
-        .get(server.url("/readyz"))
-        .send()
+    let not_ready = client
+        .ready()
         .await
-        .expect("readyz");
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.headers().contains_key("retry-after"));
+        .expect_err("readyz while PostgreSQL is down");
+    assert_eq!(not_ready.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(not_ready.retry_after().is_some(), "{not_ready}");
     assert!(at.elapsed() < FAIL_FAST, "readyz took {:?}", at.elapsed());
-    let health = client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(
-        health.status(),
-        StatusCode::OK,
-        "the process itself is fine"
-    );
+    client.health().await.expect("the process itself is fine");
 
     cluster.start();
     let back = Instant::now();
     let first = loop {
-        match grab(&client, &server.base, id, "after-0").await {
-            Grab::Won(coupon) => break coupon,
-            Grab::Lost(StatusCode::SERVICE_UNAVAILABLE) | Grab::NoAnswer => {}
+        match client.grab(id, "after-0").await {
+            Ok(Grab::Won(coupon)) => break coupon,
+            Ok(grab) if grab.is_unavailable() => {}
+            Err(ClientError::Transport { .. }) => {}
             other => panic!("the first grab after the outage: {other:?}"),
         }
         assert!(
@@ -97,24 +89,19 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     acknowledged.insert("after-0".to_owned(), first);
     for i in 0..20 {
         let customer = format!("during-{i}");
-        match grab(&client, &server.base, id, &customer).await {
-            Grab::Won(coupon) => {
+        match client.grab(id, &customer).await {
+            Ok(Grab::Won(coupon)) => {
                 acknowledged.insert(customer, coupon);
             }
             // The append may have committed just as the database went away.
-            Grab::Lost(StatusCode::CONFLICT) => {}
+            Ok(Grab::AlreadyGrabbed(_)) => {}
             other => panic!("{customer} after the outage: {other:?}"),
         }
     }
-    let ready = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), StatusCode::OK);
+    client.ready().await.expect("ready again");
 
     let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("pool");
-    let found = violations(&client, &server.base, &pool, &promotion, &acknowledged).await;
+    let found = violations(&client, &pool, &promotion, &acknowledged).await;
     assert!(found.is_empty(), "{found:#?}");
     eprintln!(
         "outage: slowest 503 {:.2} s, recovered {:.2} s after PostgreSQL came back, \

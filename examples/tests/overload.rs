@@ -8,11 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{create_open, get_json, violations, ServerProcess};
-use reqwest::StatusCode;
-use seckill_examples::server::{CouponDto, PromotionDto};
+use common::{create_open, violations, ServerProcess};
+use seckill_examples::client::Grab;
 use seckill_tests::postgres::PgFixture;
-use serde_json::json;
 
 /// Grabs sent at once, against a queue of 8 drained one grab per commit.
 const BURST: usize = 1_000;
@@ -33,51 +31,32 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_burst_over_capacity_is_shed_fast_and_the_server_stays_responsive() {
     let started = Instant::now();
     let fixture = PgFixture::new().await;
-    let client = common::client();
     let server = ServerProcess::start(
         fixture.url(),
         &["--queue-capacity", "8", "--max-batch", "1"],
     )
     .await;
     let pid = server.pid().expect("server pid");
-    let promotion = create_open(&client, &server.base, 100_000).await;
+    let client = &server.client;
+    let promotion = create_open(client, 100_000).await;
     let id = promotion.promotion_id;
 
-    let burst = (0..BURST).map(|i| {
-        let (client, url) = (client.clone(), server.url("/command/coupons/"));
-        async move {
-            let customer = format!("burst-{i}");
-            let at = Instant::now();
-            let response = client
-                .post(url)
-                .json(&json!({ "promotionId": id, "customerId": customer }))
-                .send()
-                .await
-                .expect("every grab is answered");
-            let took = at.elapsed();
-            let status = response.status();
-            let retry_after = response.headers().contains_key("retry-after");
-            let coupon = if status == StatusCode::CREATED {
-                Some(response.json::<CouponDto>().await.expect("coupon JSON"))
-            } else {
-                None
-            };
-            (customer, status, retry_after, took, coupon)
-        }
+    let burst = (0..BURST).map(|i| async move {
+        let customer = format!("burst-{i}");
+        let at = Instant::now();
+        let grab = client
+            .grab(id, &customer)
+            .await
+            .expect("every grab is answered");
+        (customer, grab, at.elapsed())
     });
     // Probes run while the burst is in flight.
     let probes = async {
         let mut slowest = Duration::ZERO;
         for _ in 0..10 {
             let at = Instant::now();
-            let health = client
-                .get(server.url("/healthz"))
-                .send()
-                .await
-                .expect("healthz");
-            assert_eq!(health.status(), StatusCode::OK);
-            let _: PromotionDto =
-                get_json(&client, &server.url(&format!("/query/promotions/{id}"))).await;
+            client.health().await.expect("healthz");
+            client.promotion(id).await.expect("the promotion answers");
             slowest = slowest.max(at.elapsed());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -87,17 +66,19 @@ async fn a_burst_over_capacity_is_shed_fast_and_the_server_stays_responsive() {
 
     let mut acknowledged = HashMap::new();
     let (mut shed, mut slowest_shed) = (0, Duration::ZERO);
-    for (customer, status, retry_after, took, coupon) in outcomes {
-        match status {
-            StatusCode::CREATED => {
-                acknowledged.insert(customer, coupon.expect("coupon"));
+    for (customer, grab, took) in outcomes {
+        match grab {
+            Grab::Won(coupon) => {
+                acknowledged.insert(customer, coupon);
             }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(retry_after, "a 503 without Retry-After");
+            Grab::Overloaded { retry_after }
+            | Grab::ShuttingDown { retry_after }
+            | Grab::StorageUnavailable { retry_after } => {
+                assert!(retry_after.is_some(), "a 503 without Retry-After");
                 shed += 1;
                 slowest_shed = slowest_shed.max(took);
             }
-            other => panic!("{customer} got {other}"),
+            other => panic!("{customer} got {other:?}"),
         }
     }
     let peak = peak_rss_kib(pid);
@@ -115,14 +96,7 @@ async fn a_burst_over_capacity_is_shed_fast_and_the_server_stays_responsive() {
         "probes took {slowest_probe:?}"
     );
     assert!(peak < MEMORY_BOUND_KIB, "peak memory {peak} KiB");
-    let found = violations(
-        &client,
-        &server.base,
-        fixture.pg_store().pool(),
-        &promotion,
-        &acknowledged,
-    )
-    .await;
+    let found = violations(client, fixture.pg_store().pool(), &promotion, &acknowledged).await;
     assert!(found.is_empty(), "{found:#?}");
     eprintln!(
         "overload: {BURST} grabs at once, {} accepted, {shed} shed with 503 (slowest {:.0} ms), \

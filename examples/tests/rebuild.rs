@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{create_open, get_json, grab, Grab, ServerProcess, SERVER};
-use seckill_examples::server::{CouponDto, PromotionDto};
+use common::{create_open, ServerProcess, SERVER};
+use seckill_examples::client::Grab;
+use seckill_examples::server::PromotionDto;
 use seckill_tests::postgres::PgFixture;
 use sqlx::PgPool;
 
@@ -23,28 +24,19 @@ async fn projection_rows(pool: &PgPool) -> Vec<String> {
 
 /// Two promotions, one sold out, sold over HTTP by a server that is then stopped.
 async fn sell(fixture: &PgFixture) -> (PromotionDto, PromotionDto) {
-    let client = common::client();
     let server = ServerProcess::start(fixture.url(), &[]).await;
-    let open = create_open(&client, &server.base, 10).await;
-    let sold_out = create_open(&client, &server.base, 5).await;
+    let client = &server.client;
+    let open = create_open(client, 10).await;
+    let sold_out = create_open(client, 5).await;
     for i in 0..8 {
-        let won = grab(
-            &client,
-            &server.base,
-            open.promotion_id,
-            &format!("open-{i}"),
-        )
-        .await;
-        assert!(matches!(won, Grab::Won(_)), "{won:?}");
+        let won = client.grab(open.promotion_id, &format!("open-{i}")).await;
+        assert!(matches!(won, Ok(Grab::Won(_))), "{won:?}");
     }
     for i in 0..6 {
-        grab(
-            &client,
-            &server.base,
-            sold_out.promotion_id,
-            &format!("sold-{i}"),
-        )
-        .await;
+        // The sixth is refused (sold out); only the stored result matters here.
+        let _ = client
+            .grab(sold_out.promotion_id, &format!("sold-{i}"))
+            .await;
     }
     server.kill().await;
     (open, sold_out)
@@ -103,22 +95,17 @@ async fn a_server_started_without_projections_fills_them_from_the_events() {
         .await
         .expect("emptying the projections");
 
-    let client = common::client();
     let server = ServerProcess::start(fixture.url(), &[]).await;
     assert_eq!(projection_rows(pool).await, before);
-    let view: PromotionDto = get_json(
-        &client,
-        &server.url(&format!("/query/promotions/{}", open.promotion_id)),
-    )
-    .await;
+    let view = server.client.promotion(open.promotion_id).await.unwrap();
     assert_eq!(view.remaining, 2);
-    let view: PromotionDto = get_json(
-        &client,
-        &server.url(&format!("/query/promotions/{}", sold_out.promotion_id)),
-    )
-    .await;
+    let view = server
+        .client
+        .promotion(sold_out.promotion_id)
+        .await
+        .unwrap();
     assert_eq!(view.remaining, 0);
-    let coupons: Vec<CouponDto> = get_json(&client, &server.url("/query/coupons/open-7")).await;
+    let coupons = server.client.coupons_of("open-7").await.unwrap();
     assert_eq!(coupons.len(), 1);
     server.kill().await;
 }

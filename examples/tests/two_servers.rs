@@ -6,10 +6,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use common::{create_open, get_json, grab, violations, Grab, ServerProcess};
+use common::{create_open, violations, ServerProcess};
 use futures::StreamExt;
-use reqwest::StatusCode;
-use seckill_examples::server::PromotionDto;
+use seckill_examples::client::{ClientError, Grab};
 use seckill_tests::postgres::PgFixture;
 
 const COUPONS: u32 = 150;
@@ -19,22 +18,19 @@ const CUSTOMERS: usize = 400;
 async fn grabs_spread_over_two_servers_neither_oversell_nor_duplicate() {
     let started = Instant::now();
     let fixture = PgFixture::new().await;
-    let client = common::client();
     let a = ServerProcess::start(fixture.url(), &[]).await;
     let b = ServerProcess::start(fixture.url(), &[]).await;
-    let promotion = create_open(&client, &a.base, COUPONS).await;
+    let promotion = create_open(&a.client, COUPONS).await;
     let id = promotion.promotion_id;
 
     // Each customer grabs on both servers at the same moment.
-    let outcomes: Vec<(String, Grab, Grab)> = futures::stream::iter(0..CUSTOMERS)
+    type Answer = Result<Grab, ClientError>;
+    let outcomes: Vec<(String, Answer, Answer)> = futures::stream::iter(0..CUSTOMERS)
         .map(|i| {
-            let (client, a, b) = (client.clone(), a.base.clone(), b.base.clone());
+            let (a, b) = (&a.client, &b.client);
             async move {
                 let customer = format!("two-{i}");
-                let (on_a, on_b) = tokio::join!(
-                    grab(&client, &a, id, &customer),
-                    grab(&client, &b, id, &customer)
-                );
+                let (on_a, on_b) = tokio::join!(a.grab(id, &customer), b.grab(id, &customer));
                 (customer, on_a, on_b)
             }
         })
@@ -48,29 +44,32 @@ async fn grabs_spread_over_two_servers_neither_oversell_nor_duplicate() {
     for (customer, on_a, on_b) in outcomes {
         for outcome in [on_a, on_b] {
             match outcome {
-                Grab::Won(coupon) => {
+                Ok(Grab::Won(coupon)) => {
                     if let Some(first) = acknowledged.insert(customer.clone(), coupon.clone()) {
                         problems.push(format!("{customer} won twice: {first:?} and {coupon:?}"));
                     }
                 }
-                Grab::Lost(StatusCode::CONFLICT | StatusCode::GONE) => {}
+                Ok(Grab::AlreadyGrabbed(_) | Grab::SoldOut) => {}
                 // Too many conflicts in a row is a 503; a retry would settle it.
-                Grab::Lost(StatusCode::SERVICE_UNAVAILABLE) => unavailable += 1,
+                Ok(grab) if grab.is_unavailable() => unavailable += 1,
                 other => problems.push(format!("{customer} got {other:?}")),
             }
         }
     }
     problems.extend(
         violations(
-            &client,
-            &a.base,
+            &a.client,
             fixture.pg_store().pool(),
             &promotion,
             &acknowledged,
         )
         .await,
     );
-    let on_b: PromotionDto = get_json(&client, &b.url(&format!("/query/promotions/{id}"))).await;
+    let on_b = b
+        .client
+        .promotion(id)
+        .await
+        .expect("reading the promotion on b");
     if unavailable == 0 && (acknowledged.len() != COUPONS as usize || on_b.remaining != 0) {
         problems.push(format!(
             "{} coupons acknowledged, {} remaining: the sale should have sold out",

@@ -7,13 +7,26 @@
 //! the `Promotion` aggregate in memory and appends the events of many
 //! commands at once. A caller is answered only once its events are durable.
 //!
+//! Metrics go through the [`metrics`](https://docs.rs/metrics) facade
+//! (`seckill_commits_total`, `seckill_queue_depth`, ...): install a recorder
+//! of your choice **before** building the service, which takes its handles
+//! then. [`SecKill::stats`] gives the counters without one.
+//!
 //! Storage is a port: pick `seckill-memory` (embedded, the default) or
 //! `seckill-postgres`, or implement [`EventStore`] and [`ProjectionStore`].
 //!
 //! # Layout
 //! * `service`    – [`SecKill`], the application service and its builder.
-//! * `engine`     – the grab engine: one writer per promotion, bounded queues,
-//!   group commit, conflict reload, idle shutdown.
+//! * `engine`     – the grab engine, in five rooms:
+//!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
+//!     promotion's writer through a bounded queue (the slots); the stats.
+//!   * `writer`  – the writer task: batches, group commit, conflict reload,
+//!     snapshots, idle retirement.
+//!   * `frozen`  – finished promotions answered from their final state
+//!     without a writer, and the sweeper that drops unused ones.
+//!   * `config`  – [`EngineConfig`], the engine's settings, and
+//!     [`ConfigError`] for those it cannot run with.
+//!   * `metrics` – the series it records through the `metrics` facade.
 //! * `port`       – the storage traits adapters implement, and [`Commit`].
 //! * `projection` – what the read side stores for each event.
 //! * `clock`      – the clock port; the domain never reads one.
@@ -53,7 +66,7 @@ mod projection;
 mod service;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use engine::{EngineConfig, EngineStats};
+pub use engine::{ConfigError, EngineConfig, EngineStats};
 pub use error::{SecKillError, SourceError, StoreError};
 pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};

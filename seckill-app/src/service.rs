@@ -8,7 +8,7 @@ use seckill_domain::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{Engine, EngineConfig, EngineStats};
+use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats};
 use crate::error::{SecKillError, StoreError};
 use crate::port::Backend;
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
@@ -46,8 +46,16 @@ impl SecKillBuilder {
         self
     }
 
-    /// Builds the service.
-    pub fn build(self) -> SecKill {
+    /// Builds the service, once its engine settings pass
+    /// [`EngineConfig::validate`]. The engine takes its metric handles from
+    /// the `metrics` recorder current now: install it first.
+    pub fn build(self) -> Result<SecKill, ConfigError> {
+        self.config.validate()?;
+        Ok(self.assemble())
+    }
+
+    /// The service, its settings taken as they are.
+    fn assemble(self) -> SecKill {
         SecKill {
             engine: Engine::new(Arc::clone(&self.backend), self.config),
             backend: self.backend,
@@ -59,7 +67,9 @@ impl SecKillBuilder {
 impl SecKill {
     /// A service over `backend`, with the system clock and default settings.
     pub fn new(backend: impl Backend) -> Self {
-        Self::builder(Arc::new(backend)).build()
+        // Infallible: the defaults are valid (a unit test of `EngineConfig`
+        // says so), so there is nothing to check.
+        Self::builder(Arc::new(backend)).assemble()
     }
 
     /// Starts building a service over `backend`.

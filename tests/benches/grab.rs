@@ -260,6 +260,7 @@ fn engine(backend: Arc<dyn Backend>) -> SecKill {
     SecKill::builder(backend)
         .config(EngineConfig::default())
         .build()
+        .expect("default engine settings")
 }
 
 /// The standard workloads against one engine path. `fresh` gives a new,

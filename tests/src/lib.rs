@@ -1,11 +1,12 @@
 //! Shared pieces of the cross-crate tests.
 //!
 //! # Layout
-//! * `fixture` – [`Fixture`]: how the suite gets a fresh store, and reopens it.
+//! * `fixture` – [`Fixture`]: how the suites get a fresh store, and reopen it.
 //! * `suite`   – the behaviour suite, written once and run against every
-//!   backend through [`behaviour_suite!`].
+//!   backend through [`suite!`]`(behaviour, ..)`.
 //! * `http`    – the HTTP end-to-end suite: the real server on a loopback
-//!   port, driven with reqwest, run per backend through [`http_suite!`].
+//!   port, driven through the typed client, run per backend through
+//!   [`suite!`]`(http, ..)`.
 //! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
 //!   chosen commits, for fault-injection tests.
 //! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
@@ -25,6 +26,58 @@ pub mod suite;
 
 pub use faults::FaultyStore;
 pub use fixture::{Fixture, MemoryFixture};
+
+/// Runs every test of one suite against one backend:
+/// `suite!(behaviour, fixture)` or `suite!(http, fixture)`, where `fixture`
+/// is an expression that yields a fresh [`Fixture`] (it is evaluated once
+/// per test). Each suite's tests are listed here once, so every backend
+/// runs all of them.
+#[macro_export]
+macro_rules! suite {
+    (behaviour, $fixture:expr) => {
+        $crate::suite!(@tests suite, $fixture;
+            creates_updates_grabs_and_queries,
+            every_rejection_is_typed_and_records_nothing,
+            ten_thousand_tasks_race_for_one_hundred_coupons,
+            two_instances_grab_one_promotion_without_oversell,
+            a_restarted_instance_sees_every_promotion_and_coupon,
+            rebuilt_projections_match_the_live_ones,
+            injected_store_faults_never_lose_an_acknowledged_grab,
+            many_promotions_sell_out_independently,
+            snapshots_equal_the_replayed_state,
+            a_full_queue_answers_overloaded_at_once_and_loses_nothing,
+            watchers_see_every_commit,
+            lagging_projections_catch_up_from_the_events,
+            a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
+            engine_settings_that_would_hang_are_refused,
+            writers_retiring_between_waves_of_grabs_answer_every_grab,
+        );
+    };
+    (http, $fixture:expr) => {
+        $crate::suite!(@tests http, $fixture;
+            creates_updates_grabs_and_queries_over_http,
+            each_losing_grab_has_its_own_status_and_problem_type,
+            the_client_reads_every_grab_answer_as_its_outcome,
+            malformed_requests_are_answered_with_problems_not_5xx,
+            invalid_values_are_422_and_rule_breaks_409,
+            the_event_stream_delivers_an_update_after_a_grab,
+            metrics_count_grabs_by_outcome,
+            probes_openapi_and_pages_answer,
+            graceful_shutdown_answers_queued_grabs,
+            the_load_generator_verifies_a_small_flash_sale,
+            unavailable_answers_are_503_with_retry_after_never_500,
+        );
+    };
+    (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let fixture = $fixture;
+                $crate::$module::$name(fixture).await;
+            }
+        )+
+    };
+}
 
 /// The README's examples compile and pass as doctests.
 #[cfg(doctest)]

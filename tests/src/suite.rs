@@ -1,6 +1,6 @@
 //! The behaviour suite: what every backend must do, written once.
 //!
-//! Each test is an `async fn` taking a [`Fixture`]; [`behaviour_suite!`]
+//! Each test is an `async fn` taking a [`Fixture`]; [`suite!`](crate::suite)
 //! turns them into `#[tokio::test]`s for one backend, so the in-memory
 //! adapter provably behaves like PostgreSQL.
 
@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use seckill_app::{
-    coupons_in, Backend, EngineConfig, FixedClock, SecKill, SecKillError, StoreError,
+    coupons_in, Backend, ConfigError, EngineConfig, FixedClock, SecKill, SecKillError, StoreError,
 };
 use seckill_domain::{
     Coupon, CouponCount, Discount, PromotionError, PromotionEvent, PromotionId, PromotionName,
@@ -20,51 +20,28 @@ use seckill_domain::{
 use crate::faults::{FaultPlan, FaultyStore};
 use crate::fixture::Fixture;
 
-/// Runs every behaviour test against one backend. `$fixture` is an
-/// expression that yields a fresh [`Fixture`] (it is evaluated once per test).
-#[macro_export]
-macro_rules! behaviour_suite {
-    ($fixture:expr) => {
-        $crate::behaviour_suite!(@tests $fixture;
-            creates_updates_grabs_and_queries,
-            every_rejection_is_typed_and_records_nothing,
-            ten_thousand_tasks_race_for_one_hundred_coupons,
-            two_instances_grab_one_promotion_without_oversell,
-            a_restarted_instance_sees_every_promotion_and_coupon,
-            rebuilt_projections_match_the_live_ones,
-            injected_store_faults_never_lose_an_acknowledged_grab,
-            many_promotions_sell_out_independently,
-            snapshots_equal_the_replayed_state,
-            a_full_queue_answers_overloaded_at_once_and_loses_nothing,
-            watchers_see_every_commit,
-            lagging_projections_catch_up_from_the_events,
-            a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
-        );
-    };
-    (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let fixture = $fixture;
-                $crate::suite::$name(fixture).await;
-            }
-        )+
-    };
-}
-
 /// The suite's times, terms and customers: the fixtures every crate's tests share.
 pub use seckill_domain::testing::{customer, opens, terms};
 
 /// A service over `store` with a clock standing one second after [`opens`].
 pub fn service(store: Arc<dyn Backend>) -> (SecKill, Arc<FixedClock>) {
+    service_with(
+        store,
+        EngineConfig {
+            idle_timeout: StdDuration::from_millis(500),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// [`service`] with these engine settings.
+pub fn service_with(store: Arc<dyn Backend>, config: EngineConfig) -> (SecKill, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
     let seckill = SecKill::builder(store)
         .clock(clock.clone())
-        .config(EngineConfig {
-            idle_timeout: StdDuration::from_millis(500),
-            ..EngineConfig::default()
-        })
-        .build();
+        .config(config)
+        .build()
+        .expect("valid engine settings");
     (seckill, clock)
 }
 
@@ -482,7 +459,8 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
             max_batch: 8,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let id = seckill.create_promotion(terms(500)).await.unwrap();
 
     let mut acknowledged = Vec::new();
@@ -556,7 +534,8 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
             frozen_ttl: StdDuration::from_millis(200),
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .expect("valid engine settings");
     let id = seckill.create_promotion(terms(1)).await.unwrap();
     let won = seckill.grab(id, customer("first")).await.unwrap();
 
@@ -654,7 +633,8 @@ pub async fn snapshots_equal_the_replayed_state(fixture: impl Fixture) {
     let seckill = SecKill::builder(store.clone())
         .clock(clock.clone())
         .config(config.clone())
-        .build();
+        .build()
+        .expect("valid engine settings");
     let id = seckill.create_promotion(terms(200)).await.unwrap();
     for c in 0..60 {
         seckill
@@ -726,7 +706,8 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
     let seckill = SecKill::builder(store.clone())
         .clock(clock)
         .config(config)
-        .build();
+        .build()
+        .expect("valid engine settings");
     let id = seckill.create_promotion(terms(1_000)).await.unwrap();
 
     store.pause();
@@ -842,4 +823,70 @@ pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture)
         0,
         "nothing left to repair"
     );
+}
+
+/// A zero `max_batch` would make a retiring writer hang (it takes no request
+/// from its queue), so the builder refuses it, naming the setting.
+pub async fn engine_settings_that_would_hang_are_refused(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    let built = SecKill::builder(store)
+        .config(EngineConfig {
+            max_batch: 0,
+            ..EngineConfig::default()
+        })
+        .build();
+    assert!(
+        matches!(
+            built,
+            Err(ConfigError::OutOfRange {
+                field: "max_batch",
+                ..
+            })
+        ),
+        "a zero max_batch was not refused as such"
+    );
+}
+
+/// Writers go idle after a millisecond, so between waves of grabs they retire
+/// while the next wave arrives: grabs land in a queue that is being closed
+/// and drained in batches of `max_batch`, or find it closed and go to the
+/// successor. Whichever way, every grab is answered, none hangs, and the
+/// store holds exactly the acknowledged coupons.
+///
+/// The instant a request is queued between the idle timeout and the close
+/// cannot be forced from outside the engine; many retirements under
+/// concurrent grabs give it its chances.
+pub async fn writers_retiring_between_waves_of_grabs_answer_every_grab(fixture: impl Fixture) {
+    const WAVES: usize = 30;
+    const PER_WAVE: usize = 20;
+    let store = fixture.store().await;
+    let config = EngineConfig {
+        idle_timeout: StdDuration::from_millis(1),
+        max_batch: 3,
+        ..EngineConfig::default()
+    };
+    let (seckill, _clock) = service_with(store.clone(), config);
+    let id = seckill
+        .create_promotion(terms((WAVES * PER_WAVE) as u64))
+        .await
+        .unwrap();
+
+    let waves = async {
+        let mut won = Vec::new();
+        for wave in 0..WAVES {
+            let seckills = std::slice::from_ref(&seckill);
+            won.extend(race(seckills, id, PER_WAVE, &format!("wave-{wave}")).await);
+            // About the idle timeout, so the next wave often meets a writer
+            // as it retires.
+            tokio::time::sleep(StdDuration::from_micros(500 * (wave % 4) as u64)).await;
+        }
+        won
+    };
+    let mut won = tokio::time::timeout(StdDuration::from_secs(120), waves)
+        .await
+        .expect("every grab is answered: no writer hangs");
+
+    assert_eq!(won.len(), WAVES * PER_WAVE, "every grab won a coupon");
+    won.sort_by_key(|c| c.number);
+    assert_eq!(assert_consistent(&store, id).await, won);
 }

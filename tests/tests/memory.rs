@@ -1,3 +1,3 @@
 //! The behaviour suite on the in-memory backend.
 
-seckill_tests::behaviour_suite!(seckill_tests::MemoryFixture::new());
+seckill_tests::suite!(behaviour, seckill_tests::MemoryFixture::new());

@@ -1,4 +1,4 @@
 //! The behaviour suite on PostgreSQL: each test gets its own fresh database
 //! on the server at `DATABASE_URL`.
 
-seckill_tests::behaviour_suite!(seckill_tests::postgres::PgFixture::new().await);
+seckill_tests::suite!(behaviour, seckill_tests::postgres::PgFixture::new().await);

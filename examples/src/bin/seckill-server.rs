@@ -21,11 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::RangedU64ValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
 use seckill_examples::server;
 use seckill_memory::MemoryStore;
 use seckill_postgres::{PgOptions, PgStore};
+use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
 // jemalloc: a grab's request, command, event and answer are allocated on one
@@ -81,8 +83,9 @@ struct Args {
     #[arg(long, env = "SECKILL_DATABASE_URL")]
     database_url: Option<String>,
 
-    /// Most PostgreSQL connections (ignored in memory).
-    #[arg(long, env = "SECKILL_POOL_SIZE", default_value_t = 16)]
+    /// Most PostgreSQL connections, at least 1 (ignored in memory).
+    #[arg(long, env = "SECKILL_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pool_size: u32,
 
     /// How long one database call may take (waiting for a connection, one
@@ -91,12 +94,14 @@ struct Args {
     #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     db_timeout: Duration,
 
-    /// Grabs one promotion queues before answering 503 overloaded.
-    #[arg(long, env = "SECKILL_QUEUE_CAPACITY", default_value_t = EngineConfig::default().queue_capacity)]
+    /// Grabs one promotion queues before answering 503 overloaded (at least 1).
+    #[arg(long, env = "SECKILL_QUEUE_CAPACITY", default_value_t = EngineConfig::default().queue_capacity,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=Semaphore::MAX_PERMITS as u64))]
     queue_capacity: usize,
 
-    /// Most grabs decided and committed in one append.
-    #[arg(long, env = "SECKILL_MAX_BATCH", default_value_t = EngineConfig::default().max_batch)]
+    /// Most grabs decided and committed in one append (at least 1).
+    #[arg(long, env = "SECKILL_MAX_BATCH", default_value_t = EngineConfig::default().max_batch,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     max_batch: usize,
 
     /// Events after which a busy promotion saves a snapshot (the gap then
@@ -221,6 +226,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log, args.log_format)?;
+    // Before the service is built: its engine takes its metric handles from
+    // the recorder installed now.
+    let metrics = server::Metrics::install().context("installing the metrics recorder")?;
     let backend = open_backend(&args).await?;
     let config = EngineConfig {
         queue_capacity: args.queue_capacity,
@@ -230,7 +238,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         frozen_ttl: args.frozen_ttl,
         ..EngineConfig::default()
     };
-    let seckill = SecKill::builder(backend).config(config).build();
+    let seckill = SecKill::builder(backend)
+        .config(config)
+        .build()
+        .context("checking the engine settings")?;
     // Projections written by other tools, or added since the last run, catch
     // up from the events before the first query is answered.
     let repaired = seckill
@@ -243,7 +254,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
-    server::serve(listener, seckill, shutdown_signal())
+    server::serve(listener, seckill, metrics, shutdown_signal())
         .await
         .context("serving HTTP")
 }
@@ -259,7 +270,9 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         .await
         .context("listing the promotions")?
         .len();
-    let seckill = SecKill::builder(Arc::new(store)).build();
+    let seckill = SecKill::builder(Arc::new(store))
+        .build()
+        .context("checking the engine settings")?;
     // Hidden when stderr is not a terminal, so logs of scripted runs stay clean.
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
@@ -289,6 +302,16 @@ mod tests {
         for bad in ["0s", "", "1m", "-1s", "fast", "18446744073709551615s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn engine_flags_that_would_hang_the_engine_are_refused() {
+        for flag in ["--max-batch", "--queue-capacity", "--pool-size"] {
+            let refused = Cli::try_parse_from(["seckill-server", flag, "0"]);
+            assert!(refused.is_err(), "{flag} 0 was accepted");
+        }
+        let cli = Cli::try_parse_from(["seckill-server", "--max-batch", "1"]).expect("1 parses");
+        assert_eq!(cli.serve.max_batch, 1);
     }
 
     #[test]

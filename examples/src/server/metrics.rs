@@ -1,14 +1,25 @@
-//! Metrics in the Prometheus text format, written by hand: a handful of
-//! atomic counters and one fixed-bucket histogram need no registry crate.
+//! Metrics: a Prometheus recorder for the `metrics` facade, rendered at
+//! `/metrics`, and the grab counters and latency histogram of the HTTP layer.
 //!
-//! Grab outcomes and latency are counted by the HTTP layer; the commit
-//! counters and queue depth come from the engine's own [`EngineStats`].
+//! The engine's series (commits, batch sizes, queue depth, ...) come from
+//! `seckill-app` through the same facade. Its handles are taken when the
+//! service is built, from the recorder current then: the binary installs
+//! the global one first ([`Metrics::install`]); tests, which run several
+//! servers in one process, give each its own ([`Metrics::isolated`] and
+//! [`Metrics::recording`]). See docs/adr/0007-metrics-facade-and-prometheus-exporter.md.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use seckill_app::{EngineStats, SecKillError};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Extension;
+use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use seckill_app::SecKillError;
 use seckill_domain::PromotionError;
 
 /// How a grab request ended, as the `outcome` label.
@@ -39,19 +50,6 @@ pub enum GrabOutcome {
 }
 
 impl GrabOutcome {
-    const ALL: [Self; 10] = [
-        Self::Won,
-        Self::AlreadyGrabbed,
-        Self::SoldOut,
-        Self::NotStarted,
-        Self::Ended,
-        Self::UnknownPromotion,
-        Self::Invalid,
-        Self::Overloaded,
-        Self::ShuttingDown,
-        Self::StorageFailed,
-    ];
-
     /// The label value.
     pub const fn label(self) -> &'static str {
         match self {
@@ -85,162 +83,122 @@ impl GrabOutcome {
             SecKillError::Storage(_) => Self::StorageFailed,
         }
     }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
 }
 
-/// Upper bounds of the latency buckets, in seconds: 100 µs to 5 s, about
-/// 2.5× apart, which covers an in-memory grab and a slow PostgreSQL commit.
+const GRABS: &str = "seckill_grabs_total";
+const GRAB_DURATION: &str = "seckill_grab_duration_seconds";
+
+/// Upper bounds of the grab latency buckets, in seconds: 100 µs to 5 s,
+/// about 2.5× apart, which covers an in-memory grab and a slow PostgreSQL
+/// commit. The engine's commit latency uses them too.
 const LATENCY_BOUNDS: [f64; 14] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// The server's own counters.
-#[derive(Debug, Default)]
+/// Commands per batch: 1 (no batching) up to the default `max_batch`.
+const BATCH_BOUNDS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// The server's recorder: what `/metrics` renders. Cheap to clone.
+#[derive(Clone)]
 pub struct Metrics {
-    grabs: [AtomicU64; GrabOutcome::ALL.len()],
-    /// Per bucket, not cumulative: one increment per observation, and the
-    /// exposition sums them, so `+Inf` always equals `_count`.
-    latency_buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
-    latency_sum_nanos: AtomicU64,
+    handle: PrometheusHandle,
+    /// `Some` when this recorder is not the process's global one: then every
+    /// series is recorded with it as the current recorder.
+    own: Option<Arc<PrometheusRecorder>>,
 }
 
 impl Metrics {
-    /// Counts one answered grab and how long the application took to answer it.
+    /// Installs the process's global recorder. Do it once, before building
+    /// the service, so the engine's handles are taken from it.
+    pub fn install() -> Result<Self, BuildError> {
+        let handle = builder()?.install_recorder()?;
+        let metrics = Self { handle, own: None };
+        metrics.recording(describe);
+        Ok(metrics)
+    }
+
+    /// A recorder of its own, not installed: several servers in one process
+    /// (the HTTP tests) each count only their own grabs. Build the service
+    /// inside [`Metrics::recording`] so its engine reports here too.
+    pub fn isolated() -> Self {
+        let recorder = builder()
+            .expect("the bucket bounds are constants and not empty")
+            .build_recorder();
+        let metrics = Self {
+            handle: recorder.handle(),
+            own: Some(Arc::new(recorder)),
+        };
+        metrics.recording(describe);
+        metrics
+    }
+
+    /// Runs `f` with this recorder as the current one: series registered or
+    /// recorded inside go here. `SecKill` registers its handles when it is
+    /// built, so `metrics.recording(|| SecKill::builder(store).build())`.
+    pub fn recording<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.own {
+            Some(recorder) => metrics::with_local_recorder(recorder.as_ref(), f),
+            None => f(),
+        }
+    }
+
+    /// Counts one answered grab and how long the server took to answer it.
     pub fn record_grab(&self, outcome: GrabOutcome, elapsed: Duration) {
-        self.grabs[outcome.index()].fetch_add(1, Ordering::Relaxed);
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BOUNDS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(LATENCY_BOUNDS.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.recording(|| {
+            counter!(GRABS, "outcome" => outcome.label()).increment(1);
+            histogram!(GRAB_DURATION).record(elapsed.as_secs_f64());
+        });
     }
 
-    /// Counts a grab request that was refused before it reached the application.
-    pub fn record_invalid_grab(&self) {
-        self.grabs[GrabOutcome::Invalid.index()].fetch_add(1, Ordering::Relaxed);
+    /// The exposition, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
     }
 
-    /// The exposition: the server's counters and the engine's.
-    pub fn render(&self, engine: EngineStats) -> String {
-        let mut out = String::with_capacity(4096);
-        self.render_grabs(&mut out);
-        render_engine(&mut out, engine);
-        out
-    }
-
-    fn render_grabs(&self, out: &mut String) {
-        header(
-            out,
-            "seckill_grabs_total",
-            "counter",
-            "Grab requests answered, by outcome.",
-        );
-        for outcome in GrabOutcome::ALL {
-            let count = self.grabs[outcome.index()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "seckill_grabs_total{{outcome=\"{}\"}} {count}",
-                outcome.label()
-            );
-        }
-
-        let name = "seckill_grab_duration_seconds";
-        header(
-            out,
-            name,
-            "histogram",
-            "Time the application took to answer a grab, queueing and commit included.",
-        );
-        let mut cumulative = 0u64;
-        for (i, bucket) in self.latency_buckets.iter().enumerate() {
-            cumulative += bucket.load(Ordering::Relaxed);
-            match LATENCY_BOUNDS.get(i) {
-                Some(bound) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-                }
-            }
-        }
-        let sum = self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+    /// Drains the histograms' recent samples into their buckets, so memory
+    /// stays bounded between scrapes. [`super::serve`] calls it periodically.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
     }
 }
 
-fn render_engine(out: &mut String, stats: EngineStats) {
-    let series = [
-        (
-            "seckill_commits_total",
-            "counter",
-            "Appends to the event store that succeeded (one per commit batch).",
-            stats.commits,
-        ),
-        (
-            "seckill_committed_commands_total",
-            "counter",
-            "Commands answered from committed batches; divided by seckill_commits_total it is the mean batch size.",
-            stats.committed_commands,
-        ),
-        (
-            "seckill_committed_events_total",
-            "counter",
-            "Events the successful appends stored.",
-            stats.committed_events,
-        ),
-        (
-            "seckill_failed_commits_total",
-            "counter",
-            "Appends that failed (storage errors and timeouts).",
-            stats.failed_commits,
-        ),
-        (
-            "seckill_conflicts_total",
-            "counter",
-            "Appends that met another writer's events.",
-            stats.conflicts,
-        ),
-        (
-            "seckill_overloaded_total",
-            "counter",
-            "Commands refused because a promotion's queue was full.",
-            stats.overloaded,
-        ),
-        (
-            "seckill_frozen_promotions",
-            "gauge",
-            "Finished promotions answering late grabs from their final state, without a queue.",
-            stats.frozen_promotions,
-        ),
-        (
-            "seckill_queue_depth",
-            "gauge",
-            "Commands waiting in all promotions' queues.",
-            stats.queue_depth,
-        ),
-        (
-            "seckill_writers",
-            "gauge",
-            "Promotion writer tasks alive.",
-            stats.writers,
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        header(out, name, kind, help);
-        let _ = writeln!(out, "{name} {value}");
-    }
+/// Histograms as Prometheus histograms with fixed buckets (not summaries).
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(GRAB_DURATION.into()), &LATENCY_BOUNDS)?
+        .set_buckets_for_metric(
+            Matcher::Full("seckill_commit_duration_seconds".into()),
+            &LATENCY_BOUNDS,
+        )?
+        .set_buckets_for_metric(Matcher::Full("seckill_batch_size".into()), &BATCH_BOUNDS)
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn describe() {
+    describe_counter!(GRABS, "Grab requests answered, by outcome.");
+    describe_histogram!(
+        GRAB_DURATION,
+        Unit::Seconds,
+        "Time the server took to answer a grab that reached the handler, parsing, queueing and commit included."
+    );
+}
+
+/// The route layer of the grab endpoint: times each request and counts it by
+/// the [`GrabOutcome`] the handler left in the response's extensions. A
+/// request refused before the handler (malformed JSON) carries none and is
+/// not counted.
+pub(super) async fn track_grab(
+    Extension(metrics): Extension<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if let Some(&outcome) = response.extensions().get::<GrabOutcome>() {
+        metrics.record_grab(outcome, started.elapsed());
+    }
+    response
 }
 
 #[cfg(test)]
@@ -249,16 +207,26 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_end_at_the_count() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::isolated();
         metrics.record_grab(GrabOutcome::Won, Duration::from_micros(50));
         metrics.record_grab(GrabOutcome::SoldOut, Duration::from_millis(3));
         metrics.record_grab(GrabOutcome::SoldOut, Duration::from_secs(9));
-        let text = metrics.render(EngineStats::default());
+        let text = metrics.render();
         assert!(text.contains("seckill_grab_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
         assert!(text.contains("seckill_grab_duration_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("seckill_grab_duration_seconds_bucket{le=\"5\"} 2\n"));
         assert!(text.contains("seckill_grab_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("seckill_grab_duration_seconds_count 3\n"));
         assert!(text.contains("seckill_grabs_total{outcome=\"sold_out\"} 2\n"));
+    }
+
+    #[test]
+    fn isolated_recorders_count_only_their_own() {
+        let (one, other) = (Metrics::isolated(), Metrics::isolated());
+        one.record_grab(GrabOutcome::Won, Duration::from_millis(1));
+        assert!(one
+            .render()
+            .contains("seckill_grabs_total{outcome=\"won\"} 1\n"));
+        assert!(!other.render().contains("outcome=\"won\""));
     }
 }

@@ -6,17 +6,24 @@
 //! [`serve`] runs it on a listener until a shutdown signal, then drains.
 //!
 //! # Layout
-//! * `routes`  – one handler per endpoint.
+//! * `routes`  – one handler per endpoint, each with its OpenAPI annotation.
 //! * `dto`     – the JSON bodies (camelCase, as in the original).
 //! * `extract` – `Json` and `Path` extractors whose rejections are problem+json.
 //! * `problem` – [`Problem`]: which status code and type every failure gets.
-//! * `metrics` – grab counters and latency histogram, Prometheus text format.
+//! * `linger`  – reads the rest of a body refused as too large before the
+//!   413, so a client still sending it sees the answer, not a reset.
+//! * `metrics` – the Prometheus recorder behind `/metrics`, and the route
+//!   layer that counts and times grabs.
 //! * `sse`     – the live feed of one promotion.
-//! * `page`    – the embedded HTML: the live page and the API browser.
-//! * `openapi` – the OpenAPI document.
+//! * `page`    – the embedded live page, and the panic answer.
+//! * `openapi` – the OpenAPI document's frame, shared answers and live parts.
+//!
+//! `/docs` is Swagger UI (utoipa-swagger-ui, its assets compiled in) over
+//! `/openapi.json`.
 
 mod dto;
 mod extract;
+mod linger;
 mod metrics;
 mod openapi;
 mod page;
@@ -26,21 +33,27 @@ mod sse;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put, MethodRouter};
+use axum::middleware;
+use axum::routing::get;
 use axum::serve::ListenerExt;
+use axum::Extension;
 use axum::Router;
 use seckill_app::SecKill;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub use dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN};
 pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
-pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemDetails, ProblemType, PROBLEM_JSON};
 pub use sse::MIN_INTERVAL;
 
@@ -52,16 +65,16 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     seckill: SecKill,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
     stopping: CancellationToken,
 }
 
 impl AppState {
-    /// State for a server over `seckill`.
-    pub fn new(seckill: SecKill) -> Self {
+    /// State for a server over `seckill` whose `/metrics` renders `metrics`.
+    pub fn new(seckill: SecKill, metrics: Metrics) -> Self {
         Self {
             seckill,
-            metrics: Arc::default(),
+            metrics,
             stopping: CancellationToken::new(),
         }
     }
@@ -74,63 +87,104 @@ impl AppState {
 }
 
 /// The router: every endpoint, with problem+json for unknown paths and
-/// methods, a body limit, request tracing, and a panic guard.
+/// methods, a body limit (drained before its 413), request tracing, and a
+/// panic guard.
 pub fn app(state: AppState) -> Router {
-    let router = Router::new();
-    let router = both_spellings(router, "/admin/promotions", post(routes::create_promotion));
-    let router = both_spellings(router, "/command/coupons", post(routes::grab));
-    let router = both_spellings(router, "/query/promotions", get(routes::active_promotions));
+    let (router, document) = api();
+    let document = Arc::new(document);
     router
         .route(
-            "/admin/promotions/{promotion_id}",
-            put(routes::update_promotion),
+            "/openapi.json",
+            get(move || openapi::document(document.clone())),
         )
-        .route(
-            "/admin/promotions/{promotion_id}/cancel",
-            post(routes::cancel_promotion),
-        )
-        .route("/query/coupons/{customer_id}", get(routes::coupons_of))
-        .route("/query/promotions/{promotion_id}", get(routes::promotion))
-        .route(
-            "/query/promotions/{promotion_id}/events",
-            get(sse::promotion_events),
-        )
-        .route("/metrics", get(routes::metrics))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(page::docs))
+        .merge(SwaggerUi::new("/docs").config(Config::from("/openapi.json")))
         .route("/", get(page::live))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // For the grab route's `metrics::track_grab` layer, which `api()`
+        // registers without a state to take the recorder from.
+        .layer(Extension(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(linger::drain_refused_body))
         .layer(TraceLayer::new_for_http())
         // Last resort: a bug must still answer in the API's error format.
         .layer(CatchPanicLayer::custom(page::panic_problem))
         .with_state(state)
 }
 
-/// The original's collection paths end in `/`; both spellings are served.
-fn both_spellings(
-    router: Router<AppState>,
-    path: &str,
-    handler: MethodRouter<AppState>,
-) -> Router<AppState> {
-    router
-        .route(path, handler.clone())
-        .route(&format!("{path}/"), handler)
+/// The OpenAPI document `/openapi.json` serves, but for the example times
+/// of a new promotion, which each answer sets to its own "now".
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
 }
+
+/// The API's routes and their OpenAPI document, from one registration per
+/// route (the document lacks only the live example times).
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    let api = both_spellings(api, routes!(routes::create_promotion));
+    let (schemas, paths, grab) = routes!(routes::grab);
+    let grab = grab.route_layer(middleware::from_fn(metrics::track_grab));
+    let api = both_spellings(api, (schemas, paths, grab));
+    let api = both_spellings(api, routes!(routes::active_promotions));
+    let (router, mut document) = api
+        .routes(routes!(routes::update_promotion))
+        .routes(routes!(routes::cancel_promotion))
+        .routes(routes!(routes::coupons_of))
+        .routes(routes!(routes::promotion))
+        .routes(routes!(sse::promotion_events))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .split_for_parts();
+    openapi::EventStreamItems.modify(&mut document);
+    openapi::CamelCaseLinks.modify(&mut document);
+    (router, document)
+}
+
+/// The original's collection paths end in `/`; both spellings are served,
+/// and the document lists the one its annotation names.
+fn both_spellings(
+    api: OpenApiRouter<AppState>,
+    route: UtoipaMethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let (_, paths, handler) = &route;
+    let api = paths.paths.keys().fold(api, |api, path| {
+        let other = match path.strip_suffix('/') {
+            Some(bare) => bare.to_owned(),
+            None => format!("{path}/"),
+        };
+        api.route(&other, handler.clone())
+    });
+    api.routes(route)
+}
+
+/// How often the recorder's histograms are drained between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// Serves `seckill` on `listener` until `shutdown` completes, then drains:
 /// stop accepting, end the event feeds, let in-flight requests finish, and
 /// finally stop the engine once every queued command is answered.
+/// `/metrics` renders `metrics`, the recorder `seckill` was built with.
 pub async fn serve(
     listener: TcpListener,
     seckill: SecKill,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(seckill.clone());
+    let state = AppState::new(seckill.clone(), metrics.clone());
     let stopping = state.stopping().clone();
+    // Histograms keep raw samples until upkeep folds them into buckets.
+    let upkeep = stopping.clone();
+    tokio::spawn(async move {
+        while upkeep
+            .run_until_cancelled(tokio::time::sleep(METRICS_UPKEEP))
+            .await
+            .is_some()
+        {
+            metrics.run_upkeep();
+        }
+    });
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
@@ -166,7 +220,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_router_answers_without_a_socket() {
-        let app = app(AppState::new(SecKill::new(MemoryStore::new())));
+        let app = app(AppState::new(
+            SecKill::new(MemoryStore::new()),
+            Metrics::isolated(),
+        ));
         let health = Request::get("/healthz").body(Body::empty()).unwrap();
         let response = app.clone().oneshot(health).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

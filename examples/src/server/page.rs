@@ -1,7 +1,5 @@
-//! The embedded HTML pages, compiled into the binary so the server needs no
-//! files and no front-end build: the live page at `/` and the API browser at
-//! `/docs`, which renders `/openapi.json` in the browser without fetching
-//! anything from the internet.
+//! The embedded live page at `/`, compiled into the binary so the server
+//! needs no files and no front-end build, and the answer to a panic.
 
 use std::any::Any;
 
@@ -10,14 +8,10 @@ use axum::response::{Html, IntoResponse};
 
 use super::problem::{Problem, ProblemType};
 
-/// `GET /`: active promotions with live counters, and forms to create and grab.
+/// `GET /`: active promotions with live counters and grabs/s charts, finished
+/// ones, and forms to grab, look up a customer's coupons and create.
 pub(super) async fn live() -> Html<&'static str> {
     Html(include_str!("../../static/live.html"))
-}
-
-/// `GET /docs`: every endpoint of `/openapi.json`, readable.
-pub(super) async fn docs() -> Html<&'static str> {
-    Html(include_str!("../../static/docs.html"))
 }
 
 /// A handler panicked: answer in the API's error format, log the bug, and keep

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use seckill_app::SecKillError;
 use seckill_domain::{PromotionError, ValueError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::CouponDto;
@@ -182,8 +182,8 @@ impl ProblemType {
 pub struct Problem(Box<ProblemDetails>);
 
 /// The body of an error answer: RFC 9457 members plus a few of our own where
-/// a client can act on them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// a client can act on them. `Deserialize` is for [`crate::client`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Problem)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemDetails {
@@ -305,10 +305,8 @@ impl Problem {
                 let mut problem = Self::new(ProblemType::NotStarted, detail);
                 problem.0.publish_time = Some(publish_time);
                 // Retry-After as an HTTP date: the moment grabbing opens.
-                problem.0.retry_after = HeaderValue::from_str(
-                    &publish_time.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-                )
-                .ok();
+                let date = httpdate::fmt_http_date(publish_time.into());
+                problem.0.retry_after = HeaderValue::from_str(&date).ok();
                 problem
             }
             PromotionError::Ended { finished_at } => {
@@ -388,6 +386,22 @@ mod tests {
         .map(|kind| kind.status())
         .collect();
         assert_eq!(codes.len(), 4);
+    }
+
+    #[test]
+    fn not_started_says_when_grabbing_opens_as_an_http_date() {
+        use chrono::TimeZone;
+
+        let publish_time = Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap();
+        let rejection = PromotionError::NotStarted { publish_time };
+        let promotion_id = seckill_domain::PromotionId::from_uuid(uuid::Uuid::nil());
+        let response =
+            Problem::from_error(promotion_id, SecKillError::Rejected(rejection)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_EARLY);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            "Mon, 11 Nov 2030 00:00:00 GMT"
+        );
     }
 
     #[test]

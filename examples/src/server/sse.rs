@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dto::PromotionDto;
 use super::extract::ApiPath;
-use super::problem::{Problem, ProblemDetails};
+use super::openapi::answers::{BadRequest, Unavailable, UnknownPromotion};
+use super::problem::Problem;
 use super::routes::parse_promotion_id;
 use super::AppState;
 
@@ -34,8 +35,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
     params(("promotionId" = String, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "A `text/event-stream` of `promotion` events, each carrying the promotion as JSON; the first is the state now", body = PromotionDto, content_type = "text/event-stream"),
-        (status = 400, description = "The id is not a UUID", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such promotion", body = ProblemDetails, content_type = "application/problem+json"),
+        BadRequest, UnknownPromotion, Unavailable,
     )
 )]
 pub(super) async fn promotion_events(

@@ -1,5 +1,5 @@
 //! What the reliability tests share: the real `seckill-server` binary as a
-//! child process, a client for it, and the checks every test ends with.
+//! child process with a typed client for it, and the checks every test ends with.
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
@@ -8,24 +8,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use reqwest::StatusCode;
+use seckill_examples::client::Client;
 use seckill_examples::server::{CouponDto, PromotionDto};
-use seckill_tests::http::promotion_body;
-use serde_json::{json, Value};
+use seckill_tests::http::promotion_request;
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 /// The server binary cargo built for these tests.
 pub const SERVER: &str = env!("CARGO_BIN_EXE_seckill-server");
-
-/// A client whose every call is bounded, so a hung server fails the test.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("build client")
-}
 
 /// A port on loopback nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -37,8 +29,9 @@ pub fn free_port() -> u16 {
 
 /// One `seckill-server` process on a loopback port.
 pub struct ServerProcess {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
+    /// A client of it whose every call is bounded, so a hung server fails
+    /// the test.
+    pub client: Client,
     child: Child,
 }
 
@@ -64,33 +57,26 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {SERVER}: {e}"));
-        let mut server = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-        };
+        let client =
+            Client::with_timeout(format!("http://127.0.0.1:{port}"), Duration::from_secs(20))
+                .expect("build client");
+        let mut server = Self { client, child };
         server.wait_healthy().await;
         server
     }
 
     async fn wait_healthy(&mut self) {
-        let client = client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the server") {
                 panic!("the server exited before it was healthy: {status}");
             }
-            let healthy = client.get(self.url("/healthz")).send().await;
-            if healthy.is_ok_and(|r| r.status() == StatusCode::OK) {
+            if self.client.health().await.is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "the server never became healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// The absolute URL of `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     /// The process id.
@@ -110,56 +96,17 @@ impl ServerProcess {
 }
 
 /// `POST /admin/promotions/`: an open promotion of `coupons` coupons.
-pub async fn create_open(client: &reqwest::Client, base: &str, coupons: u32) -> PromotionDto {
+pub async fn create_open(client: &Client, coupons: u32) -> PromotionDto {
     let now = Utc::now();
-    let body = promotion_body(
+    let request = promotion_request(
         u64::from(coupons),
         now - chrono::Duration::minutes(1),
         Some(now + chrono::Duration::hours(1)),
     );
-    let response = client
-        .post(format!("{base}/admin/promotions/"))
-        .json(&body)
-        .send()
+    client
+        .create_promotion(&request)
         .await
-        .expect("create request");
-    assert_eq!(response.status(), StatusCode::CREATED, "creating {body}");
-    response.json().await.expect("promotion JSON")
-}
-
-/// What one grab got.
-#[derive(Debug)]
-pub enum Grab {
-    /// 201: the coupon, promised durable.
-    Won(CouponDto),
-    /// Any other HTTP answer.
-    Lost(StatusCode),
-    /// No answer: the connection failed or timed out (e.g. the server died).
-    NoAnswer,
-}
-
-/// `POST /command/coupons/`.
-pub async fn grab(client: &reqwest::Client, base: &str, promotion: Uuid, customer: &str) -> Grab {
-    let sent = client
-        .post(format!("{base}/command/coupons/"))
-        .json(&json!({ "promotionId": promotion, "customerId": customer }))
-        .send()
-        .await;
-    match sent {
-        Ok(response) if response.status() == StatusCode::CREATED => match response.json().await {
-            Ok(coupon) => Grab::Won(coupon),
-            Err(_) => Grab::NoAnswer,
-        },
-        Ok(response) => Grab::Lost(response.status()),
-        Err(_) => Grab::NoAnswer,
-    }
-}
-
-/// `GET path` as JSON; panics unless 200.
-pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
-    let response = client.get(url).send().await.expect("GET request");
-    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
-    response.json().await.expect("JSON body")
+        .unwrap_or_else(|error| panic!("{error}: creating {request:?}"))
 }
 
 /// What the store holds for one promotion, read behind the API's back.
@@ -235,8 +182,7 @@ pub async fn stored(pool: &PgPool, promotion: Uuid) -> Stored {
 /// 3. nobody holds two coupons;
 /// 4. remaining = coupons − grab events, in the summary row and over HTTP.
 pub async fn violations(
-    client: &reqwest::Client,
-    base: &str,
+    client: &Client,
     pool: &PgPool,
     promotion: &PromotionDto,
     acknowledged: &HashMap<String, CouponDto>,
@@ -267,8 +213,7 @@ pub async fn violations(
                 "acknowledged coupon {coupon:?} is not in `coupons`"
             ));
         }
-        let listed: Vec<CouponDto> =
-            get_json(client, &format!("{base}/query/coupons/{customer}")).await;
+        let listed = client.coupons_of(customer).await.expect("listing coupons");
         let held: Vec<&CouponDto> = listed.iter().filter(|c| c.promotion_id == id).collect();
         if held.len() != 1 || held[0].number != coupon.number {
             found.push(format!(
@@ -324,7 +269,7 @@ pub async fn violations(
             stored.last_sequence, stored.head
         ));
     }
-    let view: PromotionDto = get_json(client, &format!("{base}/query/promotions/{id}")).await;
+    let view = client.promotion(id).await.expect("reading the promotion");
     if view.remaining as usize != should_remain {
         found.push(format!(
             "the API says {} remain, events say {should_remain}",

@@ -1,0 +1,212 @@
+//! The OpenAPI 3.1 document. Each route brings its own entry: the router
+//! registers handlers through utoipa-axum's `routes!` (see `server::app`),
+//! which reads their `#[utoipa::path]` annotations, so a route cannot be
+//! served without being described, nor described without being served.
+//!
+//! This module holds the rest: the document's frame ([`ApiDoc`]), the
+//! problem answers every route shares ([`answers`]), and two [`Modify`]s for
+//! what an annotation cannot say, plus one for a utoipa bug.
+//!
+//! # Layout
+//! * `answers` – the problem answers, one type per status.
+//! * `tests`   – the document against the router and against `docs/api.md`.
+
+pub(super) mod answers;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Json;
+use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use super::dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto};
+use super::problem::ProblemDetails as Problem;
+
+/// The frame of the API description served at `/openapi.json`: info, tags
+/// and the shared schemas. The paths are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SecKill",
+        description = "Flash sales: a promotion offers a fixed number of coupons; customers race to grab one. \
+                       Every error is application/problem+json; see docs/api.md."
+    ),
+    components(schemas(PromotionRequest, GrabRequest, PromotionDto, CouponDto, StatusDto, Problem)),
+    tags(
+        (name = "admin", description = "Create, change and cancel promotions"),
+        (name = "command", description = "Grab a coupon"),
+        (name = "query", description = "Coupons and promotions, and their live feed"),
+        (name = "operations", description = "Metrics and probes"),
+    )
+)]
+pub(super) struct ApiDoc;
+
+/// The path of the event stream, whose items [`EventStreamItems`] describes.
+const EVENTS_PATH: &str = "/query/promotions/{promotionId}/events";
+
+/// Describes what the event stream's 200 carries: events whose `data` is a
+/// promotion as JSON. An annotation can only name a body type, which would
+/// say the whole stream is one promotion; readers of `text/event-stream`
+/// (and schemathesis) check each event, as `{event, id, data, retry}`.
+pub(super) struct EventStreamItems;
+
+impl Modify for EventStreamItems {
+    fn modify(&self, document: &mut Document) {
+        let content = document
+            .paths
+            .paths
+            .get_mut(EVENTS_PATH)
+            .and_then(|item| item.get.as_mut())
+            .and_then(|operation| operation.responses.responses.get_mut("200"))
+            .and_then(|response| match response {
+                RefOr::T(response) => response.content.get_mut("text/event-stream"),
+                RefOr::Ref(_) => None,
+            });
+        let Some(content) = content else { return };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        // JSON Schema's `contentSchema` has no builder method in utoipa 5;
+        // extensions are written as they are, so it goes in as one.
+        let data_schema: Extensions = [(
+            "contentSchema",
+            serde_json::to_value(Ref::from_schema_name("PromotionDto")).unwrap_or_default(),
+        )]
+        .into_iter()
+        .collect();
+        content.schema = Some(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "One server-sent event: `promotion`, whose data is the promotion as JSON.",
+                ))
+                .required("data")
+                .property("event", string().enum_values(Some(["promotion"])))
+                .property(
+                    "id",
+                    string().description(Some(
+                        "The last event sequence number the promotion includes.",
+                    )),
+                )
+                .property(
+                    "retry",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .property(
+                    "data",
+                    string()
+                        .content_media_type("application/json")
+                        .extensions(Some(data_schema)),
+                )
+                .build(),
+        )));
+    }
+}
+
+/// Writes links as OpenAPI spells them. utoipa 5 serialises a link's
+/// members in snake case (`operation_id`, `request_body`), which no reader
+/// knows, so every response's links move to an extension named `links`
+/// whose members are camel case. Remove this once utoipa spells them right.
+pub(super) struct CamelCaseLinks;
+
+impl Modify for CamelCaseLinks {
+    fn modify(&self, document: &mut Document) {
+        let operations = document.paths.paths.values_mut().flat_map(|item| {
+            [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+        });
+        let responses = operations.flat_map(|operation| operation.responses.responses.values_mut());
+        for response in responses {
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            if response.links.is_empty() {
+                continue;
+            }
+            let links: serde_json::Map<_, _> = std::mem::take(&mut response.links)
+                .into_iter()
+                .map(|(name, link)| (name, camel_case_members(serde_json::to_value(link))))
+                .collect();
+            response
+                .extensions
+                .get_or_insert_with(Extensions::default)
+                .insert("links".to_owned(), links.into());
+        }
+    }
+}
+
+/// The object's own member names in camel case; nested values as they are
+/// (a link's request body is the linked operation's, spelled its own way).
+fn camel_case_members(value: serde_json::Result<serde_json::Value>) -> serde_json::Value {
+    let Ok(serde_json::Value::Object(members)) = value else {
+        return serde_json::Value::Null;
+    };
+    let camel = |name: String| {
+        let mut words = name.split('_');
+        let first = words.next().unwrap_or_default().to_owned();
+        words.fold(first, |mut camel, word| {
+            let mut letters = word.chars();
+            camel.extend(letters.next().map(|c| c.to_ascii_uppercase()));
+            camel.push_str(letters.as_str());
+            camel
+        })
+    };
+    members
+        .into_iter()
+        .map(|(name, value)| (camel(name), value))
+        .collect()
+}
+
+/// Example times for a new promotion relative to `now` (opening now, for an
+/// hour), so the example request creates a promotion, as a client or a
+/// fuzzer trying the examples expects; a fixed time would be refused as
+/// already over or too far ahead once the calendar moves on. Applied to
+/// each answer of `/openapi.json`.
+pub(super) struct LiveExamples {
+    /// The time of the request.
+    pub(super) now: DateTime<Utc>,
+}
+
+impl Modify for LiveExamples {
+    fn modify(&self, document: &mut Document) {
+        let now = self.now.trunc_subsecs(0);
+        let Some(components) = document.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(request))) =
+            components.schemas.get_mut("PromotionRequest")
+        else {
+            return;
+        };
+        for (property, time) in [
+            ("publishTime", now),
+            ("finishTime", now + Duration::hours(1)),
+        ] {
+            if let Some(RefOr::T(Schema::Object(property))) = request.properties.get_mut(property) {
+                property.example = Some(time.to_rfc3339_opts(SecondsFormat::Secs, true).into());
+            }
+        }
+    }
+}
+
+/// `GET /openapi.json`: the router's document with live example times.
+pub(super) async fn document(document: Arc<Document>) -> Json<Document> {
+    let mut document = Document::clone(&document);
+    LiveExamples { now: Utc::now() }.modify(&mut document);
+    Json(document)
+}

@@ -1,0 +1,266 @@
+//! The grab engine: one writer task per promotion, deciding commands with the
+//! aggregate held in memory and committing them in groups.
+//!
+//! Why this shape (see `docs/adr/0002-single-writer-group-commit.md`): a flash
+//! sale is one hot aggregate. Load → handle → commit per command reloads the
+//! stream every time and makes concurrent commits fight. Here one task owns
+//! the promotion, so commands are decided in arrival order without conflicts,
+//! and the events of many commands go to the store in one append. Callers are
+//! answered only after that append is durable.
+//!
+//! This module holds the engine's front: [`Engine::execute`] and the slots
+//! that route each command to its promotion's writer. The writer itself is
+//! in `writer`, finished promotions in `frozen`, the settings in `config`.
+
+mod config;
+mod frozen;
+mod metrics;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
+use seckill_domain::{PromotionCommand, PromotionEvent, PromotionId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use self::metrics::EngineMetrics;
+pub use config::{ConfigError, EngineConfig};
+use frozen::FrozenPromotions;
+use writer::Writer;
+
+use crate::error::{SecKillError, StoreError};
+use crate::port::Backend;
+use crate::projection::PromotionSummary;
+
+/// Counters of the grab engine since start, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Appends that succeeded.
+    pub commits: u64,
+    /// Events those appends stored.
+    pub committed_events: u64,
+    /// Commands answered from the batches those appends carried.
+    pub committed_commands: u64,
+    /// Appends that failed (storage errors and timeouts).
+    pub failed_commits: u64,
+    /// Appends that met another writer's events.
+    pub conflicts: u64,
+    /// Commands refused because the queue was full.
+    pub overloaded: u64,
+    /// Finished promotions whose final state is held for answering late grabs.
+    pub frozen_promotions: u64,
+    /// Requests waiting in all queues right now.
+    pub queue_depth: u64,
+    /// Writer tasks alive right now.
+    pub writers: u64,
+}
+
+type Reply = Result<Vec<PromotionEvent>, SecKillError>;
+
+struct Request {
+    command: PromotionCommand,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A promotion's live writer; `generation` tells one writer's slot from its
+/// successor's.
+#[derive(Clone)]
+struct Slot {
+    queue: mpsc::Sender<Request>,
+    generation: u64,
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    config: EngineConfig,
+    // std RwLock, not tokio's: held only for a map lookup or insert, never across an `.await`.
+    slots: RwLock<HashMap<PromotionId, Slot>>,
+    // ArcSwap, not a lock: a sold-out storm reads this map millions of times
+    // a second from every core, and a read here writes no shared memory. It
+    // changes only when a promotion finishes (copy on write).
+    frozen: ArcSwap<FrozenPromotions>,
+    next_generation: AtomicU64,
+    stopping: AtomicBool,
+    /// Whether the task that drops expired frozen promotions is running.
+    sweeping: AtomicBool,
+    /// The origin of the sweeper's millisecond clock.
+    epoch: Instant,
+    tasks: TaskTracker,
+    metrics: EngineMetrics,
+    // broadcast: many watchers, and a slow one only misses updates (it sees
+    // `Lagged`) instead of slowing the writer down.
+    changes: broadcast::Sender<PromotionSummary>,
+}
+
+/// The grab engine. Cheap to clone; all clones share the writers.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// An engine over `backend`. Its metrics go to the recorder current now
+    /// (see `metrics`), so install one before building the service.
+    pub(crate) fn new(backend: Arc<dyn Backend>, config: EngineConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                config,
+                slots: RwLock::default(),
+                frozen: ArcSwap::default(),
+                next_generation: AtomicU64::new(1),
+                stopping: AtomicBool::new(false),
+                sweeping: AtomicBool::new(false),
+                epoch: Instant::now(),
+                tasks: TaskTracker::new(),
+                metrics: EngineMetrics::register(),
+                changes: broadcast::channel(1_024).0,
+            }),
+        }
+    }
+
+    /// Decides `command` on the promotion's writer and returns the events it
+    /// recorded, once they are durable.
+    pub(crate) async fn execute(
+        &self,
+        promotion_id: PromotionId,
+        mut command: PromotionCommand,
+    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        // A few rounds are plenty: a round ends early only when the queue it
+        // found was closed, and then the next round finds the successor.
+        for _ in 0..8 {
+            // A stopping service takes no command, not even one it could
+            // answer from frozen state.
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return Err(SecKillError::ShuttingDown);
+            }
+            // A finished promotion answers from its frozen state, with no queue
+            // or writer; a grab (the sold-out storm) without a lock or a clone.
+            if let Some(answer) = frozen::answer(&self.shared, promotion_id, &command).await {
+                return answer;
+            }
+            // Otherwise the promotion's writer decides; it answers once the
+            // events are durable.
+            let Slot { queue, generation } = self.slot(promotion_id);
+            let (reply, answer) = oneshot::channel();
+            match queue.try_send(Request { command, reply }) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(SecKillError::Storage(StoreError::backend(
+                            "the promotion's writer stopped before answering",
+                        )))
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared.metrics.overloaded.add(1);
+                    return Err(SecKillError::Overloaded(promotion_id));
+                }
+                Err(mpsc::error::TrySendError::Closed(request)) => {
+                    // Its writer just retired or froze.
+                    command = request.command;
+                    self.shared.drop_slot(promotion_id, generation);
+                }
+            }
+        }
+        Err(SecKillError::Overloaded(promotion_id))
+    }
+
+    /// Stops taking commands, lets every writer finish what it has queued, and
+    /// waits for them.
+    pub(crate) async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        // Dropping the senders ends each writer's queue once it is drained.
+        let slots = std::mem::take(
+            &mut *self
+                .shared
+                .slots
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(slots);
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
+    /// A feed of every promotion's summary after each commit that changed it.
+    pub(crate) fn watch(&self) -> broadcast::Receiver<PromotionSummary> {
+        self.shared.changes.subscribe()
+    }
+
+    pub(crate) fn stats(&self) -> EngineStats {
+        let m = &self.shared.metrics;
+        let (queue_depth, writers) = {
+            let slots = self
+                .shared
+                .slots
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            slots.values().fold((0u64, 0u64), |(depth, writers), slot| {
+                let queued = slot.queue.max_capacity() - slot.queue.capacity();
+                (depth + queued as u64, writers + 1)
+            })
+        };
+        EngineStats {
+            commits: m.commits.total(),
+            committed_events: m.committed_events.total(),
+            committed_commands: m.committed_commands.total(),
+            failed_commits: m.failed_commits.total(),
+            conflicts: m.conflicts.total(),
+            overloaded: m.overloaded.total(),
+            frozen_promotions: self.shared.frozen.load().len() as u64,
+            queue_depth,
+            writers,
+        }
+    }
+
+    /// The promotion's slot, starting a writer if it has none.
+    fn slot(&self, promotion_id: PromotionId) -> Slot {
+        if let Some(slot) = self
+            .shared
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&promotion_id)
+        {
+            return slot.clone();
+        }
+        let mut slots = self
+            .shared
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry(promotion_id)
+            .or_insert_with(|| self.start_writer(promotion_id))
+            .clone()
+    }
+
+    fn start_writer(&self, promotion_id: PromotionId) -> Slot {
+        let (queue, requests) = mpsc::channel(self.shared.config.queue_capacity);
+        let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
+        let writer = Writer::new(Arc::clone(&self.shared), promotion_id, generation, requests);
+        // Counted down when the writer is dropped, however it stops.
+        self.shared.metrics.writers.increment(1.0);
+        self.shared.tasks.spawn(writer.run());
+        Slot { queue, generation }
+    }
+}
+
+impl Shared {
+    /// Drops the promotion's slot if it still belongs to writer `generation`:
+    /// a successor's slot is never touched. Both a writer that stops and a
+    /// caller that found the writer's queue closed go through here.
+    fn drop_slot(&self, promotion_id: PromotionId, generation: u64) {
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        if slots
+            .get(&promotion_id)
+            .is_some_and(|slot| slot.generation == generation)
+        {
+            slots.remove(&promotion_id);
+        }
+    }
+}

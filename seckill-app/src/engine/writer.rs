@@ -1,0 +1,380 @@
+//! The writer task: the one owner of a promotion. It takes batches from the
+//! promotion's queue, decides them on the aggregate in memory, commits their
+//! events in one append, catches up after conflicts, saves snapshots, and
+//! retires (idle) or freezes (finished) when its work is done.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionId};
+use tokio::sync::mpsc;
+
+use super::{frozen, metrics};
+use super::{Request, Shared};
+use crate::error::{SecKillError, StoreError};
+use crate::port::{Backend, Commit, Snapshot};
+use crate::projection::PromotionSummary;
+
+/// The task that owns one promotion.
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    promotion_id: PromotionId,
+    generation: u64,
+    requests: mpsc::Receiver<Request>,
+    /// The aggregate after every committed event (between batches).
+    state: Promotion,
+    /// The sequence number of the last committed event.
+    sequence: u64,
+    /// The sequence number of the newest snapshot saved or loaded.
+    snapshot_sequence: u64,
+    /// This queue's share of the `seckill_queue_depth` gauge.
+    reported_depth: usize,
+}
+
+impl Writer {
+    /// A writer for `promotion_id` that loads it when it starts running.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        promotion_id: PromotionId,
+        generation: u64,
+        requests: mpsc::Receiver<Request>,
+    ) -> Self {
+        Self {
+            shared,
+            promotion_id,
+            generation,
+            requests,
+            state: Promotion::default(),
+            sequence: 0,
+            snapshot_sequence: 0,
+            reported_depth: 0,
+        }
+    }
+
+    /// Runs until the promotion goes idle, finishes, or the engine stops.
+    pub(super) async fn run(mut self) {
+        if let Err(error) = self.reload().await {
+            tracing::warn!(promotion = %self.promotion_id, %error, "cannot load promotion");
+            self.retire(Some(error)).await;
+            return;
+        }
+        let max_batch = self.shared.config.max_batch;
+        loop {
+            let mut batch = Vec::new();
+            let idle = self.shared.config.idle_timeout;
+            match tokio::time::timeout(idle, self.requests.recv_many(&mut batch, max_batch)).await {
+                // `max_batch` is at least 1 (`EngineConfig::validate`), so no
+                // request means every sender is gone: the engine is stopping.
+                Ok(0) => {
+                    self.save_final_snapshot().await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(_idle) => {
+                    self.retire(None).await;
+                    return;
+                }
+            }
+            let processed = self.process(batch).await;
+            // What queued up during the commit.
+            self.report_queue_depth();
+            if let Err(error) = processed {
+                tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
+                self.retire(Some(error)).await;
+                return;
+            }
+            if self.state.is_finished() {
+                self.freeze().await;
+                return;
+            }
+        }
+    }
+
+    /// Decides and commits one batch, answering every request in it. Fails
+    /// only if the state could not be reloaded after a failed commit, in which
+    /// case the writer must stop.
+    async fn process(&mut self, requests: Vec<Request>) -> Result<(), StoreError> {
+        self.shared.metrics.batch_size.record(requests.len() as f64);
+        self.report_queue_depth();
+        let mut conflicts = 0;
+        loop {
+            let mut events = Vec::with_capacity(requests.len() + 1);
+            let mut decided: Vec<Result<usize, SecKillError>> = Vec::with_capacity(requests.len());
+            for request in &requests {
+                let outcome = match &request.command {
+                    // The hot path: the same decision `handle` makes, without
+                    // its `EventSink` or a clone of the command.
+                    PromotionCommand::GrabCoupon { customer_id, at } => {
+                        self.state.grab_events(customer_id, *at).map(|grab| {
+                            let before = events.len();
+                            for event in grab {
+                                self.state.apply(event.clone());
+                                events.push(event);
+                            }
+                            events.len() - before
+                        })
+                    }
+                    other => {
+                        let sink = EventSink::default();
+                        match self.state.handle(other.clone(), &(), &sink).await {
+                            Ok(()) => {
+                                let recorded = sink.collect().await;
+                                let count = recorded.len();
+                                events.extend(recorded);
+                                Ok(count)
+                            }
+                            Err(error) => Err(error),
+                        }
+                    }
+                };
+                decided.push(
+                    outcome.map_err(|error| SecKillError::from_domain(self.promotion_id, error)),
+                );
+            }
+            if events.is_empty() {
+                // Nothing speculative happened: every answer is already true.
+                for (request, outcome) in requests.into_iter().zip(decided) {
+                    let _ = request.reply.send(outcome.map(|_| Vec::new()));
+                }
+                return Ok(());
+            }
+
+            let count = events.len() as u64;
+            let Some(summary) = PromotionSummary::of(&self.state, self.sequence + count) else {
+                // Events were recorded, so the promotion exists; this cannot happen.
+                let error =
+                    StoreError::backend("events recorded for a promotion that does not exist");
+                fail_all(requests, &error);
+                return self.reload().await;
+            };
+            let commit = Commit {
+                promotion_id: self.promotion_id,
+                expected_sequence: self.sequence,
+                events,
+                summary,
+            };
+            let timeout = self.shared.config.store_timeout;
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
+                .await
+                .unwrap_or(Err(StoreError::Timeout(timeout)));
+            let metrics = &self.shared.metrics;
+            metrics
+                .commit_duration
+                .record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(()) => {
+                    self.sequence += count;
+                    metrics.commits.add(1);
+                    metrics.committed_events.add(count);
+                    metrics.committed_commands.add(requests.len() as u64);
+                    // No receivers is fine: nobody is watching.
+                    let _ = self.shared.changes.send(commit.summary.clone());
+                    self.maybe_snapshot();
+                    let mut events = commit.events.into_iter();
+                    for (request, outcome) in requests.into_iter().zip(decided) {
+                        let answer = outcome.map(|n| events.by_ref().take(n).collect());
+                        let _ = request.reply.send(answer);
+                    }
+                    return Ok(());
+                }
+                Err(error)
+                    if error.is_conflict()
+                        && conflicts < self.shared.config.max_conflict_retries =>
+                {
+                    // Another process wrote this promotion: catch up with it and
+                    // decide the same requests again, in the same order.
+                    conflicts += 1;
+                    metrics.conflicts.add(1);
+                    // Random, growing backoff: two writers that keep colliding
+                    // would otherwise reload and collide again in lockstep.
+                    let ceiling_ms = 1u64 << conflicts.min(6);
+                    tokio::time::sleep(Duration::from_micros(fastrand::u64(
+                        0..=ceiling_ms * 1_000,
+                    )))
+                    .await;
+                    if let Err(reload) = self.reload().await {
+                        fail_all(requests, &reload);
+                        return Err(reload);
+                    }
+                }
+                Err(error) => {
+                    // Not acknowledged, so nothing is promised. Every answer in
+                    // the batch was decided on state that includes the failed
+                    // events, so every request gets the error, not just grabs.
+                    metrics.failed_commits.add(1);
+                    tracing::warn!(promotion = %self.promotion_id, %error, requests = requests.len(), "commit failed");
+                    fail_all(requests, &error);
+                    // Memory holds the failed events; the store is the truth.
+                    return self.reload().await;
+                }
+            }
+        }
+    }
+
+    /// Saves a snapshot in the background once enough events have piled up
+    /// since the last one. The copy is taken here, between batches; the write
+    /// happens on its own task so the writer goes on deciding.
+    fn maybe_snapshot(&mut self) {
+        let every = self.shared.config.snapshot_after;
+        let since = self.sequence - self.snapshot_sequence;
+        if every == 0 || since < every.max(self.snapshot_sequence) {
+            return;
+        }
+        self.snapshot_sequence = self.sequence;
+        let snapshot = Snapshot {
+            promotion: self.state.clone(),
+            sequence: self.sequence,
+        };
+        self.shared.tasks.spawn(save_snapshot(
+            Arc::clone(&self.shared.backend),
+            self.promotion_id,
+            snapshot,
+        ));
+    }
+
+    /// Replaces the in-memory state with what the store holds.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let timeout = self.shared.config.store_timeout;
+        let backend = &self.shared.backend;
+        let id = self.promotion_id;
+        let load = async {
+            let (mut state, mut sequence) = match backend.load_snapshot(id).await? {
+                Some(snapshot) => (snapshot.promotion, snapshot.sequence),
+                None => (Promotion::default(), 0),
+            };
+            let snapshot_sequence = sequence;
+            for event in backend.load_events(id, sequence).await? {
+                state.apply(event);
+                sequence += 1;
+            }
+            Ok::<_, StoreError>((state, sequence, snapshot_sequence))
+        };
+        let (state, sequence, snapshot_sequence) = tokio::time::timeout(timeout, load)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(timeout)))?;
+        self.state = state;
+        self.sequence = sequence;
+        self.snapshot_sequence = snapshot_sequence;
+        Ok(())
+    }
+
+    /// Hands the promotion back: removes this writer's slot, then answers what
+    /// is still queued (with `error`, or by deciding it as usual).
+    async fn retire(mut self, error: Option<StoreError>) {
+        self.shared.drop_slot(self.promotion_id, self.generation);
+        self.requests.close();
+        let max_batch = self.shared.config.max_batch;
+        let mut failure = error;
+        loop {
+            let mut batch = Vec::new();
+            // Closed, so this ends (with 0) once the queue is drained.
+            if self.requests.recv_many(&mut batch, max_batch).await == 0 {
+                break;
+            }
+            match &failure {
+                Some(error) => fail_all(batch, error),
+                None => {
+                    if let Err(error) = self.process(batch).await {
+                        tracing::warn!(promotion = %self.promotion_id, %error, "retiring writer lost its store");
+                        failure = Some(error);
+                    }
+                }
+            }
+        }
+        if failure.is_none() {
+            self.save_final_snapshot().await;
+        }
+    }
+
+    /// Saves the writer's state as it stops, so the next writer (or the next
+    /// process) starts from here instead of replaying the stream.
+    async fn save_final_snapshot(&mut self) {
+        if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
+            let snapshot = Snapshot {
+                promotion: std::mem::take(&mut self.state),
+                sequence: self.sequence,
+            };
+            self.snapshot_sequence = self.sequence;
+            save_snapshot(
+                Arc::clone(&self.shared.backend),
+                self.promotion_id,
+                snapshot,
+            )
+            .await;
+        }
+    }
+
+    /// The promotion finished: publish its final state for callers to read
+    /// directly, answer what is queued from it, and stop.
+    async fn freeze(mut self) {
+        let frozen = Arc::new(std::mem::take(&mut self.state));
+        if !self.shared.stopping.load(Ordering::Acquire) {
+            // Published before the slot goes, so no caller finds neither.
+            frozen::publish(&self.shared, self.promotion_id, Arc::clone(&frozen));
+        }
+        self.shared.drop_slot(self.promotion_id, self.generation);
+        if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
+            // The final state, so a restarted service never replays this sale.
+            let (backend, id, sequence) = (
+                Arc::clone(&self.shared.backend),
+                self.promotion_id,
+                self.sequence,
+            );
+            let state = Arc::clone(&frozen);
+            self.shared.tasks.spawn(async move {
+                let snapshot = Snapshot {
+                    promotion: (*state).clone(),
+                    sequence,
+                };
+                save_snapshot(backend, id, snapshot).await;
+            });
+        }
+        self.requests.close();
+        while let Some(request) = self.requests.recv().await {
+            let answer = frozen::decide_on(&frozen, self.promotion_id, &request.command)
+                .await
+                .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+impl Writer {
+    /// Moves the queue-depth gauge to what waits in this queue now. Called
+    /// between batches, not per request: a gauge shared by every writer
+    /// would otherwise be one more contended atomic on each grab.
+    fn report_queue_depth(&mut self) {
+        let now = self.requests.len();
+        metrics::shift(&self.shared.metrics.queue_depth, self.reported_depth, now);
+        self.reported_depth = now;
+    }
+}
+
+impl Drop for Writer {
+    /// However the writer stops (retired, frozen, shut down, or its task
+    /// dropped with the runtime), its share of the gauges goes with it.
+    fn drop(&mut self) {
+        let metrics = &self.shared.metrics;
+        metrics::shift(&metrics.queue_depth, self.reported_depth, 0);
+        metrics.writers.decrement(1.0);
+    }
+}
+
+/// Saves a snapshot; a failure only costs a longer replay next time.
+async fn save_snapshot(backend: Arc<dyn Backend>, promotion_id: PromotionId, snapshot: Snapshot) {
+    if let Err(error) = backend.save_snapshot(promotion_id, &snapshot).await {
+        tracing::warn!(promotion = %promotion_id, %error, sequence = snapshot.sequence, "snapshot not saved");
+    }
+}
+
+fn fail_all(requests: Vec<Request>, error: &StoreError) {
+    for request in requests {
+        let _ = request
+            .reply
+            .send(Err(SecKillError::Storage(error.clone())));
+    }
+}

@@ -1,0 +1,203 @@
+//! Starting the server for a test: [`TestServer`] runs `serve()` on a
+//! loopback port and holds a [`Client`] for it; beside it, the helpers every
+//! HTTP test shares (promotion requests, the problem check, waiting).
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Response, StatusCode};
+use seckill_app::{Backend, SecKill};
+use seckill_examples::client::{Client, Grab};
+use seckill_examples::server::{self, CouponDto, PromotionDto, PromotionRequest, PROBLEM_JSON};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::fixture::Fixture;
+
+/// A server running `serve()` on 127.0.0.1:0, and a client for it.
+pub struct TestServer {
+    /// A client with a timeout, so a hung server fails the test.
+    pub client: Client,
+    /// The service the server runs, for checks behind the API's back.
+    pub seckill: SecKill,
+    pub(super) stop: Option<oneshot::Sender<()>>,
+    pub(super) task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server over the fixture's store.
+    pub async fn start(fixture: &impl Fixture) -> Self {
+        Self::over(fixture.store().await).await
+    }
+
+    /// Starts a server over `store`.
+    pub async fn over(store: Arc<dyn Backend>) -> Self {
+        Self::serving(
+            SecKill::builder(store)
+                .build()
+                .expect("default engine settings"),
+        )
+        .await
+    }
+
+    /// Starts a server for `seckill`, with a metrics recorder of its own.
+    pub async fn serving(seckill: SecKill) -> Self {
+        Self::serving_with(seckill, server::Metrics::isolated()).await
+    }
+
+    /// Starts a server for `seckill` whose `/metrics` renders `metrics`.
+    pub async fn serving_with(seckill: SecKill, metrics: server::Metrics) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port on loopback");
+        let base = format!("http://{}", listener.local_addr().expect("local address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = server::serve(listener, seckill.clone(), metrics, async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(serving);
+        let client = Client::with_timeout(base, StdDuration::from_secs(20)).expect("build client");
+        Self {
+            client,
+            seckill,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        self.client.url(path)
+    }
+
+    /// `POST /admin/promotions/`; panics unless it is 201.
+    pub async fn create(&self, request: &PromotionRequest) -> PromotionDto {
+        self.client
+            .create_promotion(request)
+            .await
+            .unwrap_or_else(|error| panic!("{error}: {request:?}"))
+    }
+
+    /// An open promotion with `coupons` coupons.
+    pub async fn create_open(&self, coupons: u64) -> PromotionDto {
+        self.create(&promotion_request(
+            coupons,
+            Utc::now() - Duration::minutes(1),
+            Some(Utc::now() + Duration::hours(1)),
+        ))
+        .await
+    }
+
+    /// `POST /command/coupons/` for this customer: the answer as sent, for
+    /// checks of its status, headers and body.
+    pub async fn grab(&self, promotion: &PromotionDto, customer: &str) -> Response {
+        self.client
+            .grab_request(promotion.promotion_id, customer)
+            .send()
+            .await
+            .expect("grab request")
+    }
+
+    /// `POST /command/coupons/`, which must win: the coupon.
+    pub async fn won(&self, promotion: &PromotionDto, customer: &str) -> CouponDto {
+        match self.client.grab(promotion.promotion_id, customer).await {
+            Ok(Grab::Won(coupon)) => coupon,
+            other => panic!("{customer} should win: {other:?}"),
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .http()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
+    /// Signals shutdown and waits until `serve` returns.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after 20 s. Tests wait
+/// on the engine's own counters rather than sleeping a guessed time.
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+}
+
+/// An RFC 3339 time, as a client would send it.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A create/update request named "Test sale" at a discount of 0.8. Times are
+/// cut to whole milliseconds, as a client would send them.
+pub fn promotion_request(
+    coupons: u64,
+    publish: DateTime<Utc>,
+    finish: Option<DateTime<Utc>>,
+) -> PromotionRequest {
+    PromotionRequest {
+        number_of_coupons: coupons,
+        discount: 0.8,
+        publish_time: publish.trunc_subsecs(3),
+        finish_time: finish.map(|finish| finish.trunc_subsecs(3)),
+        name: Some("Test sale".into()),
+    }
+}
+
+/// Checks that `response` is a problem of `status` and type `slug`, and
+/// returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    assert_eq!(response.status(), status, "status of a `{slug}` problem");
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        content_type, PROBLEM_JSON,
+        "content type of a `{slug}` problem"
+    );
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["type"], format!("/problems/{slug}"), "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body
+}
