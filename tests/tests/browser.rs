@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as TimeDelta, Utc};
 use fantoccini::{Client, ClientBuilder, Locator};
 use seckill_examples::server::PromotionDto;
-use seckill_tests::http::{promotion_body, TestServer};
+use seckill_tests::http::{promotion_request, TestServer};
 use seckill_tests::MemoryFixture;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -163,25 +163,21 @@ impl LivePage {
 
     /// An open promotion that closes `after` from now.
     async fn promotion_closing(&self, name: &str, coupons: u64, after: TimeDelta) -> PromotionDto {
-        let mut body = promotion_body(
+        let mut request = promotion_request(
             coupons,
             Utc::now() - TimeDelta::minutes(1),
             Some(Utc::now() + after),
         );
-        body["name"] = name.into();
-        self.server.create(body).await
+        request.name = Some(name.into());
+        self.server.create(&request).await
     }
 
     async fn cancel(&self, promotion: &PromotionDto) {
-        let path = format!("/admin/promotions/{}/cancel", promotion.promotion_id);
-        let response = self
-            .server
+        self.server
             .client
-            .post(self.server.url(&path))
-            .send()
+            .cancel_promotion(promotion.promotion_id)
             .await
-            .expect("cancel request");
-        assert_eq!(response.status(), reqwest::StatusCode::OK, "cancel");
+            .expect("cancel the promotion");
     }
 
     async fn close(self) {
