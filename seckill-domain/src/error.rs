@@ -27,6 +27,9 @@ pub enum ValueError {
     /// The name is empty, too long or has control characters.
     #[error("promotion name {0:?} must be 1 to 200 characters without control characters")]
     Name(String),
+    /// The text is not the name of a `FinishReason`.
+    #[error("finish reason {0:?} must be one of sold_out, expired, cancelled")]
+    FinishReason(String),
     /// The sale would finish before, or when, it opens.
     #[error("finish time {finish_time} must be after publish time {publish_time}")]
     FinishNotAfterPublish {

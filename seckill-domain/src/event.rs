@@ -2,12 +2,16 @@
 //! they are stored forever, so their JSON is pinned by tests and every change
 //! to it needs a new `event_version` and an upcaster.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::coupon::Coupon;
-use crate::value::{PromotionId, PromotionTerms};
+use crate::error::ValueError;
+use crate::value::{truncate, PromotionId, PromotionTerms};
 
 /// Why a promotion finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -21,12 +25,33 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
-    /// A stable lower-case name, for logs, metrics and projections.
+    /// A stable lower-case name, for logs, metrics and projections; parsed
+    /// back by [`FromStr`].
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::SoldOut => "sold_out",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FinishReason {
+    type Err = ValueError;
+
+    /// The inverse of [`FinishReason::as_str`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sold_out" => Ok(Self::SoldOut),
+            "expired" => Ok(Self::Expired),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(ValueError::FinishReason(truncate(other))),
         }
     }
 }
@@ -86,5 +111,34 @@ impl DomainEvent for PromotionEvent {
 
     fn event_version(&self) -> String {
         Self::VERSION.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_finish_reason_round_trips_through_its_name() {
+        for reason in [
+            FinishReason::SoldOut,
+            FinishReason::Expired,
+            FinishReason::Cancelled,
+        ] {
+            // Exhaustive: a new variant does not compile until it is listed above.
+            match reason {
+                FinishReason::SoldOut | FinishReason::Expired | FinishReason::Cancelled => {}
+            }
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn an_unknown_finish_reason_is_a_value_error() {
+        assert_eq!(
+            "SoldOut".parse::<FinishReason>(),
+            Err(ValueError::FinishReason("SoldOut".to_owned()))
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! * `coupon`    – what a winning grab hands out.
 //! * `value`     – parsed value types (`Discount`, `CouponCount`, `CustomerId`, ...).
 //! * `error`     – one variant per broken rule, so callers can match on it.
+//! * `testing`   – fixtures for the tests of every crate (times, terms,
+//!   customers), behind the `testing` feature.
 //!
 //! # Example
 //! ```
@@ -47,6 +49,8 @@ mod coupon;
 mod error;
 mod event;
 mod promotion;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 pub use command::PromotionCommand;

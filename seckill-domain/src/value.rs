@@ -317,7 +317,7 @@ impl PromotionTerms {
 }
 
 /// Keeps echoed input short, so an error message never carries a megabyte.
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     const LIMIT: usize = 80;
     if s.len() <= LIMIT {
         return s.to_owned();

@@ -3,18 +3,12 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use proptest::prelude::*;
-use seckill_domain::{
-    CouponCount, CustomerId, Discount, Promotion, PromotionCommand, PromotionEvent, PromotionId,
-    PromotionTerms,
-};
-
-fn opens() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap()
-}
+use seckill_domain::testing::{self, opens, terms};
+use seckill_domain::{Promotion, PromotionCommand, PromotionEvent, PromotionId};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -33,22 +27,11 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn terms(coupons: u64) -> PromotionTerms {
-    PromotionTerms::new(
-        CouponCount::new(coupons).unwrap(),
-        Discount::new(0.5).unwrap(),
-        opens(),
-        opens() + Duration::minutes(60),
-        None,
-    )
-    .unwrap()
-}
-
 fn command(step: &Step) -> PromotionCommand {
     let at = |minute: i64| opens() + Duration::minutes(minute);
     match *step {
         Step::Grab { customer, minute } => PromotionCommand::GrabCoupon {
-            customer_id: CustomerId::parse(format!("customer-{customer}")).unwrap(),
+            customer_id: testing::customer(format_args!("customer-{customer}")),
             at: at(minute),
         },
         Step::Cancel { minute } => PromotionCommand::CancelPromotion { at: at(minute) },

@@ -2,11 +2,12 @@
 //! cqrs-es's `TestFramework` from plain `#[test]`s (its `when` starts its own
 //! runtime, so it must not run inside one).
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cqrs_es::test::TestFramework;
+use seckill_domain::testing::{self, closes, customer, opens, terms};
 use seckill_domain::{
-    Coupon, CouponCount, CustomerId, Discount, FinishReason, Promotion, PromotionCommand,
-    PromotionError, PromotionEvent, PromotionId, PromotionTerms, ScheduleError, ValueError,
+    Coupon, CouponCount, Discount, FinishReason, Promotion, PromotionCommand, PromotionError,
+    PromotionEvent, PromotionId, PromotionTerms, ScheduleError, ValueError,
 };
 
 type PromotionTest = TestFramework<Promotion>;
@@ -15,38 +16,12 @@ fn id() -> PromotionId {
     PromotionId::from_uuid(uuid::Uuid::from_u128(0x5ec_4111))
 }
 
-fn opens() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap()
-}
-
-fn closes() -> DateTime<Utc> {
-    opens() + Duration::hours(1)
-}
-
 fn during() -> DateTime<Utc> {
     opens() + Duration::minutes(5)
 }
 
-fn terms(coupons: u64) -> PromotionTerms {
-    PromotionTerms::new(
-        CouponCount::new(coupons).unwrap(),
-        Discount::new(0.8).unwrap(),
-        opens(),
-        closes(),
-        None,
-    )
-    .unwrap()
-}
-
-fn customer(name: &str) -> CustomerId {
-    CustomerId::parse(name).unwrap()
-}
-
 fn created(coupons: u64) -> PromotionEvent {
-    PromotionEvent::PromotionCreated {
-        promotion_id: id(),
-        terms: terms(coupons),
-    }
+    testing::created(id(), coupons)
 }
 
 fn coupon(name: &str, number: u32) -> Coupon {

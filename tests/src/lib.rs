@@ -11,7 +11,13 @@
 //!   chosen commits, for fault-injection tests.
 //! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
 //!   database per test, dropped afterwards.
+//! * `cluster`  – [`Cluster`](cluster::Cluster): a PostgreSQL cluster of the
+//!   tests' own, run from the installed binaries.
+//! * `fallback` – the shared throwaway cluster `PgFixture` uses when no
+//!   server answers at `DATABASE_URL`, and how it is stopped afterwards.
 
+pub mod cluster;
+mod fallback;
 pub mod faults;
 pub mod fixture;
 pub mod http;

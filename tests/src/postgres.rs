@@ -2,8 +2,10 @@
 //! database on the server at `DATABASE_URL` (defaulted in
 //! `.cargo/config.toml`), and drops it again when the fixture goes.
 //!
-//! Tests never skip silently: with no server, the fixture panics and says how
-//! to start one.
+//! When nothing answers there, the fixture uses a throwaway cluster started
+//! from the installed PostgreSQL binaries instead (`fallback`), and says so on
+//! stderr. Tests never skip silently: if that cannot start either, the
+//! fixture panics and says why.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use seckill_postgres::{PgOptions, PgStore};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
+use crate::fallback;
 use crate::fixture::Fixture;
 
 /// The server when `DATABASE_URL` is not set.
@@ -29,6 +32,10 @@ const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
 /// Set to keep each test's database for a post-mortem.
 const KEEP_VAR: &str = "SECKILL_KEEP_TEST_DB";
 
+/// How long a server may take to answer before the fixture counts it as
+/// absent.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One test's own PostgreSQL database, dropped when the fixture is.
 #[derive(Debug)]
 pub struct PgFixture {
@@ -39,15 +46,22 @@ pub struct PgFixture {
 }
 
 impl PgFixture {
-    /// Creates a fresh, migrated database and a store on it.
+    /// Creates a fresh, migrated database and a store on it, on the server
+    /// at `DATABASE_URL` (or [`DEFAULT_SERVER_URL`]).
     ///
     /// # Panics
-    /// If the server does not answer: the message says which URL was tried
-    /// and how to start the server.
+    /// If that server refuses us, or none answers and no throwaway cluster
+    /// can be started: the message says which URL was tried and what to do.
     pub async fn new() -> Self {
         let server_url =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
-        let mut admin = admin_connection(&server_url).await;
+        Self::on_server(&server_url).await
+    }
+
+    /// [`new`](Self::new) on the server at `server_url`; when nothing answers
+    /// there, on the shared throwaway cluster.
+    pub async fn on_server(server_url: &str) -> Self {
+        let (server_url, mut admin) = admin_connection(server_url).await;
         remove_stale_databases(&mut admin).await;
         // UUID v7: unique, and its timestamp tells the stale sweep the age.
         let database = format!("{PREFIX}{}", Uuid::now_v7().simple());
@@ -139,15 +153,64 @@ async fn open(url: &str) -> PgStore {
         .unwrap_or_else(|e| panic!("opening a PgStore on the test database: {e}"))
 }
 
-async fn admin_connection(server_url: &str) -> PgConnection {
-    match PgConnection::connect(server_url).await {
-        Ok(connection) => connection,
-        Err(e) => panic!(
-            "\n\nThe PostgreSQL tests need a server, and none answered at\n    {server_url}\n\
-             error: {e}\n\n\
-             Start the local one with\n    pg_ctlcluster --skip-systemctl-redirect 15 main start\n\
-             or point DATABASE_URL at a server where this user may CREATE DATABASE.\n"
-        ),
+/// A connection to the server at `server_url`, or to the throwaway cluster
+/// when nothing answers there; and the URL of the server it is on.
+async fn admin_connection(server_url: &str) -> (String, PgConnection) {
+    let refused = match connect(server_url).await {
+        Ok(connection) => return (server_url.to_owned(), connection),
+        Err(ConnectFailure::NoAnswer(_)) => return throwaway_connection(server_url).await,
+        Err(ConnectFailure::Refused(e)) => e,
+    };
+    panic!(
+        "\n\nThe PostgreSQL tests need a server where this user may CREATE DATABASE, \
+         and the one at\n    {server_url}\nrefused: {refused}\n\n\
+         Fix its access, or DATABASE_URL. (When nothing answers at all, the tests \
+         start a throwaway cluster of their own; a server that answers and refuses \
+         is not replaced.)\n"
+    )
+}
+
+/// A connection to the shared throwaway cluster, started if need be.
+async fn throwaway_connection(unanswered: &str) -> (String, PgConnection) {
+    let unanswered = unanswered.to_owned();
+    // Blocking (locks, initdb, pg_ctl), so off the test's runtime.
+    let url = match tokio::task::spawn_blocking(move || fallback::server_url(&unanswered)).await {
+        Ok(url) => url,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    match connect(&url).await {
+        Ok(connection) => (url, connection),
+        Err(e) => panic!("connecting to the throwaway cluster at {url}: {e}"),
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+enum ConnectFailure {
+    /// The server answered, and said no (authentication, missing database, ...).
+    Refused(sqlx::Error),
+    /// Nothing answered: no listener, an unreachable host, or no answer in
+    /// [`CONNECT_TIMEOUT`].
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(e) => e.fmt(f),
+            Self::NoAnswer(why) => f.write_str(why),
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<PgConnection, ConnectFailure> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(sqlx::Error::Io(e))) => Err(ConnectFailure::NoAnswer(e.to_string())),
+        Ok(Err(e)) => Err(ConnectFailure::Refused(e)),
+        Err(_) => Err(ConnectFailure::NoAnswer(format!(
+            "no answer in {CONNECT_TIMEOUT:?}"
+        ))),
     }
 }
 

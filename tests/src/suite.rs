@@ -8,39 +8,20 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use seckill_app::{
     coupons_in, Backend, ConfigError, EngineConfig, FixedClock, SecKill, SecKillError, StoreError,
 };
 use seckill_domain::{
-    Coupon, CouponCount, CustomerId, Discount, PromotionError, PromotionEvent, PromotionId,
-    PromotionName, PromotionStatus, PromotionTerms,
+    Coupon, CouponCount, Discount, PromotionError, PromotionEvent, PromotionId, PromotionName,
+    PromotionStatus, PromotionTerms,
 };
 
 use crate::faults::{FaultPlan, FaultyStore};
 use crate::fixture::Fixture;
 
-/// When the promotions in this suite open.
-pub fn opens() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap()
-}
-
-/// Terms opening at [`opens`] for an hour.
-pub fn terms(coupons: u64) -> PromotionTerms {
-    PromotionTerms::new(
-        CouponCount::new(coupons).unwrap(),
-        Discount::new(0.8).unwrap(),
-        opens(),
-        opens() + Duration::hours(1),
-        None,
-    )
-    .unwrap()
-}
-
-/// A customer id.
-pub fn customer(name: impl std::fmt::Display) -> CustomerId {
-    CustomerId::parse(name.to_string()).unwrap()
-}
+/// The suite's times, terms and customers: the fixtures every crate's tests share.
+pub use seckill_domain::testing::{customer, opens, terms};
 
 /// A service over `store` with a clock standing one second after [`opens`].
 pub fn service(store: Arc<dyn Backend>) -> (SecKill, Arc<FixedClock>) {

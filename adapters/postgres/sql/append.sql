@@ -4,7 +4,8 @@
 -- $1 aggregate_type  $2 aggregate_id  $3 expected sequence  $4 event_version
 -- $5 event types[]   $6 payloads[] (JSON text, kept byte for byte)
 -- $7 promotion id    $8..$11 the granted coupons, one array per column
--- $12..$20 the summary after the commit
+-- $12..$20 the summary after the commit, upserted by `upsert_promotion_summary`
+--   (migration 0004)
 --
 -- Concurrency: the head check turns a stale or too-new expected sequence into
 -- "nothing written", and a writer that raced us past the check collides on the
@@ -34,20 +35,10 @@ granted AS (
         AS c (number, customer_id, discount, grabbed_at)
     WHERE (SELECT ok FROM committed)
 ),
+-- A CTE that only selects runs only if the query reads it: the LEFT JOIN below
+-- does, and still returns the head when nothing was committed.
 summarised AS (
-    INSERT INTO promotion_summaries (promotion_id, name, number_of_coupons, remaining, discount,
-                                     publish_time, finish_time, finish_reason, finished_at, last_sequence)
-    SELECT $7, $12, $13, $14, $15, $16, $17, $18, $19, $20
+    SELECT upsert_promotion_summary($7, $12, $13, $14, $15, $16, $17, $18, $19, $20)
     WHERE (SELECT ok FROM committed)
-    ON CONFLICT (promotion_id) DO UPDATE SET
-        name              = excluded.name,
-        number_of_coupons = excluded.number_of_coupons,
-        remaining         = excluded.remaining,
-        discount          = excluded.discount,
-        publish_time      = excluded.publish_time,
-        finish_time       = excluded.finish_time,
-        finish_reason     = excluded.finish_reason,
-        finished_at       = excluded.finished_at,
-        last_sequence     = excluded.last_sequence
 )
-SELECT last_sequence FROM head
+SELECT head.last_sequence FROM head LEFT JOIN summarised ON true

@@ -6,7 +6,7 @@ use seckill_app::{Commit, EventStore, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 
 use crate::error::{is_unique_violation_on, Corrupt};
-use crate::projections::{CouponColumns, SummaryRow};
+use crate::rows::{from_db, to_db, CouponColumns, SummaryRow};
 use crate::store::PgStore;
 use crate::upcast::{aggregate_type, decode, StoredEvent};
 
@@ -15,17 +15,7 @@ const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
 const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
 const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
 const PROMOTION_IDS: &str = include_str!("../sql/promotion_ids.sql");
-
-/// A sequence number as the `bigint` column holds it.
-pub(crate) fn to_db(sequence: u64) -> Result<i64, StoreError> {
-    i64::try_from(sequence)
-        .map_err(|_| StoreError::backend(format!("sequence {sequence} does not fit a bigint")))
-}
-
-/// A `bigint` sequence column back; the schema's CHECK keeps it >= 0.
-fn from_db(sequence: i64) -> u64 {
-    u64::try_from(sequence).unwrap_or_default()
-}
+const PING: &str = include_str!("../sql/ping.sql");
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -191,11 +181,8 @@ impl EventStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let answer = tokio::time::timeout(
-            self.ping_timeout,
-            sqlx::query("SELECT 1").execute(&self.pool),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(self.ping_timeout, sqlx::query(PING).execute(&self.pool)).await;
         match answer {
             Ok(Ok(_)) => Ok(()),
             // However it failed, the store is not ready to serve.

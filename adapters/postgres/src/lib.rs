@@ -31,19 +31,23 @@
 //! * `events`      – the `EventStore` port: batched appends with optimistic
 //!   concurrency, loading, snapshots.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
-//!   promotion summaries, and their column encoding.
+//!   promotion summaries.
+//! * `rows`        – the column encoding both ports share: coupons and
+//!   summaries as bind parameters, and rows back into domain values.
 //! * `ownership`   – [`PgOwnership`]: which replica owns each promotion, as
 //!   leases in the shared database.
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
-//! * `../sql`, `../migrations` – every statement, as SQL files.
+//! * `../sql`, `../migrations` – every statement, as SQL files; the summary
+//!   upsert is one SQL function (migration 0004) that both writes call.
 
 mod error;
 mod events;
 mod options;
 mod ownership;
 mod projections;
+mod rows;
 mod store;
 mod upcast;
 

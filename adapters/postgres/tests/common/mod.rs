@@ -1,45 +1,24 @@
-//! Shared pieces of the adapter tests: real domain events, and commits built
-//! the way the grab engine builds them.
+//! Shared pieces of the adapter tests: real domain events (from the domain's
+//! `testing` fixtures), and commits built the way the grab engine builds them.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use cqrs_es::Aggregate;
 use seckill_app::{Commit, EventStore, PromotionSummary};
-use seckill_domain::{
-    Coupon, CouponCount, CustomerId, Discount, Promotion, PromotionEvent, PromotionId,
-    PromotionTerms,
-};
+use seckill_domain::testing;
+pub use seckill_domain::testing::{created, opens};
+use seckill_domain::{Coupon, Promotion, PromotionEvent, PromotionId};
 use seckill_postgres::PgStore;
-
-/// When the test promotions open.
-pub fn opens() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 11, 11, 0, 0, 0).unwrap()
-}
 
 /// A new promotion id.
 pub fn new_id() -> PromotionId {
     PromotionId::from_uuid(uuid::Uuid::new_v4())
 }
 
-/// `PromotionCreated` for `coupons` coupons at 0.8.
-pub fn created(id: PromotionId, coupons: u64) -> PromotionEvent {
-    PromotionEvent::PromotionCreated {
-        promotion_id: id,
-        terms: PromotionTerms::new(
-            CouponCount::new(coupons).unwrap(),
-            Discount::new(0.8).unwrap(),
-            opens(),
-            opens() + Duration::hours(1),
-            None,
-        )
-        .unwrap(),
-    }
-}
-
 /// The next grab of `promotion` by `customer`, decided by the aggregate.
 pub fn grab(promotion: &Promotion, customer: &str) -> Vec<PromotionEvent> {
-    let customer = CustomerId::parse(customer).unwrap();
+    let customer = testing::customer(customer);
     let coupon: Coupon = promotion
         .decide_grab(&customer, opens() + Duration::seconds(1))
         .unwrap();
