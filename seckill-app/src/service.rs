@@ -8,7 +8,7 @@ use seckill_domain::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats};
+use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
 use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::Ownership;
@@ -31,7 +31,7 @@ pub struct SecKillBuilder {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    ownership: Option<(Arc<dyn Ownership>, Option<Arc<dyn Forward>>)>,
+    ownership: Option<Replication>,
 }
 
 impl SecKillBuilder {

@@ -34,6 +34,11 @@ fn owner_id(asker: &PgOwnership, claim: &Claim) -> ReplicaId {
     }
 }
 
+/// This replica's claim in tenure `epoch`.
+const fn owned(epoch: u64, taken_over: bool) -> Claim {
+    Claim::Owned { epoch, taken_over }
+}
+
 fn epoch(claim: &Claim) -> u64 {
     match claim {
         Claim::Owned { epoch, .. } | Claim::OwnedBy { epoch, .. } => *epoch,
@@ -49,15 +54,9 @@ async fn a_lone_replica_owns_what_it_claims() {
     assert_eq!(live, vec![alone.replica().clone()]);
 
     let promotion = new_promotion();
-    assert_eq!(
-        alone.claim(promotion).await.unwrap(),
-        Claim::Owned { epoch: 1, taken_over: false }
-    );
+    assert_eq!(alone.claim(promotion).await.unwrap(), owned(1, false));
     // Claiming again changes nothing.
-    assert_eq!(
-        alone.claim(promotion).await.unwrap(),
-        Claim::Owned { epoch: 1, taken_over: false }
-    );
+    assert_eq!(alone.claim(promotion).await.unwrap(), owned(1, false));
 }
 
 #[tokio::test]
@@ -142,7 +141,12 @@ async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     // A promotion the short-lived replica owns.
     let promotion = loop {
         let promotion = new_promotion();
-        if short.claim(promotion).await.unwrap() == (Claim::Owned { epoch: 1, taken_over: false }) {
+        if short.claim(promotion).await.unwrap()
+            == (Claim::Owned {
+                epoch: 1,
+                taken_over: false,
+            })
+        {
             break promotion;
         }
     };
@@ -152,21 +156,9 @@ async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     // It stops renewing (a kill -9, a hung process): once its lease lapses
     // the promotion goes to the live replica, in a new tenure.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        survivor.claim(promotion).await.unwrap(),
-        Claim::Owned {
-            epoch: 2,
-            taken_over: true
-        }
-    );
+    assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, true));
     // Asking again is no second takeover.
-    assert_eq!(
-        survivor.claim(promotion).await.unwrap(),
-        Claim::Owned {
-            epoch: 2,
-            taken_over: false
-        }
-    );
+    assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, false));
     let live = survivor.heartbeat().await.unwrap();
     assert_eq!(live, vec![survivor.replica().clone()]);
 
@@ -207,4 +199,69 @@ async fn a_leaving_replica_hands_its_promotions_over_at_once() {
         staying.heartbeat().await.unwrap(),
         vec![staying.replica().clone()]
     );
+}
+
+/// An embedder that forwards nothing itself gets a typed answer naming the
+/// owner, and the owner sells.
+#[tokio::test]
+async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
+    use std::sync::Arc;
+
+    use seckill_app::{FixedClock, SecKill, SecKillError};
+    use seckill_domain::testing::{customer, opens, terms};
+
+    let fixture = PgFixture::new().await;
+    let services: Vec<(SecKill, Replica)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let ownership = replica(&fixture, name, LONG);
+            let me = ownership.replica().clone();
+            let store = Arc::new(fixture.pg_store().clone());
+            // A minute into the test promotions' sale.
+            let clock = Arc::new(FixedClock::new(opens() + chrono::Duration::minutes(1)));
+            let seckill = SecKill::builder(store)
+                .clock(clock)
+                .replicated(Arc::new(ownership), None)
+                .build()
+                .expect("a replicated service inside a runtime");
+            (seckill, me)
+        })
+        .collect();
+    // Both join before the first claim, so the promotion goes to its
+    // preferred replica, whichever is asked.
+    for (seckill, _) in &services {
+        let _ = seckill.ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let promotion = new_promotion();
+    let (first, _) = &services[0];
+    let owner = match first.create_promotion_with_id(promotion, terms(5)).await {
+        Ok(()) => 0,
+        Err(SecKillError::NotOwner {
+            owner,
+            promotion_id,
+        }) => {
+            assert_eq!(promotion_id, promotion);
+            assert_eq!(owner, services[1].1);
+            services[1]
+                .0
+                .create_promotion_with_id(promotion, terms(5))
+                .await
+                .expect("the owner creates it");
+            1
+        }
+        Err(other) => panic!("unexpected {other}"),
+    };
+    let (other, _) = &services[1 - owner];
+    match other.grab(promotion, customer("alice")).await {
+        Err(SecKillError::NotOwner { owner: named, .. }) => assert_eq!(named, services[owner].1),
+        answer => panic!("the non-owner answered {answer:?}"),
+    }
+    let coupon = services[owner]
+        .0
+        .grab(promotion, customer("alice"))
+        .await
+        .expect("the owner sells");
+    assert_eq!(coupon.number, 1);
 }

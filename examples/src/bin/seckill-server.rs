@@ -159,8 +159,12 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     };
     match parsed {
         Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(format!("`{raw}` is zero; give a duration like `500ms` or `2s`")),
-        Err(error) => Err(format!("`{raw}` is not a duration like `500ms` or `2s`: {error}")),
+        Ok(_) => Err(format!(
+            "`{raw}` is zero; give a duration like `500ms` or `2s`"
+        )),
+        Err(error) => Err(format!(
+            "`{raw}` is not a duration like `500ms` or `2s`: {error}"
+        )),
     }
 }
 

@@ -122,10 +122,7 @@ impl Forward for HttpForward {
         owner: &Replica,
         commands: Vec<ForwardedCommand>,
     ) -> Result<Vec<ForwardedReply>, StoreError> {
-        let url = format!(
-            "{}{INTERNAL_COMMANDS}",
-            owner.address.trim_end_matches('/')
-        );
+        let url = format!("{}{INTERNAL_COMMANDS}", owner.address.trim_end_matches('/'));
         let response = self
             .http
             .post(&url)

@@ -187,7 +187,11 @@ impl Cluster {
     }
 
     /// The courier to `owner`, started on first use.
-    fn courier(self: &Arc<Self>, owner: &Replica, forward: &Arc<dyn Forward>) -> mpsc::Sender<Parcel> {
+    fn courier(
+        self: &Arc<Self>,
+        owner: &Replica,
+        forward: &Arc<dyn Forward>,
+    ) -> mpsc::Sender<Parcel> {
         if let Some(courier) = self
             .couriers
             .read()
@@ -197,7 +201,10 @@ impl Cluster {
         {
             return courier.clone();
         }
-        let mut couriers = self.couriers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut couriers = self
+            .couriers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(courier) = couriers.get(&owner.id).filter(|c| !c.is_closed()) {
             return courier.clone();
         }

@@ -67,6 +67,9 @@ pub struct EngineStats {
 
 type Reply = Result<Vec<PromotionEvent>, SecKillError>;
 
+/// What a replicated engine is given: who owns what, and how to reach them.
+pub(crate) type Replication = (Arc<dyn Ownership>, Option<Arc<dyn Forward>>);
+
 struct Request {
     command: PromotionCommand,
     reply: oneshot::Sender<Reply>,
@@ -122,7 +125,7 @@ impl Engine {
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         config: EngineConfig,
-        ownership: Option<(Arc<dyn Ownership>, Option<Arc<dyn Forward>>)>,
+        ownership: Option<Replication>,
     ) -> Self {
         let cluster = ownership.map(|(ownership, forward)| {
             Arc::new(Cluster::new(ownership, forward, config.store_timeout))
