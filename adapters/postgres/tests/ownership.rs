@@ -21,6 +21,18 @@ fn replica(fixture: &PgFixture, name: &str, lease: Duration) -> PgOwnership {
     PgOwnership::new(fixture.pg_store(), replica, lease)
 }
 
+/// Three replicas that have all joined.
+async fn three_live_replicas(fixture: &PgFixture) -> Vec<PgOwnership> {
+    let replicas: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| replica(fixture, name, LONG))
+        .collect();
+    for replica in &replicas {
+        replica.heartbeat().await.unwrap();
+    }
+    replicas
+}
+
 fn new_promotion() -> PromotionId {
     PromotionId::from_uuid(uuid::Uuid::new_v4())
 }
@@ -62,13 +74,7 @@ async fn a_lone_replica_owns_what_it_claims() {
 #[tokio::test]
 async fn every_replica_names_the_same_owner_with_its_address() {
     let fixture = PgFixture::new().await;
-    let replicas: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|name| replica(&fixture, name, LONG))
-        .collect();
-    for replica in &replicas {
-        replica.heartbeat().await.unwrap();
-    }
+    let replicas = three_live_replicas(&fixture).await;
     for _ in 0..20 {
         let promotion = new_promotion();
         // All three claim at once.
@@ -105,13 +111,7 @@ async fn every_replica_names_the_same_owner_with_its_address() {
 #[tokio::test]
 async fn promotions_spread_over_the_live_replicas() {
     let fixture = PgFixture::new().await;
-    let replicas: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|name| replica(&fixture, name, LONG))
-        .collect();
-    for replica in &replicas {
-        replica.heartbeat().await.unwrap();
-    }
+    let replicas = three_live_replicas(&fixture).await;
     let mut owned: HashMap<ReplicaId, usize> = HashMap::new();
     // Always asked through the first replica, as a client stuck to one
     // replica would: the choice must not favour the asker.
