@@ -7,6 +7,8 @@ use std::time::Duration;
 use seckill_domain::{PromotionError, PromotionId};
 use thiserror::Error;
 
+use crate::ownership::Replica;
+
 /// Any error a storage adapter wants to carry along. Shared, so one failed
 /// commit can report the same cause to every caller in its batch.
 pub type SourceError = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -80,6 +82,16 @@ pub enum SecKillError {
     /// The service is shutting down and takes no new commands.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// Another replica owns the promotion and this service was given no way
+    /// to forward to it (see [`Forward`](crate::Forward)): send the command
+    /// to `owner`. Nothing was recorded here.
+    #[error("promotion {promotion_id} is owned by replica {} at {}", owner.id, owner.address)]
+    NotOwner {
+        /// The promotion.
+        promotion_id: PromotionId,
+        /// The replica that owns it now.
+        owner: Replica,
+    },
     /// The store failed. The command was not acknowledged: for a grab, no
     /// coupon was promised (a retry tells whether it was recorded after all).
     #[error("storage failure: {0}")]

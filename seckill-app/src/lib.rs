@@ -17,7 +17,7 @@
 //!
 //! # Layout
 //! * `service`    – [`SecKill`], the application service and its builder.
-//! * `engine`     – the grab engine, in five rooms:
+//! * `engine`     – the grab engine, in six rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
 //!   * `writer`  – the writer task: batches, group commit, conflict reload,
@@ -27,7 +27,13 @@
 //!   * `config`  – [`EngineConfig`], the engine's settings, and
 //!     [`ConfigError`] for those it cannot run with.
 //!   * `metrics` – the series it records through the `metrics` facade.
+//!   * `cluster` – among replicas: the lease, routes to other owners, and
+//!     the couriers that forward commands to them in batches.
 //! * `port`       – the storage traits adapters implement, and [`Commit`].
+//! * `forward`    – the [`Forward`] port and the wire form of forwarded
+//!   commands and answers.
+//! * `ownership`  – the [`Ownership`] port: which replica runs a promotion's
+//!   writer when several processes share one store.
 //! * `projection` – what the read side stores for each event.
 //! * `clock`      – the clock port; the domain never reads one.
 //! * `error`      – [`SecKillError`] for callers, [`StoreError`] for adapters.
@@ -61,6 +67,8 @@
 mod clock;
 mod engine;
 mod error;
+mod forward;
+mod ownership;
 mod port;
 mod projection;
 mod service;
@@ -68,6 +76,8 @@ mod service;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use engine::{ConfigError, EngineConfig, EngineStats};
 pub use error::{SecKillError, SourceError, StoreError};
+pub use forward::{Forward, ForwardedCommand, ForwardedReply};
+pub use ownership::{Claim, Ownership, Replica, ReplicaId};
 pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};
 pub use service::{SecKill, SecKillBuilder};

@@ -109,7 +109,10 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn unfinished_promotions(&self) -> Result<Vec<PromotionSummary>, StoreError>;
 
     /// Replaces everything projected for one promotion, when rebuilding it from
-    /// its events.
+    /// its events. `summary.last_sequence` is how far the rebuild read: if
+    /// the stream has moved past it (a writer appended meanwhile, perhaps in
+    /// another process), nothing is replaced, because the rebuilt rows would
+    /// erase that append's coupons. Atomic against concurrent appends.
     async fn replace_projection(
         &self,
         summary: &PromotionSummary,

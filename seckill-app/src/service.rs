@@ -8,8 +8,10 @@ use seckill_domain::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats};
+use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
+use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
+use crate::ownership::Ownership;
 use crate::port::Backend;
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
 
@@ -29,6 +31,7 @@ pub struct SecKillBuilder {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    ownership: Option<Replication>,
 }
 
 impl SecKillBuilder {
@@ -46,18 +49,41 @@ impl SecKillBuilder {
         self
     }
 
+    /// Runs as one replica of several on a shared store: a promotion's
+    /// writer runs only on the replica that `ownership` says owns it, and
+    /// commands for promotions owned elsewhere go to their owner through
+    /// `forward`. Without a `forward`, such a command is answered
+    /// [`SecKillError::NotOwner`] naming the owner, for the caller to send
+    /// on itself. See `docs/adr/0008-promotion-ownership-by-lease.md`.
+    ///
+    /// The service then keeps its lease on a task of its own, so
+    /// [`build`](Self::build) must run inside a Tokio runtime; and
+    /// [`SecKill::shutdown`] hands its promotions over to the others.
+    #[must_use]
+    pub fn replicated(
+        mut self,
+        ownership: Arc<dyn Ownership>,
+        forward: Option<Arc<dyn Forward>>,
+    ) -> Self {
+        self.ownership = Some((ownership, forward));
+        self
+    }
+
     /// Builds the service, once its engine settings pass
     /// [`EngineConfig::validate`]. The engine takes its metric handles from
     /// the `metrics` recorder current now: install it first.
     pub fn build(self) -> Result<SecKill, ConfigError> {
         self.config.validate()?;
+        if self.ownership.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::NoRuntime);
+        }
         Ok(self.assemble())
     }
 
     /// The service, its settings taken as they are.
     fn assemble(self) -> SecKill {
         SecKill {
-            engine: Engine::new(Arc::clone(&self.backend), self.config),
+            engine: Engine::new(Arc::clone(&self.backend), self.config, self.ownership),
             backend: self.backend,
             clock: self.clock,
         }
@@ -78,6 +104,7 @@ impl SecKill {
             backend,
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
+            ownership: None,
         }
     }
 
@@ -169,6 +196,22 @@ impl SecKill {
             .ok_or_else(|| {
                 SecKillError::Storage(StoreError::backend("a successful grab recorded no coupon"))
             })
+    }
+
+    /// Runs commands that another replica forwarded because this one owns
+    /// their promotions, and answers each in order. They are decided here or
+    /// answered `NotOwner`, never forwarded again (one hop at most). The
+    /// commands of a batch run concurrently, so grabs of one promotion share
+    /// its writer's group commit.
+    pub async fn execute_forwarded(&self, commands: Vec<ForwardedCommand>) -> Vec<ForwardedReply> {
+        let runs = commands.into_iter().map(|forwarded| async move {
+            let result = self
+                .engine
+                .execute_forwarded(forwarded.promotion_id, forwarded.command)
+                .await;
+            ForwardedReply::from_result(result)
+        });
+        futures::future::join_all(runs).await
     }
 
     /// Every coupon the customer holds, oldest first; empty for a stranger.

@@ -2,12 +2,15 @@
 //! match on the reason instead of parsing a message.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::coupon::Coupon;
 
 /// A value that does not parse into one of the domain's value types.
-#[derive(Debug, Clone, PartialEq, Error)]
+// Serde: a refusal crosses the wire unchanged when a replica forwards a
+// command to the promotion's owner.
+#[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
 pub enum ValueError {
     /// The promotion id is not a UUID.
     #[error("promotion id {0:?} is not a UUID")]
@@ -38,7 +41,7 @@ pub enum ValueError {
 }
 
 /// A command the `Promotion` aggregate refused. Nothing was recorded.
-#[derive(Debug, Clone, PartialEq, Error)]
+#[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
 pub enum PromotionError {
     /// The command needs a promotion, and none was created under this id.
     #[error("no promotion has been created under this id")]
@@ -97,7 +100,7 @@ pub enum PromotionError {
 /// created or updated. These rules need the command's time, so they live in
 /// the aggregate's decision, not in [`PromotionTerms`](crate::PromotionTerms):
 /// events already stored stay readable whatever these limits become.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ScheduleError {
     /// The sale would be over before it could be created.
     #[error("finish time {finish_time} has already passed (it is now {at})")]

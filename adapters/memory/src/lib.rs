@@ -170,6 +170,12 @@ impl ProjectionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let id = summary.promotion_id;
+        let head = inner.streams.get(&id).map_or(0, Vec::len) as u64;
+        if head > summary.last_sequence {
+            // An append landed after the events were read: its coupons are
+            // projected already, and replacing would erase them.
+            return Ok(());
+        }
         for held in inner.coupons.values_mut() {
             held.retain(|c| c.promotion_id != id);
         }

@@ -34,6 +34,8 @@
 //!   promotion summaries.
 //! * `rows`        – the column encoding both ports share: coupons and
 //!   summaries as bind parameters, and rows back into domain values.
+//! * `ownership`   – [`PgOwnership`]: which replica owns each promotion, as
+//!   leases in the shared database.
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
@@ -43,6 +45,7 @@
 mod error;
 mod events;
 mod options;
+mod ownership;
 mod projections;
 mod rows;
 mod store;
@@ -50,5 +53,6 @@ mod upcast;
 
 pub use error::ConnectError;
 pub use options::PgOptions;
+pub use ownership::{PgOwnership, DEFAULT_LEASE};
 pub use store::{PgStore, MIGRATOR};
 pub use upcast::{upcasters, DiscountPercentUpcaster};

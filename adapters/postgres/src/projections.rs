@@ -15,6 +15,8 @@ const PROMOTION: &str = include_str!("../sql/promotion.sql");
 const UNFINISHED_PROMOTIONS: &str = include_str!("../sql/unfinished_promotions.sql");
 const REPLACE_PROJECTION: &str = include_str!("../sql/replace_projection.sql");
 const DELETE_COUPONS: &str = include_str!("../sql/delete_coupons.sql");
+const LOCK_SUMMARY: &str = include_str!("../sql/lock_summary.sql");
+const STREAM_HEAD: &str = include_str!("../sql/stream_head.sql");
 
 #[async_trait]
 impl ProjectionStore for PgStore {
@@ -61,6 +63,23 @@ impl ProjectionStore for PgStore {
             .begin()
             .await
             .map_err(|e| self.error(doing(), e))?;
+        // A live writer (here or on another replica) may have appended since
+        // the events were read; its coupons are not in `coupons`, and
+        // replacing would erase them. Lock out appends, then look.
+        sqlx::query(LOCK_SUMMARY)
+            .bind(promotion_id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(doing(), e))?;
+        let head: i64 = sqlx::query_scalar(STREAM_HEAD)
+            .bind(promotion_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(doing(), e))?;
+        if u64::try_from(head).unwrap_or(0) > summary.last_sequence {
+            tracing::info!(promotion = %promotion_id, head, rebuilt = summary.last_sequence, "projection not replaced: the stream moved on");
+            return Ok(());
+        }
         sqlx::query(DELETE_COUPONS)
             .bind(promotion_id.as_uuid())
             .execute(&mut *tx)

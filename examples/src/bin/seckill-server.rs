@@ -23,10 +23,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::builder::RangedU64ValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
-use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
-use seckill_examples::server;
+use seckill_app::{Backend, EngineConfig, EventStore, Replica, ReplicaId, SecKill};
+use seckill_examples::server::{self, ClusterSecret, HttpForward};
 use seckill_memory::MemoryStore;
-use seckill_postgres::{PgOptions, PgStore};
+use seckill_postgres::{PgOptions, PgOwnership, PgStore};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
@@ -115,6 +115,25 @@ struct Args {
     #[arg(long, env = "SECKILL_FROZEN_TTL", default_value = "600s", value_parser = parse_duration)]
     frozen_ttl: Duration,
 
+    /// Run as one replica of several on the same PostgreSQL: the URL at which
+    /// the other replicas reach this one (e.g. `http://10.0.0.7:3000`). Each
+    /// promotion then has one owner among the live replicas, and the others
+    /// forward its commands there (docs/deployment.md). Needs
+    /// `--database-url` and `--cluster-secret`.
+    #[arg(long, env = "SECKILL_ADVERTISE_URL", requires_all = ["database_url", "cluster_secret"])]
+    advertise_url: Option<String>,
+
+    /// The secret replicas present to each other on forwarded commands; the
+    /// same on every replica. Without it the server takes no forwarded command.
+    #[arg(long, env = "SECKILL_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+
+    /// How long a replica's lease on its promotions lasts without a
+    /// heartbeat (sent every third of it): the bound on how long a dead
+    /// owner's promotions wait for another replica to take them over.
+    #[arg(long, env = "SECKILL_LEASE", default_value = "3s", value_parser = parse_duration)]
+    lease: Duration,
+
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,seckill_app=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -132,15 +151,20 @@ enum LogFormat {
 
 /// `500ms`, `2s` or a bare number of seconds.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let invalid = || format!("`{raw}` is not a duration like `500ms` or `2s`");
-    let (number, unit) = match raw.strip_suffix("ms") {
-        Some(number) => (number, 1),
-        None => (raw.strip_suffix('s').unwrap_or(raw), 1_000),
+    // Bare seconds, as the flags always took; anything else as humantime
+    // reads it (`500ms`, `2s`, `10min`, `1h 30m`).
+    let parsed = match raw.trim().parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(raw.trim()).map_err(|error| error.to_string()),
     };
-    let count: u64 = number.trim().parse().map_err(|_| invalid())?;
-    match count.checked_mul(unit) {
-        Some(millis) if millis > 0 => Ok(Duration::from_millis(millis)),
-        _ => Err(invalid()),
+    match parsed {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(format!(
+            "`{raw}` is zero; give a duration like `500ms` or `2s`"
+        )),
+        Err(error) => Err(format!(
+            "`{raw}` is not a duration like `500ms` or `2s`: {error}"
+        )),
     }
 }
 
@@ -156,11 +180,12 @@ fn pg_options(pool_size: u32, timeout: Duration) -> PgOptions {
 }
 
 /// The one place that picks the storage backend.
-async fn open_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
+/// The store, and the ownership among replicas when `--advertise-url` is set.
+async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<PgOwnership>)> {
     match &args.database_url {
         None => {
             tracing::info!("storage: in memory (give --database-url for PostgreSQL)");
-            Ok(Arc::new(MemoryStore::new()))
+            Ok((Arc::new(MemoryStore::new()), None))
         }
         Some(url) => {
             let options = pg_options(args.pool_size, args.db_timeout);
@@ -169,7 +194,15 @@ async fn open_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
                 .await
                 .context("connecting to PostgreSQL and migrating it")?;
             tracing::info!(pool_size = args.pool_size, "storage: PostgreSQL");
-            Ok(Arc::new(store))
+            let ownership = args.advertise_url.as_ref().map(|address| {
+                let replica = Replica {
+                    id: ReplicaId::random(),
+                    address: address.clone(),
+                };
+                tracing::info!(replica = %replica.id, %address, lease = ?args.lease, "replica: promotions owned by lease");
+                PgOwnership::new(&store, replica, args.lease)
+            });
+            Ok((Arc::new(store), ownership))
         }
     }
 }
@@ -229,7 +262,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Before the service is built: its engine takes its metric handles from
     // the recorder installed now.
     let metrics = server::Metrics::install().context("installing the metrics recorder")?;
-    let backend = open_backend(&args).await?;
+    let (backend, ownership) = open_backend(&args).await?;
     let config = EngineConfig {
         queue_capacity: args.queue_capacity,
         max_batch: args.max_batch,
@@ -238,10 +271,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         frozen_ttl: args.frozen_ttl,
         ..EngineConfig::default()
     };
-    let seckill = SecKill::builder(backend)
-        .config(config)
-        .build()
-        .context("checking the engine settings")?;
+    let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);
+    let mut builder = SecKill::builder(backend).config(config);
+    if let (Some(ownership), Some(secret)) = (ownership, &secret) {
+        let forward =
+            HttpForward::new(secret.clone(), args.db_timeout).context("building the forwarder")?;
+        builder = builder.replicated(Arc::new(ownership), Some(Arc::new(forward)));
+    }
+    let seckill = builder.build().context("checking the engine settings")?;
     // Projections written by other tools, or added since the last run, catch
     // up from the events before the first query is answered.
     let repaired = seckill
@@ -254,7 +291,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
-    server::serve(listener, seckill, metrics, shutdown_signal())
+    let mut state = server::AppState::new(seckill, metrics);
+    if let Some(secret) = secret {
+        state = state.with_cluster_secret(secret);
+    }
+    server::serve_state(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")
 }
@@ -299,7 +340,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        for bad in ["0s", "", "1m", "-1s", "fast", "18446744073709551615s"] {
+        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
+        for bad in ["0s", "0", "", "-1s", "fast", "18446744073709551615s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -80,7 +80,7 @@ impl GrabOutcome {
             SecKillError::NotFound(_) => Self::UnknownPromotion,
             SecKillError::Overloaded(_) => Self::Overloaded,
             SecKillError::ShuttingDown => Self::ShuttingDown,
-            SecKillError::Storage(_) => Self::StorageFailed,
+            SecKillError::Storage(_) | SecKillError::NotOwner { .. } => Self::StorageFailed,
         }
     }
 }

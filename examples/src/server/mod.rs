@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! * `routes`  – one handler per endpoint, each with its OpenAPI annotation.
+//! * `cluster` – replicas: the HTTP transport of forwarded commands and the
+//!   internal endpoint that takes them, behind the cluster secret.
 //! * `dto`     – the JSON bodies (camelCase, as in the original).
 //! * `extract` – `Json` and `Path` extractors whose rejections are problem+json.
 //! * `problem` – [`Problem`]: which status code and type every failure gets.
@@ -21,6 +23,7 @@
 //! `/docs` is Swagger UI (utoipa-swagger-ui, its assets compiled in) over
 //! `/openapi.json`.
 
+mod cluster;
 mod dto;
 mod extract;
 mod linger;
@@ -37,7 +40,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Extension;
 use axum::Router;
@@ -51,6 +54,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+pub use cluster::{ClusterSecret, HttpForward, INTERNAL_COMMANDS};
 pub use dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN};
 pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
@@ -67,6 +71,9 @@ pub struct AppState {
     seckill: SecKill,
     metrics: Metrics,
     stopping: CancellationToken,
+    /// Peers present it on `/internal/commands`; `None` takes no forwarded
+    /// command at all.
+    cluster_secret: Option<ClusterSecret>,
 }
 
 impl AppState {
@@ -76,7 +83,15 @@ impl AppState {
             seckill,
             metrics,
             stopping: CancellationToken::new(),
+            cluster_secret: None,
         }
+    }
+
+    /// Takes commands forwarded by peers that present `secret`.
+    #[must_use]
+    pub fn with_cluster_secret(mut self, secret: ClusterSecret) -> Self {
+        self.cluster_secret = Some(secret);
+        self
     }
 
     /// Cancelled when the server starts shutting down: event feeds end and
@@ -99,6 +114,17 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(SwaggerUi::new("/docs").config(Config::from("/openapi.json")))
         .route("/", get(page::live))
+        // Internal, so not in the OpenAPI document: peers forward commands
+        // here in batches larger than any public body.
+        .route(
+            cluster::INTERNAL_COMMANDS,
+            post(cluster::forwarded_commands)
+                .layer(DefaultBodyLimit::max(cluster::INTERNAL_BODY_LIMIT))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    cluster::require_secret,
+                )),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // For the grab route's `metrics::track_grab` layer, which `api()`
@@ -172,7 +198,17 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(seckill.clone(), metrics.clone());
+    serve_state(listener, AppState::new(seckill, metrics), shutdown).await
+}
+
+/// [`serve`] with a state built by the caller, e.g. one that takes
+/// forwarded commands ([`AppState::with_cluster_secret`]).
+pub async fn serve_state(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (seckill, metrics) = (state.seckill.clone(), state.metrics.clone());
     let stopping = state.stopping().clone();
     // Histograms keep raw samples until upkeep folds them into buckets.
     let upkeep = stopping.clone();

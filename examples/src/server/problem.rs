@@ -62,13 +62,15 @@ pub enum ProblemType {
     ShuttingDown,
     /// The store failed; nothing was acknowledged.
     StorageUnavailable,
+    /// The request lacks the credentials the endpoint needs.
+    Unauthorized,
     /// A bug: a handler panicked. No request is known to reach this.
     Internal,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -88,6 +90,7 @@ impl ProblemType {
         Self::Overloaded,
         Self::ShuttingDown,
         Self::StorageUnavailable,
+        Self::Unauthorized,
         Self::Internal,
     ];
 
@@ -113,6 +116,7 @@ impl ProblemType {
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting-down",
             Self::StorageUnavailable => "storage-unavailable",
+            Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
         }
     }
@@ -145,6 +149,7 @@ impl ProblemType {
             Self::Overloaded => "Overloaded",
             Self::ShuttingDown => "Shutting down",
             Self::StorageUnavailable => "Storage unavailable",
+            Self::Unauthorized => "Unauthorized",
             Self::Internal => "Internal error",
         }
     }
@@ -171,6 +176,7 @@ impl ProblemType {
             Self::Overloaded | Self::ShuttingDown | Self::StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -276,6 +282,17 @@ impl Problem {
                 "the server is shutting down and takes no new commands; retry on another instance",
             )
             .retry_after_secs(5),
+            // Only when forwarding gave up (the owner kept changing); a
+            // retry a moment later finds the new owner settled.
+            error @ SecKillError::NotOwner { .. } => {
+                tracing::warn!(promotion = %promotion_id, %error, "no owner took the command");
+                Self::new(
+                    ProblemType::StorageUnavailable,
+                    "the replica that owns this promotion could not take the command; nothing \
+                     was acknowledged. Retrying is safe",
+                )
+                .retry_after_secs(1)
+            }
             SecKillError::Storage(error) => {
                 // The cause may name hosts or credentials: it goes to the log,
                 // not to the client.

@@ -32,14 +32,37 @@ pub struct ServerProcess {
     /// A client of it whose every call is bounded, so a hung server fails
     /// the test.
     pub client: Client,
+    /// The loopback port it serves on.
+    pub port: u16,
     child: Child,
 }
+
+/// The cluster secret the replica tests share.
+pub const CLUSTER_SECRET: &str = "replica-tests-secret";
 
 impl ServerProcess {
     /// Starts the server on `database_url` with `extra` flags, and waits until
     /// `/healthz` answers.
     pub async fn start(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_on(free_port(), database_url, extra).await
+    }
+
+    /// Starts one replica of several on `database_url`: it advertises its
+    /// own loopback URL and shares [`CLUSTER_SECRET`].
+    pub async fn start_replica(database_url: &str, extra: &[&str]) -> Self {
         let port = free_port();
+        let advertise = format!("http://127.0.0.1:{port}");
+        let mut args = vec![
+            "--advertise-url",
+            &advertise,
+            "--cluster-secret",
+            CLUSTER_SECRET,
+        ];
+        args.extend_from_slice(extra);
+        Self::start_on(port, database_url, &args).await
+    }
+
+    async fn start_on(port: u16, database_url: &str, extra: &[&str]) -> Self {
         // Quiet unless TEST_LOG is set: the outage test provokes failures
         // the server rightly logs.
         let (log, stderr) = match std::env::var_os("TEST_LOG") {
@@ -60,7 +83,11 @@ impl ServerProcess {
         let client =
             Client::with_timeout(format!("http://127.0.0.1:{port}"), Duration::from_secs(20))
                 .expect("build client");
-        let mut server = Self { client, child };
+        let mut server = Self {
+            client,
+            port,
+            child,
+        };
         server.wait_healthy().await;
         server
     }
@@ -87,6 +114,22 @@ impl ServerProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("poll the server").is_none()
+    }
+
+    /// SIGTERM, and waits until the process has drained and exited.
+    pub async fn terminate(mut self) {
+        let pid = self.pid().expect("a running server has a pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("running kill -TERM");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+        let exited = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let status = exited.expect("the server exits within 30 s of SIGTERM");
+        assert!(
+            status.expect("waiting for the server").success(),
+            "exit after SIGTERM"
+        );
     }
 
     /// SIGKILL: no shutdown hook, no flush, nothing in flight is answered.

@@ -68,6 +68,10 @@ pub enum ConfigError {
         /// What it must be.
         rule: &'static str,
     },
+    /// A replicated service keeps its lease on a task, so it must be built
+    /// inside a Tokio runtime.
+    #[error("a replicated SecKill must be built inside a Tokio runtime")]
+    NoRuntime,
 }
 
 impl EngineConfig {
@@ -117,6 +121,7 @@ mod tests {
     fn each_setting_that_would_hang_or_fail_is_refused_by_name() {
         let refused = |config: EngineConfig| match config.validate() {
             Err(ConfigError::OutOfRange { field, .. }) => field,
+            Err(other) => panic!("{config:?} refused as {other}, not by its field"),
             Ok(()) => panic!("{config:?} was accepted"),
         };
         let default = EngineConfig::default;

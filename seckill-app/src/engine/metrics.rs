@@ -33,6 +33,15 @@ pub(super) struct EngineMetrics {
     pub(super) queue_depth: Gauge,
     /// Writer tasks running.
     pub(super) writers: Gauge,
+    /// Commands handed to another replica, the promotion's owner.
+    pub(super) forwarded: Count,
+    /// Claims that won a promotion from a lapsed or departed owner.
+    pub(super) takeovers: Count,
+    /// Promotions whose writer runs here because this replica owns them.
+    pub(super) owned_promotions: Gauge,
+    /// Live replicas, this one included, as the last heartbeat saw them.
+    /// Set, not shifted: one lease keeper per engine.
+    pub(super) replicas: Gauge,
     /// Commands in each batch a writer decides.
     pub(super) batch_size: Histogram,
     /// How long each append took, whatever its outcome.
@@ -76,6 +85,22 @@ impl EngineMetrics {
                 "Commands waiting in all promotions' queues, as each writer last looked (between batches).",
             ),
             writers: registered_gauge("seckill_writers", "Promotion writer tasks alive."),
+            forwarded: Count::register(
+                "seckill_forwarded_total",
+                "Commands forwarded to the replica that owns their promotion.",
+            ),
+            takeovers: Count::register(
+                "seckill_takeovers_total",
+                "Promotions this replica claimed from a lapsed or departed owner.",
+            ),
+            owned_promotions: registered_gauge(
+                "seckill_owned_promotions",
+                "Promotions whose writer runs on this replica because it owns them.",
+            ),
+            replicas: registered_gauge(
+                "seckill_replicas",
+                "Live replicas on the shared store, this one included (last heartbeat).",
+            ),
             batch_size: {
                 let name = "seckill_batch_size";
                 describe_histogram!(

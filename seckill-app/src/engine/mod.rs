@@ -12,6 +12,7 @@
 //! that route each command to its promotion's writer. The writer itself is
 //! in `writer`, finished promotions in `frozen`, the settings in `config`.
 
+mod cluster;
 mod config;
 mod frozen;
 mod metrics;
@@ -27,12 +28,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use self::cluster::Cluster;
 use self::metrics::EngineMetrics;
 pub use config::{ConfigError, EngineConfig};
 use frozen::FrozenPromotions;
 use writer::Writer;
 
 use crate::error::{SecKillError, StoreError};
+use crate::forward::Forward;
+use crate::ownership::Ownership;
 use crate::port::Backend;
 use crate::projection::PromotionSummary;
 
@@ -57,9 +61,14 @@ pub struct EngineStats {
     pub queue_depth: u64,
     /// Writer tasks alive right now.
     pub writers: u64,
+    /// Commands handed to the replica that owns their promotion.
+    pub forwarded: u64,
 }
 
 type Reply = Result<Vec<PromotionEvent>, SecKillError>;
+
+/// What a replicated engine is given: who owns what, and how to reach them.
+pub(crate) type Replication = (Arc<dyn Ownership>, Option<Arc<dyn Forward>>);
 
 struct Request {
     command: PromotionCommand,
@@ -91,6 +100,8 @@ struct Shared {
     epoch: Instant,
     tasks: TaskTracker,
     metrics: EngineMetrics,
+    /// Ownership among replicas; `None` in a single process.
+    cluster: Option<Arc<Cluster>>,
     // broadcast: many watchers, and a slow one only misses updates (it sees
     // `Lagged`) instead of slowing the writer down.
     changes: broadcast::Sender<PromotionSummary>,
@@ -105,8 +116,21 @@ pub(crate) struct Engine {
 impl Engine {
     /// An engine over `backend`. Its metrics go to the recorder current now
     /// (see `metrics`), so install one before building the service.
-    pub(crate) fn new(backend: Arc<dyn Backend>, config: EngineConfig) -> Self {
-        Self {
+    ///
+    /// With `ownership`, this engine runs a promotion's writer only while its
+    /// replica owns it, and hands other commands to the owner through
+    /// `forward` (or answers [`SecKillError::NotOwner`] without one). It then
+    /// keeps its lease on a task of its own, so it must be built inside a
+    /// Tokio runtime.
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        config: EngineConfig,
+        ownership: Option<Replication>,
+    ) -> Self {
+        let cluster = ownership.map(|(ownership, forward)| {
+            Arc::new(Cluster::new(ownership, forward, config.store_timeout))
+        });
+        let engine = Self {
             shared: Arc::new(Shared {
                 backend,
                 config,
@@ -118,9 +142,16 @@ impl Engine {
                 epoch: Instant::now(),
                 tasks: TaskTracker::new(),
                 metrics: EngineMetrics::register(),
+                cluster,
                 changes: broadcast::channel(1_024).0,
             }),
+        };
+        if engine.shared.cluster.is_some() {
+            // Not in `tasks`: `shutdown` waits for those, and the lease must
+            // be kept until the last queued command is answered.
+            tokio::spawn(cluster::keep_lease(Arc::downgrade(&engine.shared)));
         }
+        engine
     }
 
     /// Decides `command` on the promotion's writer and returns the events it
@@ -128,7 +159,27 @@ impl Engine {
     pub(crate) async fn execute(
         &self,
         promotion_id: PromotionId,
+        command: PromotionCommand,
+    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        self.run(promotion_id, command, true).await
+    }
+
+    /// [`execute`](Self::execute) for a command another replica forwarded:
+    /// decided here or answered `NotOwner`, never forwarded again, so no
+    /// command travels more than one hop.
+    pub(crate) async fn execute_forwarded(
+        &self,
+        promotion_id: PromotionId,
+        command: PromotionCommand,
+    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        self.run(promotion_id, command, false).await
+    }
+
+    async fn run(
+        &self,
+        promotion_id: PromotionId,
         mut command: PromotionCommand,
+        may_forward: bool,
     ) -> Result<Vec<PromotionEvent>, SecKillError> {
         // A few rounds are plenty: a round ends early only when the queue it
         // found was closed, and then the next round finds the successor.
@@ -143,17 +194,48 @@ impl Engine {
             if let Some(answer) = frozen::answer(&self.shared, promotion_id, &command).await {
                 return answer;
             }
+            // Among replicas: a promotion known to be owned elsewhere goes to
+            // its owner, whose answer is the caller's.
+            if let Some(cluster) = &self.shared.cluster {
+                if let Some(owner) = cluster.route(promotion_id) {
+                    if !may_forward || !cluster.forwards() {
+                        return Err(SecKillError::NotOwner {
+                            promotion_id,
+                            owner,
+                        });
+                    }
+                    let metrics = &self.shared.metrics;
+                    match cluster
+                        .forward(metrics, &owner, promotion_id, command.clone())
+                        .await
+                    {
+                        // It no longer owns it: claim again, next round.
+                        Err(SecKillError::NotOwner { .. }) => {
+                            cluster.forget_route(promotion_id);
+                            continue;
+                        }
+                        answer => return answer,
+                    }
+                }
+            }
             // Otherwise the promotion's writer decides; it answers once the
-            // events are durable.
+            // events are durable. Among replicas it first claims the
+            // promotion, and may answer `NotOwner` having learnt the route:
+            // then the next round forwards a copy of the command.
+            let again = self.shared.cluster.is_some().then(|| command.clone());
             let Slot { queue, generation } = self.slot(promotion_id);
             let (reply, answer) = oneshot::channel();
             match queue.try_send(Request { command, reply }) {
                 Ok(()) => {
-                    return answer.await.unwrap_or_else(|_| {
+                    let answer = answer.await.unwrap_or_else(|_| {
                         Err(SecKillError::Storage(StoreError::backend(
                             "the promotion's writer stopped before answering",
                         )))
                     });
+                    match (answer, again) {
+                        (Err(SecKillError::NotOwner { .. }), Some(again)) => command = again,
+                        (answer, _) => return answer,
+                    }
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.shared.metrics.overloaded.add(1);
@@ -184,6 +266,17 @@ impl Engine {
         drop(slots);
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+        if let Some(cluster) = &self.shared.cluster {
+            // Hand over at once: the others claim our promotions on their next
+            // command instead of waiting out the lease.
+            cluster.forget_routes();
+            let limit = self.shared.config.store_timeout;
+            match tokio::time::timeout(limit, cluster.ownership.leave()).await {
+                Ok(Ok(())) => tracing::info!("left the replicas; promotions handed over"),
+                Ok(Err(error)) => tracing::warn!(%error, "could not leave; the lease will lapse"),
+                Err(_) => tracing::warn!("leaving timed out; the lease will lapse"),
+            }
+        }
     }
 
     /// A feed of every promotion's summary after each commit that changed it.
@@ -214,6 +307,7 @@ impl Engine {
             frozen_promotions: self.shared.frozen.load().len() as u64,
             queue_depth,
             writers,
+            forwarded: m.forwarded.total(),
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::{frozen, metrics};
 use super::{Request, Shared};
 use crate::error::{SecKillError, StoreError};
+use crate::ownership::{Claim, Replica};
 use crate::port::{Backend, Commit, Snapshot};
 use crate::projection::PromotionSummary;
 
@@ -32,6 +33,12 @@ pub(super) struct Writer {
     snapshot_sequence: u64,
     /// This queue's share of the `seckill_queue_depth` gauge.
     reported_depth: usize,
+    /// Among replicas: whether this replica's claim on the promotion was
+    /// granted (and counted in `seckill_owned_promotions`).
+    owned: bool,
+    /// Among replicas: the owner a conflict revealed; the writer then hands
+    /// the promotion's commands to it and stops.
+    lost_to: Option<Replica>,
 }
 
 impl Writer {
@@ -51,11 +58,22 @@ impl Writer {
             sequence: 0,
             snapshot_sequence: 0,
             reported_depth: 0,
+            owned: false,
+            lost_to: None,
         }
     }
 
     /// Runs until the promotion goes idle, finishes, or the engine stops.
     pub(super) async fn run(mut self) {
+        if let Err(error) = self.claim().await {
+            tracing::warn!(promotion = %self.promotion_id, %error, "cannot claim promotion");
+            self.retire(Some(error)).await;
+            return;
+        }
+        if let Some(owner) = self.lost_to.take() {
+            self.redirect(owner).await;
+            return;
+        }
         if let Err(error) = self.reload().await {
             tracing::warn!(promotion = %self.promotion_id, %error, "cannot load promotion");
             self.retire(Some(error)).await;
@@ -81,6 +99,10 @@ impl Writer {
             let processed = self.process(batch).await;
             // What queued up during the commit.
             self.report_queue_depth();
+            if let Some(owner) = self.lost_to.take() {
+                self.redirect(owner).await;
+                return;
+            }
             if let Err(error) = processed {
                 tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
                 self.retire(Some(error)).await;
@@ -156,6 +178,16 @@ impl Writer {
                 events,
                 summary,
             };
+            if let Some(cluster) = &self.shared.cluster {
+                if !cluster.holds_lease() {
+                    // Past our lease another replica may own the promotion;
+                    // the append would most likely conflict, and nothing
+                    // decided on this state may be promised.
+                    let error = StoreError::unavailable("this replica's lease has lapsed");
+                    fail_all(requests, &error);
+                    return Err(error);
+                }
+            }
             let timeout = self.shared.config.store_timeout;
             let started = std::time::Instant::now();
             let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
@@ -189,6 +221,18 @@ impl Writer {
                     // decide the same requests again, in the same order.
                     conflicts += 1;
                     metrics.conflicts.add(1);
+                    if self.shared.cluster.is_some() {
+                        // Among replicas a conflict means another owner wrote:
+                        // ask who owns the promotion before deciding again.
+                        if let Err(error) = self.claim().await {
+                            fail_all(requests, &error);
+                            return Err(error);
+                        }
+                        if let Some(owner) = &self.lost_to {
+                            redirect_all(requests, self.promotion_id, owner);
+                            return Ok(());
+                        }
+                    }
                     // Random, growing backoff: two writers that keep colliding
                     // would otherwise reload and collide again in lockstep.
                     let ceiling_ms = 1u64 << conflicts.min(6);
@@ -290,6 +334,45 @@ impl Writer {
         }
     }
 
+    /// Among replicas: claims the promotion for this replica. If another
+    /// replica owns it, `lost_to` names it (the claim also left the route
+    /// for the engine's next command).
+    async fn claim(&mut self) -> Result<(), StoreError> {
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(());
+        };
+        match cluster.claim(self.promotion_id).await? {
+            Claim::Owned { epoch, taken_over } => {
+                if !self.owned {
+                    self.owned = true;
+                    self.shared.metrics.owned_promotions.increment(1.0);
+                }
+                if taken_over {
+                    self.shared.metrics.takeovers.add(1);
+                    tracing::info!(promotion = %self.promotion_id, epoch, "took the promotion over");
+                }
+            }
+            Claim::OwnedBy { owner, .. } => self.lost_to = Some(owner),
+        }
+        Ok(())
+    }
+
+    /// Another replica owns the promotion: stop, and answer everything
+    /// queued with `NotOwner`, which the engine turns into a forward.
+    async fn redirect(mut self, owner: Replica) {
+        self.shared.drop_slot(self.promotion_id, self.generation);
+        self.requests.close();
+        let mut batch = Vec::new();
+        while self
+            .requests
+            .recv_many(&mut batch, self.shared.config.max_batch)
+            .await
+            > 0
+        {
+            redirect_all(std::mem::take(&mut batch), self.promotion_id, &owner);
+        }
+    }
+
     /// Saves the writer's state as it stops, so the next writer (or the next
     /// process) starts from here instead of replaying the stream.
     async fn save_final_snapshot(&mut self) {
@@ -361,6 +444,9 @@ impl Drop for Writer {
         let metrics = &self.shared.metrics;
         metrics::shift(&metrics.queue_depth, self.reported_depth, 0);
         metrics.writers.decrement(1.0);
+        if self.owned {
+            metrics.owned_promotions.decrement(1.0);
+        }
     }
 }
 
@@ -368,6 +454,16 @@ impl Drop for Writer {
 async fn save_snapshot(backend: Arc<dyn Backend>, promotion_id: PromotionId, snapshot: Snapshot) {
     if let Err(error) = backend.save_snapshot(promotion_id, &snapshot).await {
         tracing::warn!(promotion = %promotion_id, %error, sequence = snapshot.sequence, "snapshot not saved");
+    }
+}
+
+/// Answers every request `NotOwner`: nothing was decided on them here.
+fn redirect_all(requests: Vec<Request>, promotion_id: PromotionId, owner: &Replica) {
+    for request in requests {
+        let _ = request.reply.send(Err(SecKillError::NotOwner {
+            promotion_id,
+            owner: owner.clone(),
+        }));
     }
 }
 

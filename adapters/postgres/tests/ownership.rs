@@ -1,0 +1,267 @@
+//! `PgOwnership` against a real PostgreSQL: one owner per promotion whoever
+//! asks, promotions spread over the live replicas, a lapsed or departed
+//! owner's promotions claimed by the others with a new epoch.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use seckill_app::{Claim, Ownership, Replica, ReplicaId};
+use seckill_domain::PromotionId;
+use seckill_postgres::PgOwnership;
+use seckill_tests::postgres::PgFixture;
+
+/// Long enough that no lease lapses by itself while a test runs.
+const LONG: Duration = Duration::from_secs(60);
+
+fn replica(fixture: &PgFixture, name: &str, lease: Duration) -> PgOwnership {
+    let replica = Replica {
+        id: ReplicaId::random(),
+        address: format!("http://{name}.invalid"),
+    };
+    PgOwnership::new(fixture.pg_store(), replica, lease)
+}
+
+/// Three replicas that have all joined.
+async fn three_live_replicas(fixture: &PgFixture) -> Vec<PgOwnership> {
+    let replicas: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| replica(fixture, name, LONG))
+        .collect();
+    for replica in &replicas {
+        replica.heartbeat().await.unwrap();
+    }
+    replicas
+}
+
+fn new_promotion() -> PromotionId {
+    PromotionId::from_uuid(uuid::Uuid::new_v4())
+}
+
+/// The owner a claim names, from any replica's point of view.
+fn owner_id(asker: &PgOwnership, claim: &Claim) -> ReplicaId {
+    match claim {
+        Claim::Owned { .. } => asker.replica().id,
+        Claim::OwnedBy { owner, .. } => owner.id,
+        other => panic!("unexpected claim {other:?}"),
+    }
+}
+
+/// This replica's claim in tenure `epoch`.
+const fn owned(epoch: u64, taken_over: bool) -> Claim {
+    Claim::Owned { epoch, taken_over }
+}
+
+fn epoch(claim: &Claim) -> u64 {
+    match claim {
+        Claim::Owned { epoch, .. } | Claim::OwnedBy { epoch, .. } => *epoch,
+        other => panic!("unexpected claim {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lone_replica_owns_what_it_claims() {
+    let fixture = PgFixture::new().await;
+    let alone = replica(&fixture, "alone", LONG);
+    let live = alone.heartbeat().await.unwrap();
+    assert_eq!(live, vec![alone.replica().clone()]);
+
+    let promotion = new_promotion();
+    assert_eq!(alone.claim(promotion).await.unwrap(), owned(1, false));
+    // Claiming again changes nothing.
+    assert_eq!(alone.claim(promotion).await.unwrap(), owned(1, false));
+}
+
+#[tokio::test]
+async fn every_replica_names_the_same_owner_with_its_address() {
+    let fixture = PgFixture::new().await;
+    let replicas = three_live_replicas(&fixture).await;
+    for _ in 0..20 {
+        let promotion = new_promotion();
+        // All three claim at once.
+        let claims = futures::future::join_all(replicas.iter().map(|r| r.claim(promotion))).await;
+        let owners: Vec<_> = replicas
+            .iter()
+            .zip(&claims)
+            .map(|(asker, claim)| owner_id(asker, claim.as_ref().unwrap()))
+            .collect();
+        assert!(owners.iter().all(|o| *o == owners[0]), "{owners:?}");
+        let owner = replicas
+            .iter()
+            .find(|r| r.replica().id == owners[0])
+            .unwrap();
+        for (asker, claim) in replicas.iter().zip(&claims) {
+            match claim.as_ref().unwrap() {
+                Claim::Owned { epoch, .. } => {
+                    assert_eq!(asker.replica().id, owner.replica().id);
+                    assert_eq!(*epoch, 1);
+                }
+                Claim::OwnedBy {
+                    owner: named,
+                    epoch,
+                } => {
+                    assert_eq!(named, owner.replica());
+                    assert_eq!(*epoch, 1);
+                }
+                other => panic!("unexpected claim {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn promotions_spread_over_the_live_replicas() {
+    let fixture = PgFixture::new().await;
+    let replicas = three_live_replicas(&fixture).await;
+    let mut owned: HashMap<ReplicaId, usize> = HashMap::new();
+    // Always asked through the first replica, as a client stuck to one
+    // replica would: the choice must not favour the asker.
+    let asker = &replicas[0];
+    for _ in 0..300 {
+        let claim = asker.claim(new_promotion()).await.unwrap();
+        *owned.entry(owner_id(asker, &claim)).or_default() += 1;
+    }
+    for replica in &replicas {
+        let share = owned
+            .get(&replica.replica().id)
+            .copied()
+            .unwrap_or_default();
+        // 100 expected each; 60 is over five standard deviations below.
+        assert!(share >= 60, "{owned:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
+    let fixture = PgFixture::new().await;
+    let short = replica(&fixture, "short", Duration::from_millis(300));
+    let survivor = replica(&fixture, "survivor", LONG);
+    short.heartbeat().await.unwrap();
+    survivor.heartbeat().await.unwrap();
+
+    // A promotion the short-lived replica owns.
+    let promotion = loop {
+        let promotion = new_promotion();
+        if short.claim(promotion).await.unwrap()
+            == (Claim::Owned {
+                epoch: 1,
+                taken_over: false,
+            })
+        {
+            break promotion;
+        }
+    };
+    let claim = survivor.claim(promotion).await.unwrap();
+    assert_eq!(owner_id(&survivor, &claim), short.replica().id);
+
+    // It stops renewing (a kill -9, a hung process): once its lease lapses
+    // the promotion goes to the live replica, in a new tenure.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, true));
+    // Asking again is no second takeover.
+    assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, false));
+    let live = survivor.heartbeat().await.unwrap();
+    assert_eq!(live, vec![survivor.replica().clone()]);
+
+    // Back from the dead, the old owner learns it lost the promotion.
+    short.heartbeat().await.unwrap();
+    let claim = short.claim(promotion).await.unwrap();
+    assert_eq!(owner_id(&short, &claim), survivor.replica().id);
+    assert_eq!(epoch(&claim), 2);
+}
+
+#[tokio::test]
+async fn a_leaving_replica_hands_its_promotions_over_at_once() {
+    let fixture = PgFixture::new().await;
+    let leaving = replica(&fixture, "leaving", LONG);
+    let staying = replica(&fixture, "staying", LONG);
+    leaving.heartbeat().await.unwrap();
+    staying.heartbeat().await.unwrap();
+    let mine: Vec<_> = {
+        let mut mine = Vec::new();
+        while mine.len() < 5 {
+            let promotion = new_promotion();
+            if let Claim::Owned { .. } = leaving.claim(promotion).await.unwrap() {
+                mine.push(promotion);
+            }
+        }
+        mine
+    };
+
+    leaving.leave().await.unwrap();
+    // No waiting for the 60 s lease: the next claim finds no live owner.
+    for promotion in mine {
+        assert!(matches!(
+            staying.claim(promotion).await.unwrap(),
+            Claim::Owned { .. }
+        ));
+    }
+    assert_eq!(
+        staying.heartbeat().await.unwrap(),
+        vec![staying.replica().clone()]
+    );
+}
+
+/// An embedder that forwards nothing itself gets a typed answer naming the
+/// owner, and the owner sells.
+#[tokio::test]
+async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
+    use std::sync::Arc;
+
+    use seckill_app::{FixedClock, SecKill, SecKillError};
+    use seckill_domain::testing::{customer, opens, terms};
+
+    let fixture = PgFixture::new().await;
+    let services: Vec<(SecKill, Replica)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let ownership = replica(&fixture, name, LONG);
+            let me = ownership.replica().clone();
+            let store = Arc::new(fixture.pg_store().clone());
+            // A minute into the test promotions' sale.
+            let clock = Arc::new(FixedClock::new(opens() + chrono::Duration::minutes(1)));
+            let seckill = SecKill::builder(store)
+                .clock(clock)
+                .replicated(Arc::new(ownership), None)
+                .build()
+                .expect("a replicated service inside a runtime");
+            (seckill, me)
+        })
+        .collect();
+    // Both join before the first claim, so the promotion goes to its
+    // preferred replica, whichever is asked.
+    for (seckill, _) in &services {
+        let _ = seckill.ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let promotion = new_promotion();
+    let (first, _) = &services[0];
+    let owner = match first.create_promotion_with_id(promotion, terms(5)).await {
+        Ok(()) => 0,
+        Err(SecKillError::NotOwner {
+            owner,
+            promotion_id,
+        }) => {
+            assert_eq!(promotion_id, promotion);
+            assert_eq!(owner, services[1].1);
+            services[1]
+                .0
+                .create_promotion_with_id(promotion, terms(5))
+                .await
+                .expect("the owner creates it");
+            1
+        }
+        Err(other) => panic!("unexpected {other}"),
+    };
+    let (other, _) = &services[1 - owner];
+    match other.grab(promotion, customer("alice")).await {
+        Err(SecKillError::NotOwner { owner: named, .. }) => assert_eq!(named, services[owner].1),
+        answer => panic!("the non-owner answered {answer:?}"),
+    }
+    let coupon = services[owner]
+        .0
+        .grab(promotion, customer("alice"))
+        .await
+        .expect("the owner sells");
+    assert_eq!(coupon.number, 1);
+}
