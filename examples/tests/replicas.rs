@@ -142,6 +142,36 @@ async fn owner_port(fixture: &PgFixture, promotion: Uuid) -> u16 {
         .expect("an owner address ending in a port")
 }
 
+/// Reads `promotion`'s live feed on `client` until a frame shows it with no
+/// coupon left; the text read, for the failure message, if none does in 10 s.
+async fn feed_reaches_sold_out(client: &Client, promotion: Uuid) -> Result<(), String> {
+    let path = format!("/query/promotions/{promotion}/events");
+    let response = client
+        .http()
+        .get(client.url(&path))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut frames = response.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, frames.next()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.map_err(|e| e.to_string())?));
+        if seen.contains("\"remaining\":0,") || seen.contains("\"remaining\":0}") {
+            return Ok(());
+        }
+    }
+    Err(seen)
+}
+
+/// A gauge or counter without labels, read from `/metrics`.
+async fn metric(client: &Client, name: &str) -> f64 {
+    let text = client.metrics().await.expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn check(
     fixture: &PgFixture,
     fleet: &Fleet,
@@ -172,8 +202,17 @@ async fn three_replicas_each_sell_and_the_sale_sells_out_exactly() {
     }
     let fleet = fleet(&servers);
     let promotion = create_open(&servers[0].client, COUPONS).await;
+    let id = promotion.promotion_id;
+    // Every replica's live feed follows the sale, whoever commits it.
+    let feeds: Vec<_> = servers
+        .iter()
+        .map(|server| {
+            let client = server.client.clone();
+            tokio::spawn(async move { feed_reaches_sold_out(&client, id).await })
+        })
+        .collect();
 
-    let tally = sell(&fleet, promotion.promotion_id, 1_500, 48, Duration::ZERO).await;
+    let tally = sell(&fleet, id, 1_500, 48, Duration::ZERO).await;
 
     let mut problems = check(&fixture, &fleet, &promotion, &tally).await;
     if tally.acknowledged.len() != COUPONS as usize {
@@ -197,11 +236,48 @@ async fn three_replicas_each_sell_and_the_sale_sells_out_exactly() {
             ));
         }
     }
+    for (server, feed) in servers.iter().zip(feeds) {
+        if let Err(seen) = feed.await.expect("the feed task") {
+            problems.push(format!(
+                "the feed on {} never showed the sell-out: {seen}",
+                server.port
+            ));
+        }
+    }
     eprintln!(
         "three replicas: wins by replica {:?}",
         tally.wins_by_replica
     );
     assert!(problems.is_empty(), "{problems:#?}");
+
+    // Every replica learns the sale finished and answers its sold-out storm
+    // from memory, forwarding nothing.
+    for server in &servers {
+        let client = &server.client;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric(client, "seckill_frozen_promotions").await < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} never froze the sale",
+                server.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let forwarded = metric(client, "seckill_forwarded_total").await;
+        for i in 0..20 {
+            let late = client
+                .grab(id, &format!("late-{i}"))
+                .await
+                .expect("a late grab");
+            assert_eq!(late, Grab::SoldOut);
+        }
+        assert_eq!(
+            metric(client, "seckill_forwarded_total").await,
+            forwarded,
+            "{} forwarded late grabs",
+            server.port
+        );
+    }
 
     // Many promotions spread over the replicas, even when all are created
     // through one.

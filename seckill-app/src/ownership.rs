@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use seckill_domain::PromotionId;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::projection::PromotionSummary;
 
 /// Which process this is, among the replicas of one deployment. A new one
 /// every start, so a restarted process never mistakes an old lease for its own.
@@ -97,6 +99,12 @@ pub enum Claim {
 /// * **Hand-over.** [`leave`](Self::leave) ends this replica's lease at once,
 ///   so its promotions are claimed by the others on their next command
 ///   rather than after the lease runs out.
+/// * **Announcements** (optional, best effort). What an owner commits it
+///   [`announce`](Self::announce)s; every other replica's
+///   [`listen`](Self::listen) stream carries it, so their live feeds show
+///   every commit and a finished promotion is answered from memory
+///   everywhere. A lost announcement costs only a late update: the owner
+///   still answers everything that is forwarded to it.
 #[async_trait]
 pub trait Ownership: Send + Sync + 'static {
     /// This replica.
@@ -117,4 +125,17 @@ pub trait Ownership: Send + Sync + 'static {
     /// Ends this replica's lease at once: every promotion it owns is claimed
     /// anew by the next replica that asks.
     async fn leave(&self) -> Result<(), StoreError>;
+
+    /// Tells the other replicas the summaries of commits made here. The
+    /// default tells nobody.
+    async fn announce(&self, summaries: &[PromotionSummary]) -> Result<(), StoreError> {
+        let _ = summaries;
+        Ok(())
+    }
+
+    /// Starts receiving the summaries the other replicas announce (never
+    /// this one's own). `None` if the backend cannot; the default.
+    async fn listen(&self) -> Result<Option<mpsc::Receiver<PromotionSummary>>, StoreError> {
+        Ok(None)
+    }
 }

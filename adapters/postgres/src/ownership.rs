@@ -11,9 +11,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use seckill_app::{Claim, Ownership, Replica, ReplicaId, StoreError};
+use seckill_app::{Claim, Ownership, PromotionSummary, Replica, ReplicaId, StoreError};
 use seckill_domain::PromotionId;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::error::store_error;
@@ -23,6 +25,22 @@ const HEARTBEAT: &str = include_str!("../sql/heartbeat.sql");
 const CLAIM: &str = include_str!("../sql/claim.sql");
 const OWNER: &str = include_str!("../sql/owner.sql");
 const LEAVE: &str = include_str!("../sql/leave.sql");
+const ANNOUNCE: &str = include_str!("../sql/announce.sql");
+
+/// The channel commits are announced on.
+const CHANNEL: &str = "seckill_commits";
+
+/// Announcements a listener holds before it drops new ones (a replica too
+/// busy to read them only shows a late update).
+const LISTEN_QUEUE: usize = 16_384;
+
+/// One announcement as it crosses `NOTIFY`: who committed, and the summary
+/// after it. A summary is a few hundred bytes, well under NOTIFY's 8,000.
+#[derive(Serialize, Deserialize)]
+struct Announcement {
+    replica: Uuid,
+    summary: PromotionSummary,
+}
 
 /// The lease a replica holds unless told otherwise: a dead owner's
 /// promotions are taken over within this, plus one claim.
@@ -153,6 +171,71 @@ impl Ownership for PgOwnership {
         Err(StoreError::backend(format!(
             "promotion {promotion_id}: its owner kept changing while it was claimed"
         )))
+    }
+
+    async fn announce(&self, summaries: &[PromotionSummary]) -> Result<(), StoreError> {
+        let replica = self.replica.id.as_uuid();
+        let payloads: Vec<String> = summaries
+            .iter()
+            .filter_map(|summary| {
+                let announcement = Announcement {
+                    replica,
+                    summary: summary.clone(),
+                };
+                serde_json::to_string(&announcement).ok()
+            })
+            .collect();
+        sqlx::query(ANNOUNCE)
+            .bind(payloads)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| self.error("announcing commits", error))?;
+        Ok(())
+    }
+
+    async fn listen(&self) -> Result<Option<mpsc::Receiver<PromotionSummary>>, StoreError> {
+        // A connection of its own, outside the pool: LISTEN holds it for as
+        // long as the replica runs.
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(|error| self.error("listening for announcements", error))?;
+        listener
+            .listen(CHANNEL)
+            .await
+            .map_err(|error| self.error("listening for announcements", error))?;
+        let (sender, receiver) = mpsc::channel(LISTEN_QUEUE);
+        let me = self.replica.id.as_uuid();
+        tokio::spawn(async move {
+            loop {
+                // `recv` reconnects after a lost connection; what was
+                // announced meanwhile is lost, which announcements allow.
+                let notification = match listener.recv().await {
+                    Ok(notification) => notification,
+                    Err(error) => {
+                        tracing::warn!(%error, "announcements: listener failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let Ok(announcement) = serde_json::from_str::<Announcement>(notification.payload())
+                else {
+                    tracing::warn!(
+                        payload = notification.payload(),
+                        "announcements: unreadable"
+                    );
+                    continue;
+                };
+                if announcement.replica == me {
+                    continue;
+                }
+                match sender.try_send(announcement.summary) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    // Nobody reads any more: the engine is gone.
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+        Ok(Some(receiver))
     }
 
     async fn leave(&self) -> Result<(), StoreError> {

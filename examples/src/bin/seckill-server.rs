@@ -157,7 +157,11 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         Ok(seconds) => Ok(Duration::from_secs(seconds)),
         Err(_) => humantime::parse_duration(raw.trim()).map_err(|error| error.to_string()),
     };
+    // Longer than a year is a typo, and near the top of the range a deadline
+    // computed from it would overflow.
+    let longest = Duration::from_secs(366 * 24 * 60 * 60);
     match parsed {
+        Ok(duration) if duration > longest => Err(format!("`{raw}` is longer than 366 days")),
         Ok(duration) if !duration.is_zero() => Ok(duration),
         Ok(_) => Err(format!(
             "`{raw}` is zero; give a duration like `500ms` or `2s`"
@@ -341,7 +345,15 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
-        for bad in ["0s", "0", "", "-1s", "fast", "18446744073709551615s"] {
+        for bad in [
+            "0s",
+            "0",
+            "",
+            "-1s",
+            "fast",
+            "367days",
+            "18446744073709551615s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use super::metrics::EngineMetrics;
+use super::{frozen, writer, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::{Claim, Ownership, Replica, ReplicaId};
+use crate::projection::PromotionSummary;
 
 /// Most commands one forwarded batch carries.
 const MAX_PARCELS: usize = 4_096;
@@ -26,6 +28,9 @@ const MAX_PARCELS: usize = 4_096;
 const BATCHES_IN_FLIGHT: usize = 4;
 /// Commands waiting for a courier before callers get `Overloaded`.
 const COURIER_QUEUE: usize = 65_536;
+/// Commit summaries waiting to be announced; past it they are dropped
+/// (announcements are best effort, and the next commit announces anew).
+const ANNOUNCE_QUEUE: usize = 16_384;
 
 /// Ownership, routes and couriers. Owned by the engine's `Shared`.
 pub(super) struct Cluster {
@@ -42,6 +47,8 @@ pub(super) struct Cluster {
     epoch: Instant,
     /// How long a forwarded batch may take.
     timeout: Duration,
+    /// To the task that announces this replica's commits.
+    announcements: mpsc::Sender<PromotionSummary>,
 }
 
 /// One forwarded command waiting for its courier.
@@ -51,12 +58,14 @@ struct Parcel {
 }
 
 impl Cluster {
+    /// The cluster, and the queue of summaries its announcer task takes.
     pub(super) fn new(
         ownership: Arc<dyn Ownership>,
         forward: Option<Arc<dyn Forward>>,
         timeout: Duration,
-    ) -> Self {
-        Self {
+    ) -> (Self, mpsc::Receiver<PromotionSummary>) {
+        let (announcements, queued) = mpsc::channel(ANNOUNCE_QUEUE);
+        let cluster = Self {
             ownership,
             forward,
             routes: RwLock::default(),
@@ -64,7 +73,14 @@ impl Cluster {
             lease_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             timeout,
-        }
+            announcements,
+        };
+        (cluster, queued)
+    }
+
+    /// Queues a commit's summary for the other replicas; never waits.
+    pub(super) fn announce(&self, summary: &PromotionSummary) {
+        let _ = self.announcements.try_send(summary.clone());
     }
 
     /// Whether this replica's lease surely holds now. A writer commits only
@@ -324,4 +340,91 @@ pub(super) async fn keep_lease(shared: Weak<super::Shared>) {
         drop(shared);
         tokio::time::sleep(every).await;
     }
+}
+
+/// Announces this replica's commits to the others, newest summary per
+/// promotion, in batches. Ends with the engine.
+pub(super) async fn announce_commits(
+    shared: Weak<Shared>,
+    mut queued: mpsc::Receiver<PromotionSummary>,
+) {
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, 1_024).await > 0 {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(cluster) = &shared.cluster else {
+            return;
+        };
+        // Only the newest summary of each promotion matters.
+        let mut newest: HashMap<PromotionId, PromotionSummary> = HashMap::new();
+        for summary in batch.drain(..) {
+            newest.insert(summary.promotion_id, summary);
+        }
+        let summaries: Vec<_> = newest.into_values().collect();
+        if let Err(error) = cluster.ownership.announce(&summaries).await {
+            tracing::debug!(%error, "commits not announced");
+        }
+    }
+}
+
+/// Follows the other replicas' announcements: each goes to this replica's
+/// watchers (its live feeds), and a finished promotion is loaded and frozen
+/// here, so its sold-out storm is answered without forwarding.
+pub(super) async fn follow_others(shared: Weak<Shared>) {
+    let mut announced = loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        if strong.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(cluster) = &strong.cluster else {
+            return;
+        };
+        match cluster.ownership.listen().await {
+            Ok(Some(announced)) => break announced,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for other replicas' commits; retrying")
+            }
+        }
+        drop(strong);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    while let Some(summary) = announced.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let _ = shared.changes.send(summary.clone());
+        if summary.finish_reason.is_some() {
+            freeze_here(&shared, summary.promotion_id);
+        }
+    }
+}
+
+/// Loads a promotion another replica finished and freezes it here, unless
+/// this replica has it frozen or runs its writer already.
+fn freeze_here(shared: &Arc<Shared>, promotion_id: PromotionId) {
+    let known = shared.frozen.load().contains_key(&promotion_id)
+        || shared
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&promotion_id);
+    if known {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        match writer::load(&shared, promotion_id).await {
+            Ok((state, _, _)) if state.is_finished() => {
+                frozen::publish(&shared, promotion_id, Arc::new(state));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(promotion = %promotion_id, %error, "finished elsewhere; not frozen here")
+            }
+        }
+    });
 }

@@ -127,9 +127,13 @@ impl Engine {
         config: EngineConfig,
         ownership: Option<Replication>,
     ) -> Self {
-        let cluster = ownership.map(|(ownership, forward)| {
-            Arc::new(Cluster::new(ownership, forward, config.store_timeout))
-        });
+        let (cluster, announcements) = match ownership {
+            Some((ownership, forward)) => {
+                let (cluster, queued) = Cluster::new(ownership, forward, config.store_timeout);
+                (Some(Arc::new(cluster)), Some(queued))
+            }
+            None => (None, None),
+        };
         let engine = Self {
             shared: Arc::new(Shared {
                 backend,
@@ -146,10 +150,14 @@ impl Engine {
                 changes: broadcast::channel(1_024).0,
             }),
         };
-        if engine.shared.cluster.is_some() {
+        if let Some(announcements) = announcements {
             // Not in `tasks`: `shutdown` waits for those, and the lease must
-            // be kept until the last queued command is answered.
-            tokio::spawn(cluster::keep_lease(Arc::downgrade(&engine.shared)));
+            // be kept until the last queued command is answered. Weak
+            // references, so none of them keeps a dropped engine alive.
+            let shared = Arc::downgrade(&engine.shared);
+            tokio::spawn(cluster::keep_lease(shared.clone()));
+            tokio::spawn(cluster::announce_commits(shared.clone(), announcements));
+            tokio::spawn(cluster::follow_others(shared));
         }
         engine
     }

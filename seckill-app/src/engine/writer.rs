@@ -205,6 +205,9 @@ impl Writer {
                     metrics.committed_commands.add(requests.len() as u64);
                     // No receivers is fine: nobody is watching.
                     let _ = self.shared.changes.send(commit.summary.clone());
+                    if let Some(cluster) = &self.shared.cluster {
+                        cluster.announce(&commit.summary);
+                    }
                     self.maybe_snapshot();
                     let mut events = commit.events.into_iter();
                     for (request, outcome) in requests.into_iter().zip(decided) {
@@ -282,24 +285,7 @@ impl Writer {
 
     /// Replaces the in-memory state with what the store holds.
     async fn reload(&mut self) -> Result<(), StoreError> {
-        let timeout = self.shared.config.store_timeout;
-        let backend = &self.shared.backend;
-        let id = self.promotion_id;
-        let load = async {
-            let (mut state, mut sequence) = match backend.load_snapshot(id).await? {
-                Some(snapshot) => (snapshot.promotion, snapshot.sequence),
-                None => (Promotion::default(), 0),
-            };
-            let snapshot_sequence = sequence;
-            for event in backend.load_events(id, sequence).await? {
-                state.apply(event);
-                sequence += 1;
-            }
-            Ok::<_, StoreError>((state, sequence, snapshot_sequence))
-        };
-        let (state, sequence, snapshot_sequence) = tokio::time::timeout(timeout, load)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(timeout)))?;
+        let (state, sequence, snapshot_sequence) = load(&self.shared, self.promotion_id).await?;
         self.state = state;
         self.sequence = sequence;
         self.snapshot_sequence = snapshot_sequence;
@@ -448,6 +434,31 @@ impl Drop for Writer {
             metrics.owned_promotions.decrement(1.0);
         }
     }
+}
+
+/// A promotion as the store holds it (its snapshot, then the events after
+/// it), within `store_timeout`: the state, its sequence, and the snapshot's.
+pub(super) async fn load(
+    shared: &Shared,
+    promotion_id: PromotionId,
+) -> Result<(Promotion, u64, u64), StoreError> {
+    let timeout = shared.config.store_timeout;
+    let backend = &shared.backend;
+    let load = async {
+        let (mut state, mut sequence) = match backend.load_snapshot(promotion_id).await? {
+            Some(snapshot) => (snapshot.promotion, snapshot.sequence),
+            None => (Promotion::default(), 0),
+        };
+        let snapshot_sequence = sequence;
+        for event in backend.load_events(promotion_id, sequence).await? {
+            state.apply(event);
+            sequence += 1;
+        }
+        Ok::<_, StoreError>((state, sequence, snapshot_sequence))
+    };
+    tokio::time::timeout(timeout, load)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(timeout)))
 }
 
 /// Saves a snapshot; a failure only costs a longer replay next time.
