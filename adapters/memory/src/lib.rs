@@ -6,6 +6,10 @@
 //! change together or not at all. Unlike cqrs-es's `MemStore` it is meant for
 //! real use: it is quiet, and safe to call from many tasks at once.
 //!
+//! It lives in one process, so it has no replicas: there is no `Ownership`
+//! for it, and one `SecKill` per store is the way to use it (several on one
+//! store stay correct, through the conflict check, but fight each other).
+//!
 //! # Layout
 //! * `MemoryStore` – the event streams, snapshots and projections, behind one
 //!   lock so each commit is atomic.

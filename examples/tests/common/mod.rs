@@ -19,13 +19,7 @@ use uuid::Uuid;
 /// The server binary cargo built for these tests.
 pub const SERVER: &str = env!("CARGO_BIN_EXE_seckill-server");
 
-/// A port on loopback nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port on loopback")
-        .port()
-}
+pub use seckill_tests::cluster::free_port;
 
 /// One `seckill-server` process on a loopback port.
 pub struct ServerProcess {
