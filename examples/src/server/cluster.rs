@@ -143,3 +143,56 @@ impl Forward for HttpForward {
             .map_err(|error| StoreError::unavailable(format!("forwarding to {url}: {error}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use seckill_app::SecKill;
+    use seckill_memory::MemoryStore;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::server::{app, Metrics, PROBLEM_JSON};
+
+    fn forwarded(authorization: Option<&str>) -> Request<Body> {
+        let request =
+            Request::post(INTERNAL_COMMANDS).header(header::CONTENT_TYPE, "application/json");
+        let request = match authorization {
+            Some(value) => request.header(AUTHORIZATION, value),
+            None => request,
+        };
+        request.body(Body::from("[]")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn forwarded_commands_need_the_cluster_secret() {
+        let state = AppState::new(SecKill::new(MemoryStore::new()), Metrics::isolated());
+        let app = app(state.with_cluster_secret(ClusterSecret::new("s3cret")));
+        for refused in [
+            None,
+            Some("Bearer wrong"),
+            Some("s3cret"),
+            Some("Bearer s3cret "),
+        ] {
+            let response = app.clone().oneshot(forwarded(refused)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        }
+        let response = app.oneshot(forwarded(Some("Bearer s3cret"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_server_without_a_secret_takes_no_forwarded_command() {
+        let app = app(AppState::new(
+            SecKill::new(MemoryStore::new()),
+            Metrics::isolated(),
+        ));
+        let response = app
+            .oneshot(forwarded(Some("Bearer anything")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}
