@@ -1,8 +1,17 @@
--- wrk script: every request grabs for a new customer of one promotion.
+-- wrk script: every request grabs for a new customer of one promotion, or of
+-- several in turn.
 -- Usage: PROMOTION=<uuid> wrk -t2 -c64 -d10s -s examples/bench/grab.lua http://127.0.0.1:3000
+--        PROMOTIONS=<uuid>,<uuid>,... wrk ...   # each request takes the next one
+--        CUSTOMER_PREFIX=r2 ...                 # default "wrk"; one per wrk process
+--                                               # when several run at once, so
+--                                               # their customers never collide
 -- Counts answers by status so a run shows how many won (201) and how many
 -- found the promotion sold out (410).
-local promotion = os.getenv("PROMOTION")
+local promotions = {}
+for id in string.gmatch(os.getenv("PROMOTIONS") or os.getenv("PROMOTION") or "", "[^,]+") do
+  table.insert(promotions, id)
+end
+local prefix = os.getenv("CUSTOMER_PREFIX") or "wrk"
 local counter = 0
 -- setup() runs in the main interpreter and numbers the threads; each thread
 -- reads its number from the global `thread_id` (no local of that name, or it
@@ -25,7 +34,8 @@ end
 
 function request()
   counter = counter + 1
-  local body = string.format('{"promotionId":"%s","customerId":"wrk-%d-%d"}', promotion, thread_id, counter)
+  local promotion = promotions[counter % #promotions + 1]
+  local body = string.format('{"promotionId":"%s","customerId":"%s-%d-%d"}', promotion, prefix, thread_id, counter)
   return wrk.format(nil, nil, nil, body)
 end
 
