@@ -89,10 +89,12 @@ async fn migrating_adopts_a_database_that_postgres_es_created() {
     let id = writer.id;
     // Back to what postgres-es's db/init.sql leaves: its two tables, no
     // migration history, no projections.
-    sqlx::raw_sql("DROP TABLE coupons, promotion_summaries, _sqlx_migrations")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "DROP TABLE coupons, promotion_summaries, replicas, promotion_owners, _sqlx_migrations",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
 
     let reopened = fixture.open().await; // connecting migrates
     assert_eq!(reopened.load_events(id, 0).await.unwrap().len(), 1);
