@@ -108,16 +108,26 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// The summaries of every promotion not recorded as finished.
     async fn unfinished_promotions(&self) -> Result<Vec<PromotionSummary>, StoreError>;
 
-    /// Replaces everything projected for one promotion, when rebuilding it from
-    /// its events. `summary.last_sequence` is how far the rebuild read: if
-    /// the stream has moved past it (a writer appended meanwhile, perhaps in
-    /// another process), nothing is replaced, because the rebuilt rows would
-    /// erase that append's coupons. Atomic against concurrent appends.
+    /// Replaces everything projected for one promotion, whatever the stream
+    /// holds: for repair tools that run while nothing writes.
     async fn replace_projection(
         &self,
         summary: &PromotionSummary,
         coupons: &[Coupon],
     ) -> Result<(), StoreError>;
+
+    /// Replaces everything projected for one promotion with what a rebuild
+    /// read, unless the stream has moved past `summary.last_sequence` (a
+    /// writer appended meanwhile, perhaps in another process): the rebuilt
+    /// rows would erase that append's coupons, so nothing is replaced and the
+    /// answer is `false`. The check and the write are atomic against
+    /// concurrent appends. Rebuilds and start-up catch-up use this, so a
+    /// replica starting beside one that sells never erases a fresh coupon.
+    async fn replace_projection_if_current(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<bool, StoreError>;
 }
 
 /// A complete storage backend: both sides, over one store, so a commit can

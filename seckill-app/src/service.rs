@@ -294,7 +294,11 @@ impl SecKill {
         }
         if let Some(summary) = PromotionSummary::of(&promotion, events.len() as u64) {
             let coupons: Vec<Coupon> = coupons_in(&events).cloned().collect();
-            self.backend.replace_projection(&summary, &coupons).await?;
+            // Only if no writer appended since the events were read: on a
+            // replicated deployment another replica may be selling it now.
+            self.backend
+                .replace_projection_if_current(&summary, &coupons)
+                .await?;
         }
         Ok(())
     }

@@ -172,4 +172,14 @@ impl ProjectionStore for FaultyStore {
     ) -> Result<(), StoreError> {
         self.inner.replace_projection(summary, coupons).await
     }
+
+    async fn replace_projection_if_current(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .replace_projection_if_current(summary, coupons)
+            .await
+    }
 }

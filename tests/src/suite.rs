@@ -465,10 +465,14 @@ pub async fn a_stale_rebuild_never_erases_newer_coupons(fixture: impl Fixture) {
             .unwrap();
     }
     // ... and then the rebuild writes what it read.
-    store
-        .replace_projection(&stale, &stale_coupons)
+    let replaced = store
+        .replace_projection_if_current(&stale, &stale_coupons)
         .await
         .unwrap();
+    assert!(
+        !replaced,
+        "a rebuild behind the stream replaced the projection"
+    );
 
     for c in 0..2 {
         let late = customer(format!("late-{c}"));

@@ -172,14 +172,33 @@ impl ProjectionStore for MemoryStore {
         summary: &PromotionSummary,
         coupons: &[Coupon],
     ) -> Result<(), StoreError> {
+        self.lock().replace(summary, coupons);
+        Ok(())
+    }
+
+    async fn replace_projection_if_current(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<bool, StoreError> {
+        // Checked and written under one lock, so no append lands between.
         let mut inner = self.lock();
-        let id = summary.promotion_id;
-        let head = inner.streams.get(&id).map_or(0, Vec::len) as u64;
+        let head = inner.streams.get(&summary.promotion_id).map_or(0, Vec::len) as u64;
         if head > summary.last_sequence {
             // An append landed after the events were read: its coupons are
             // projected already, and replacing would erase them.
-            return Ok(());
+            return Ok(false);
         }
+        inner.replace(summary, coupons);
+        Ok(true)
+    }
+}
+
+impl Inner {
+    /// Replaces one promotion's coupons and summary.
+    fn replace(&mut self, summary: &PromotionSummary, coupons: &[Coupon]) {
+        let inner = self;
+        let id = summary.promotion_id;
         for held in inner.coupons.values_mut() {
             held.retain(|c| c.promotion_id != id);
         }
@@ -192,6 +211,5 @@ impl ProjectionStore for MemoryStore {
                 .push(coupon.clone());
         }
         inner.summaries.insert(id, summary.clone());
-        Ok(())
     }
 }

@@ -54,6 +54,27 @@ impl ProjectionStore for PgStore {
         summary: &PromotionSummary,
         coupons: &[Coupon],
     ) -> Result<(), StoreError> {
+        self.replace(summary, coupons, false).await.map(drop)
+    }
+
+    async fn replace_projection_if_current(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+    ) -> Result<bool, StoreError> {
+        self.replace(summary, coupons, true).await
+    }
+}
+
+impl PgStore {
+    /// Replaces one promotion's projection in one transaction; with
+    /// `if_current`, only if its stream has not moved past the summary.
+    async fn replace(
+        &self,
+        summary: &PromotionSummary,
+        coupons: &[Coupon],
+        if_current: bool,
+    ) -> Result<bool, StoreError> {
         let promotion_id = summary.promotion_id;
         let doing = || format!("replacing the projection of promotion {promotion_id}");
         let columns = CouponColumns::of(coupons.iter())?;
@@ -66,19 +87,9 @@ impl ProjectionStore for PgStore {
         // A live writer (here or on another replica) may have appended since
         // the events were read; its coupons are not in `coupons`, and
         // replacing would erase them. Lock out appends, then look.
-        sqlx::query(LOCK_SUMMARY)
-            .bind(promotion_id.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.error(doing(), e))?;
-        let head: i64 = sqlx::query_scalar(STREAM_HEAD)
-            .bind(promotion_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| self.error(doing(), e))?;
-        if u64::try_from(head).unwrap_or(0) > summary.last_sequence {
-            tracing::info!(promotion = %promotion_id, head, rebuilt = summary.last_sequence, "projection not replaced: the stream moved on");
-            return Ok(());
+        if if_current && !self.is_current(&mut tx, summary).await? {
+            tracing::info!(promotion = %promotion_id, rebuilt = summary.last_sequence, "projection not replaced: the stream moved on");
+            return Ok(false);
         }
         sqlx::query(DELETE_COUPONS)
             .bind(promotion_id.as_uuid())
@@ -92,6 +103,28 @@ impl ProjectionStore for PgStore {
             .map_err(|e| self.error(doing(), e))?;
         // Dropping `tx` on an early return rolls it back.
         tx.commit().await.map_err(|e| self.error(doing(), e))?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether the stream's head is still `summary.last_sequence`, with
+    /// appends to the promotion held off until `tx` ends.
+    async fn is_current(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        summary: &PromotionSummary,
+    ) -> Result<bool, StoreError> {
+        let promotion_id = summary.promotion_id;
+        let doing = || format!("checking the stream head of promotion {promotion_id}");
+        sqlx::query(LOCK_SUMMARY)
+            .bind(promotion_id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(doing(), e))?;
+        let head: i64 = sqlx::query_scalar(STREAM_HEAD)
+            .bind(promotion_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(doing(), e))?;
+        Ok(u64::try_from(head).unwrap_or(0) <= summary.last_sequence)
     }
 }
