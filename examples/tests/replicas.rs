@@ -250,11 +250,13 @@ async fn three_replicas_each_sell_and_the_sale_sells_out_exactly() {
     );
     assert!(problems.is_empty(), "{problems:#?}");
 
-    // Every replica learns the sale finished and answers its sold-out storm
-    // from memory, forwarding nothing.
+    // Every replica learns the sale finished (within a second: the issue's
+    // promise; the feeds above already carried the sell-out, so this is a
+    // liveness bound, not a benchmark) and answers its sold-out storm from
+    // memory, forwarding nothing.
     for server in &servers {
         let client = &server.client;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(1);
         while metric(client, "seckill_frozen_promotions").await < 1.0 {
             assert!(
                 Instant::now() < deadline,
