@@ -8,6 +8,9 @@
 #      decides every grab, the other replicas forward theirs to it;
 #   B. 100 promotions, each request grabbing in the next one: the owners
 #      spread over the replicas.
+#   C. (with haproxy installed) A again, through HAProxy in round robin: one
+#      wrk, every request balanced on its own, as a deployment runs it; the
+#      shares then come from each replica's own count of won grabs.
 #
 # It measures, per N and workload: durable grabs/s (201s, each answered after
 # its commit, checked against the CouponGrabbed events in the store), each
@@ -54,7 +57,9 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "postgres: $(psql "$PG_SERVER_URL" -Atc "select 'synchronous_commit=' || current_setting('synchronous_commit') || ' fsync=' || current_setting('fsync')")"
 echo "wrk: $CONNECTIONS connections in all, split over the replicas, 2 threads per wrk; $DURATION per step after a $WARMUP warm-up"
 
+LB_PORT=3100
 pids=()
+lb_pid=
 databases=()
 stop_replicas() {
   # SIGTERM: each replica hands its promotions over and exits.
@@ -62,7 +67,12 @@ stop_replicas() {
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
 }
+stop_lb() {
+  [ -n "$lb_pid" ] && { kill "$lb_pid" 2>/dev/null || true; wait "$lb_pid" 2>/dev/null || true; }
+  lb_pid=
+}
 cleanup() {
+  stop_lb
   stop_replicas
   for db in "${databases[@]}"; do
     psql "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
@@ -174,6 +184,52 @@ step() { # n database title tag promotions
   done
 }
 
+start_lb() { # n: HAProxy on LB_PORT, round robin per request over n replicas
+  local config="$LOG_DIR/haproxy-n$1.cfg" i
+  {
+    echo "global"; echo "  maxconn 4096"
+    echo "defaults"; echo "  mode http"; echo "  timeout connect 2s"; echo "  timeout client 30s"; echo "  timeout server 30s"
+    echo "  option http-keep-alive"; echo "  http-reuse always"
+    echo "frontend grabs"; echo "  bind 127.0.0.1:$LB_PORT"; echo "  default_backend replicas"
+    echo "backend replicas"; echo "  balance roundrobin"
+    for i in $(seq 1 "$1"); do echo "  server r$i 127.0.0.1:$((FIRST_PORT + i - 1)) maxconn 512"; done
+  } >"$config"
+  haproxy -f "$config" -db >"$LOG_DIR/haproxy-n$1.log" 2>&1 &
+  lb_pid=$!
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$LB_PORT/healthz" >/dev/null && return; sleep 0.1; done
+  echo "haproxy did not start" >&2; exit 1
+}
+
+won_here() { # replica -> grabs it answered 201
+  curl -sf "$(url "$1")/metrics" | awk '$1 == "seckill_grabs_total{outcome=\"won\"}" { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
+step_lb() { # n database tag promotion: workload C
+  local n=$1 db=$2 tag=$3 i before=() events_before
+  settle
+  echo; echo "== $n replica(s), C: one hot promotion through HAProxy round robin (load $(load))"
+  start_lb "$n"
+  PROMOTIONS="$4" CUSTOMER_PREFIX="$tag-warmup" wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" -s examples/bench/grab.lua \
+    "http://127.0.0.1:$LB_PORT" >/dev/null 2>&1
+  sleep 0.5
+  events_before=$(grab_events "$db" "$4")
+  for i in $(seq 1 "$n"); do before[i]=$(won_here "$i"); done
+  PROMOTIONS="$4" CUSTOMER_PREFIX="$tag" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s examples/bench/grab.lua \
+    "http://127.0.0.1:$LB_PORT" >"$LOG_DIR/$tag.wrk" 2>&1
+  sleep 0.5
+  read -r w s u o e sec p99 <<<"$(wrk_figures "$LOG_DIR/$tag.wrk")"
+  printf '   total: %s durable grabs/s (%d 201s), p99 %s, 5xx or other errors %d (503: %d), socket errors %d\n' \
+    "$(awk -v w="$w" -v t="$sec" 'BEGIN { printf "%.0f", w / t }')" "$w" "$p99" "$((u + o))" "$u" "$e"
+  local events=$(($(grab_events "$db" "$4") - events_before))
+  echo "   store: $events CouponGrabbed events $( ((events >= w)) && echo "≥ $w 201s: ok" || echo "< $w 201s: FAILED")"
+  for i in $(seq 1 "$n"); do
+    local mine=$(($(won_here "$i") - before[i]))
+    printf '   replica %d: %d 201s (%s of them)\n' "$i" "$mine" \
+      "$(awk -v m="$mine" -v t="$w" 'BEGIN { printf "%.1f %%", t ? 100 * m / t : 0 }')"
+  done
+  stop_lb
+}
+
 for n in $REPLICAS; do
   db="${database_prefix}_$n"
   psql "$PG_SERVER_URL" -qc "CREATE DATABASE $db"
@@ -187,6 +243,13 @@ for n in $REPLICAS; do
   many=()
   for k in $(seq 1 100); do many+=("$(promotion $(((k - 1) % n + 1)) 10000000 "replicas bench: one of 100")"); done
   step "$n" "$db" "B: 100 promotions" "n$n-many" "$(IFS=,; echo "${many[*]}")"
+
+  if command -v haproxy >/dev/null; then
+    hot_lb=$(promotion 1 10000000 "replicas bench: one hot promotion behind HAProxy")
+    step_lb "$n" "$db" "n$n-lb" "$hot_lb"
+  else
+    echo; echo "== C skipped: haproxy is missing (apt-get install -y haproxy)"
+  fi
 
   stop_replicas
 done
