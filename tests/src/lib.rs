@@ -43,6 +43,7 @@ macro_rules! suite {
             a_restarted_instance_sees_every_promotion_and_coupon,
             rebuilt_projections_match_the_live_ones,
             a_stale_rebuild_never_erases_newer_coupons,
+            the_global_feed_lists_every_event_once_in_order,
             injected_store_faults_never_lose_an_acknowledged_grab,
             many_promotions_sell_out_independently,
             snapshots_equal_the_replayed_state,
