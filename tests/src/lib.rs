@@ -63,6 +63,7 @@ macro_rules! suite {
             malformed_requests_are_answered_with_problems_not_5xx,
             invalid_values_are_422_and_rule_breaks_409,
             the_event_stream_delivers_an_update_after_a_grab,
+            the_sync_feed_pages_every_coupon_exactly_once,
             metrics_count_grabs_by_outcome,
             probes_openapi_and_pages_answer,
             graceful_shutdown_answers_queued_grabs,

@@ -147,15 +147,22 @@ impl EventStore for MemoryStore {
         let inner = self.lock();
         let start = usize::try_from(after).unwrap_or(usize::MAX);
         let entries = inner.log.iter().enumerate().skip(start).take(limit);
-        Ok(entries
-            .map(|(index, &(promotion_id, sequence))| PositionedEvent {
-                position: index as u64 + 1,
-                promotion_id,
-                sequence,
+        entries
+            .map(|(index, &(promotion_id, sequence))| {
                 // Every log entry was pushed with its stream's event.
-                event: inner.streams[&promotion_id][sequence as usize - 1].clone(),
+                let event = usize::try_from(sequence)
+                    .ok()
+                    .and_then(|sequence| sequence.checked_sub(1))
+                    .and_then(|at| inner.streams.get(&promotion_id)?.get(at).cloned())
+                    .ok_or_else(|| StoreError::backend("the global log names a missing event"))?;
+                Ok(PositionedEvent {
+                    position: index as u64 + 1,
+                    promotion_id,
+                    sequence,
+                    event,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
