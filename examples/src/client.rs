@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::server::{CouponDto, ProblemDetails, ProblemType, PromotionDto, PromotionRequest};
+use crate::server::{
+    CouponDto, ProblemDetails, ProblemType, PromotionDto, PromotionRequest, SyncCouponDto,
+};
 
 /// How a grab ended, as the server answered it.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +303,16 @@ impl Client {
         self.get_json(
             &format!("/query/coupons/{customer}"),
             &format!("listing the coupons of {customer}"),
+        )
+        .await
+    }
+
+    /// `GET /sync/{after}?limit=`: up to `limit` coupons granted after the
+    /// cursor `after`, oldest first; resume with the last one's `id`.
+    pub async fn sync(&self, after: u64, limit: usize) -> Result<Vec<SyncCouponDto>, ClientError> {
+        self.get_json(
+            &format!("/sync/{after}?limit={limit}"),
+            &format!("reading the coupons after {after}"),
         )
         .await
     }

@@ -78,6 +78,6 @@ pub use engine::{ConfigError, EngineConfig, EngineStats};
 pub use error::{SecKillError, SourceError, StoreError};
 pub use forward::{Forward, ForwardedCommand, ForwardedReply};
 pub use ownership::{Claim, Ownership, Replica, ReplicaId};
-pub use port::{Backend, Commit, EventStore, ProjectionStore, Snapshot};
+pub use port::{Backend, Commit, EventStore, PositionedEvent, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};
 pub use service::{SecKill, SecKillBuilder};

@@ -49,6 +49,20 @@ pub struct Snapshot {
     pub sequence: u64,
 }
 
+/// One stored event in the store's global order, across every promotion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionedEvent {
+    /// Its place in the global order, from 1. Readers resume after the last
+    /// position they handled.
+    pub position: u64,
+    /// The promotion whose stream holds it.
+    pub promotion_id: PromotionId,
+    /// Its number in that stream.
+    pub sequence: u64,
+    /// The event.
+    pub event: PromotionEvent,
+}
+
 /// The write side: promotion event streams.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -83,6 +97,16 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = (promotion_id, snapshot);
         Ok(())
     }
+
+    /// Every promotion's events after global position `after`, in position
+    /// order, at most `limit` of them.
+    ///
+    /// The contract a follower relies on: **no event is ever skipped.** An
+    /// event at a position the feed has passed can never appear later, even
+    /// when appends commit out of position order; a backend holds back
+    /// positions whose transactions might still be in flight (PostgreSQL:
+    /// ADR 0009). Within one promotion, positions follow sequences.
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<PositionedEvent>, StoreError>;
 
     /// Every promotion that has events, for rebuilding projections.
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError>;

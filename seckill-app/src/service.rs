@@ -12,7 +12,7 @@ use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats, Replication}
 use crate::error::{SecKillError, StoreError};
 use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::Ownership;
-use crate::port::Backend;
+use crate::port::{Backend, PositionedEvent};
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
 
 /// The flash-sale application service. Cheap to clone: clones share one
@@ -212,6 +212,48 @@ impl SecKill {
             ForwardedReply::from_result(result)
         });
         futures::future::join_all(runs).await
+    }
+
+    /// Every promotion's events after global position `after`, in order, at
+    /// most `limit`: a follower that resumes after the last position it
+    /// handled never misses an event ([`EventStore::read_all`]).
+    ///
+    /// [`EventStore::read_all`]: crate::EventStore::read_all
+    pub async fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<PositionedEvent>, SecKillError> {
+        Ok(self.backend.read_all(after, limit).await?)
+    }
+
+    /// The coupons granted after global position `after`, oldest first, at
+    /// most `limit`, each with its position: the cursor to resume after.
+    pub async fn coupons_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Coupon)>, SecKillError> {
+        let mut coupons = Vec::new();
+        let mut cursor = after;
+        // Pages of other events (creations, cancels) are read past, so a
+        // long run of them never ends the feed early.
+        while coupons.len() < limit {
+            let page = self.backend.read_all(cursor, limit.max(256)).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            cursor = last.position;
+            for positioned in page {
+                if let PromotionEvent::CouponGrabbed { coupon, .. } = positioned.event {
+                    coupons.push((positioned.position, coupon));
+                    if coupons.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(coupons)
     }
 
     /// Every coupon the customer holds, oldest first; empty for a stranger.

@@ -143,6 +143,14 @@ impl EventStore for FaultyStore {
         self.inner.promotion_ids().await
     }
 
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<seckill_app::PositionedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use foldhash::fast::RandomState;
-use seckill_app::{Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError};
+use seckill_app::{
+    Commit, EventStore, PositionedEvent, ProjectionStore, PromotionSummary, Snapshot, StoreError,
+};
 use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
 
 /// Event streams, snapshots and projections held in memory.
@@ -33,6 +35,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     streams: HashMap<PromotionId, Vec<PromotionEvent>>,
+    /// The global order: `(promotion, sequence)` of every event, appended
+    /// under the same lock as the streams, so position order is commit
+    /// order and a reader can never find a hole behind it.
+    log: Vec<(PromotionId, u64)>,
     // Arc: a snapshot of a big promotion is a big copy; it is made and freed
     // outside the lock, which then only moves a pointer.
     snapshots: HashMap<PromotionId, Arc<Snapshot>>,
@@ -87,7 +93,12 @@ impl EventStore for MemoryStore {
                 expected: commit.expected_sequence,
             });
         }
+        let first = stream.len() as u64 + 1;
         stream.extend(commit.events.iter().cloned());
+        let sequences = first..first + commit.events.len() as u64;
+        inner
+            .log
+            .extend(sequences.map(|sequence| (commit.promotion_id, sequence)));
         for coupon in commit.coupons() {
             inner
                 .coupons
@@ -130,6 +141,28 @@ impl EventStore for MemoryStore {
         // Whichever copy lost is dropped here, after the lock is released.
         drop(replaced);
         Ok(())
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<PositionedEvent>, StoreError> {
+        let inner = self.lock();
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        let entries = inner.log.iter().enumerate().skip(start).take(limit);
+        entries
+            .map(|(index, &(promotion_id, sequence))| {
+                // Every log entry was pushed with its stream's event.
+                let event = usize::try_from(sequence)
+                    .ok()
+                    .and_then(|sequence| sequence.checked_sub(1))
+                    .and_then(|at| inner.streams.get(&promotion_id)?.get(at).cloned())
+                    .ok_or_else(|| StoreError::backend("the global log names a missing event"))?;
+                Ok(PositionedEvent {
+                    position: index as u64 + 1,
+                    promotion_id,
+                    sequence,
+                    event,
+                })
+            })
+            .collect()
     }
 
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {

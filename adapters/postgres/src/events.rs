@@ -2,7 +2,7 @@
 //! tables.
 
 use async_trait::async_trait;
-use seckill_app::{Commit, EventStore, Snapshot, StoreError};
+use seckill_app::{Commit, EventStore, PositionedEvent, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 
 use crate::error::{is_unique_violation_on, Corrupt};
@@ -157,6 +157,10 @@ impl EventStore for PgStore {
             .await
             .map_err(|e| self.error(format!("saving a snapshot of promotion {promotion_id}"), e))?;
         Ok(())
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<PositionedEvent>, StoreError> {
+        crate::feed::read_all(self, after, limit).await
     }
 
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {

@@ -30,6 +30,8 @@
 //! * `options`     – [`PgOptions`]: pool size and timeouts.
 //! * `events`      – the `EventStore` port: batched appends with optimistic
 //!   concurrency, loading, snapshots.
+//! * `feed`        – the global feed: events in position order, never past a
+//!   transaction still in flight.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
 //!   promotion summaries.
 //! * `rows`        – the column encoding both ports share: coupons and
@@ -44,6 +46,7 @@
 
 mod error;
 mod events;
+mod feed;
 mod options;
 mod ownership;
 mod projections;

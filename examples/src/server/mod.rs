@@ -16,6 +16,7 @@
 //!   413, so a client still sending it sees the answer, not a reset.
 //! * `metrics` – the Prometheus recorder behind `/metrics`, and the route
 //!   layer that counts and times grabs.
+//! * `sync`    – `GET /sync/{latestId}`, the original's feed of new coupons.
 //! * `sse`     – the live feed of one promotion.
 //! * `page`    – the embedded live page, and the panic answer.
 //! * `openapi` – the OpenAPI document's frame, shared answers and live parts.
@@ -33,6 +34,7 @@ mod page;
 mod problem;
 mod routes;
 mod sse;
+mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
 pub use problem::{Problem, ProblemDetails, ProblemType, PROBLEM_JSON};
 pub use sse::MIN_INTERVAL;
+pub use sync::{SyncCouponDto, DEFAULT_LIMIT as SYNC_DEFAULT_LIMIT, MAX_LIMIT as SYNC_MAX_LIMIT};
 
 /// The largest request body accepted. The largest legitimate body (a
 /// promotion with a 200-character name) is under 1 KiB.
@@ -159,6 +162,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::coupons_of))
         .routes(routes!(routes::promotion))
         .routes(routes!(sse::promotion_events))
+        .routes(routes!(sync::sync))
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

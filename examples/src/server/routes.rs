@@ -240,7 +240,7 @@ pub(super) async fn promotion(
 }
 
 /// A query's failure: queries name no promotion, and only storage can fail.
-fn query_problem(error: seckill_app::SecKillError) -> Problem {
+pub(super) fn query_problem(error: seckill_app::SecKillError) -> Problem {
     tracing::warn!(%error, "query failed");
     Problem::new(
         ProblemType::StorageUnavailable,

@@ -87,3 +87,72 @@ pub async fn the_event_stream_delivers_an_update_after_a_grab(fixture: impl Fixt
     }
     assert_eq!(last["status"], "sold_out");
 }
+
+/// `GET /sync/{latestId}` paged through from 0 while a sale runs returns every
+/// coupon exactly once, in increasing ids; bad cursors and limits are 4xx.
+pub async fn the_sync_feed_pages_every_coupon_exactly_once(fixture: impl Fixture) {
+    let server = TestServer::start(&fixture).await;
+    let sale = server.create_open(300).await;
+    let other = server.create_open(5).await;
+    let grabs = futures::stream::iter(0..300)
+        .map(|i| {
+            let (client, id, other) =
+                (server.client.clone(), sale.promotion_id, other.promotion_id);
+            async move {
+                client.grab(id, &format!("sync-{i}")).await.expect("a grab");
+                if i % 60 == 0 {
+                    // Events of another promotion interleave in the feed.
+                    client
+                        .grab(other, &format!("sync-{i}"))
+                        .await
+                        .expect("a grab");
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>();
+    let reader = async {
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+        while seen.len() < 305 && std::time::Instant::now() < deadline {
+            let page = server.client.sync(cursor, 50).await.expect("a sync page");
+            assert!(page.len() <= 50);
+            match page.last() {
+                Some(last) => cursor = last.id,
+                None => tokio::time::sleep(StdDuration::from_millis(10)).await,
+            }
+            seen.extend(page);
+        }
+        seen
+    };
+    let ((), seen) = futures::join!(
+        async {
+            grabs.await;
+        },
+        reader
+    );
+    let ids: Vec<u64> = seen.iter().map(|c| c.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    let mut held: Vec<(uuid::Uuid, String)> = seen
+        .iter()
+        .map(|c| (c.promotion_id, c.customer_id.clone()))
+        .collect();
+    held.sort();
+    held.dedup();
+    assert_eq!(held.len(), 305, "every coupon once");
+    for coupon in &seen {
+        assert!(coupon.number >= 1 && coupon.discount > 0.0);
+    }
+
+    for (path, status) in [
+        ("/sync/abc", StatusCode::BAD_REQUEST),
+        ("/sync/-1", StatusCode::BAD_REQUEST),
+        ("/sync/0?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/sync/0?limit=1001", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    }
+}

@@ -1,0 +1,51 @@
+//! The global feed: every promotion's events in position order, read so that
+//! a follower never skips one (migration 0006, ADR 0009).
+
+use seckill_app::{PositionedEvent, StoreError};
+
+use crate::rows::from_db;
+use crate::store::PgStore;
+use crate::upcast::{aggregate_type, decode, StoredEvent};
+
+const READ_ALL: &str = include_str!("../sql/read_all.sql");
+
+/// The events after global position `after`, at most `limit`, only below
+/// the oldest transaction still in flight.
+pub(crate) async fn read_all(
+    store: &PgStore,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<PositionedEvent>, StoreError> {
+    type Row = (i64, String, i64, String, String, String);
+    let rows: Vec<Row> = sqlx::query_as(READ_ALL)
+        .bind(aggregate_type())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&store.pool)
+        .await
+        .map_err(|e| store.error(format!("reading the events after position {after}"), e))?;
+    rows.into_iter()
+        .map(
+            |(position, aggregate_id, sequence, event_type, event_version, payload)| {
+                let promotion_id = aggregate_id.parse().map_err(|_| StoreError::CorruptEvent {
+                    aggregate_type: aggregate_type().to_owned(),
+                    aggregate_id: aggregate_id.clone(),
+                    sequence: from_db(sequence),
+                    reason: "the aggregate id is not a promotion id".to_owned(),
+                })?;
+                let stored = StoredEvent {
+                    sequence: from_db(sequence),
+                    event_type,
+                    event_version,
+                    payload,
+                };
+                Ok(PositionedEvent {
+                    position: from_db(position),
+                    promotion_id,
+                    sequence: from_db(sequence),
+                    event: decode(&aggregate_id, stored)?,
+                })
+            },
+        )
+        .collect()
+}
