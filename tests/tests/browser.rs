@@ -195,7 +195,17 @@ fn card(promotion: &PromotionDto) -> String {
 
 /// The text of the first element matching `css`, once `done` holds for it.
 async fn wait_for_text(browser: &Client, css: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_for_text_within(browser, css, done, Duration::from_secs(10)).await
+}
+
+/// [`wait_for_text`], giving up after `limit`.
+async fn wait_for_text_within(
+    browser: &Client,
+    css: &str,
+    done: impl Fn(&str) -> bool,
+    limit: Duration,
+) -> String {
+    let deadline = Instant::now() + limit;
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Ok(element) = browser.find(Locator::Css(css)).await {
@@ -369,13 +379,22 @@ async fn sold_out_cancelled_and_expired_promotions_leave_the_active_list() {
     let cancelled = page.promotion("Cancelled sale", 5).await;
     // Closing by the clock commits nothing: the page sees it by itself.
     let expiring = page
-        .promotion_closing("Expiring sale", 5, TimeDelta::seconds(4))
+        .promotion_closing("Expiring sale", 5, TimeDelta::seconds(10))
         .await;
     page.open().await;
-    // Not waited for as "active" first: on a loaded machine the page may
-    // open after its 4 s are nearly up, and the card is then already fading.
+    // The page lists only promotions still open when it loads, so the sale
+    // must outlive a slow start of the browser (10 s); then it leaves by
+    // the clock, within a second and the 1.5 s fade.
+    let expiring_badge = format!("{} .badge", card(&expiring));
+    wait_for_text(browser, &expiring_badge, |t| t == "active").await;
     let finished = format!("#finished li[data-id='{}']", expiring.promotion_id);
-    wait_for_text(browser, &format!("{finished} .reason"), |t| t == "expired").await;
+    wait_for_text_within(
+        browser,
+        &format!("{finished} .reason"),
+        |t| t == "expired",
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(!is_shown(browser, &card(&expiring)).await, "still active");
     wait_for_text(browser, &format!("{} .badge", card(&selling)), |t| {
         t == "active"
