@@ -63,12 +63,20 @@ pub(super) async fn sync(
     ApiPath(raw): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<SyncCouponDto>>, Problem> {
-    let after: u64 = raw.parse().map_err(|_| {
-        Problem::new(
-            ProblemType::MalformedRequest,
-            format!("latestId {raw:?} is not a whole number"),
-        )
-    })?;
+    // Positions are PostgreSQL `bigint`s, and the document says int64.
+    let after: u64 = raw
+        .parse()
+        .ok()
+        .filter(|after| i64::try_from(*after).is_ok())
+        .ok_or_else(|| {
+            Problem::new(
+                ProblemType::MalformedRequest,
+                format!(
+                    "latestId {raw:?} is not a whole number from 0 to {}",
+                    i64::MAX
+                ),
+            )
+        })?;
     let limit = limit(query.as_deref())?;
     let coupons = state
         .seckill

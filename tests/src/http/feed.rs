@@ -148,6 +148,7 @@ pub async fn the_sync_feed_pages_every_coupon_exactly_once(fixture: impl Fixture
     for (path, status) in [
         ("/sync/abc", StatusCode::BAD_REQUEST),
         ("/sync/-1", StatusCode::BAD_REQUEST),
+        ("/sync/9223372036854775808", StatusCode::BAD_REQUEST),
         ("/sync/0?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
         ("/sync/0?limit=1001", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
