@@ -200,10 +200,6 @@ start_lb() { # n: HAProxy on LB_PORT, round robin per request over n replicas
   echo "haproxy did not start" >&2; exit 1
 }
 
-won_here() { # replica -> grabs it answered 201
-  curl -sf "$(url "$1")/metrics" | awk '$1 == "seckill_grabs_total{outcome=\"won\"}" { print $2; f = 1 } END { if (!f) print 0 }'
-}
-
 step_lb() { # n database tag promotion: workload C
   local n=$1 db=$2 tag=$3 i before=() events_before
   settle
@@ -213,7 +209,7 @@ step_lb() { # n database tag promotion: workload C
     "http://127.0.0.1:$LB_PORT" >/dev/null 2>&1
   sleep 0.5
   events_before=$(grab_events "$db" "$4")
-  for i in $(seq 1 "$n"); do before[i]=$(won_here "$i"); done
+  for i in $(seq 1 "$n"); do before[i]=$(metric "$i" 'seckill_grabs_total{outcome="won"}'); done
   PROMOTIONS="$4" CUSTOMER_PREFIX="$tag" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s examples/bench/grab.lua \
     "http://127.0.0.1:$LB_PORT" >"$LOG_DIR/$tag.wrk" 2>&1
   sleep 0.5
@@ -223,7 +219,7 @@ step_lb() { # n database tag promotion: workload C
   local events=$(($(grab_events "$db" "$4") - events_before))
   echo "   store: $events CouponGrabbed events $( ((events >= w)) && echo "≥ $w 201s: ok" || echo "< $w 201s: FAILED")"
   for i in $(seq 1 "$n"); do
-    local mine=$(($(won_here "$i") - before[i]))
+    local mine=$(($(metric "$i" 'seckill_grabs_total{outcome="won"}') - before[i]))
     printf '   replica %d: %d 201s (%s of them)\n' "$i" "$mine" \
       "$(awk -v m="$mine" -v t="$w" 'BEGIN { printf "%.1f %%", t ? 100 * m / t : 0 }')"
   done

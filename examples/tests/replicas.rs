@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{create_open, violations, ServerProcess};
+use common::{create_open, metric, violations, ServerProcess};
 use futures::StreamExt;
 use seckill_examples::client::{Client, Grab};
 use seckill_examples::server::{CouponDto, PromotionDto};
@@ -162,14 +162,6 @@ async fn feed_reaches_sold_out(client: &Client, promotion: Uuid) -> Result<(), S
         }
     }
     Err(seen)
-}
-
-/// A gauge or counter without labels, read from `/metrics`.
-async fn metric(client: &Client, name: &str) -> f64 {
-    let text = client.metrics().await.expect("metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn check(

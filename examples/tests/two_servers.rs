@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use common::{create_open, violations, ServerProcess};
+use common::{create_open, metric, violations, ServerProcess};
 use futures::StreamExt;
 use seckill_examples::client::{ClientError, Grab};
 use seckill_tests::postgres::PgFixture;
@@ -79,18 +79,8 @@ async fn grabs_spread_over_two_servers_neither_oversell_nor_duplicate() {
             on_b.remaining
         ));
     }
-    let mut conflicts = 0.0;
-    for server in [&a, &b] {
-        let text = server.client.metrics().await.expect("metrics");
-        conflicts += text
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("seckill_conflicts_total ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0);
-    }
+    let conflicts = metric(&a.client, "seckill_conflicts_total").await
+        + metric(&b.client, "seckill_conflicts_total").await;
     eprintln!(
         "two servers: {} grabs, {} won, {unavailable} answered 503, {conflicts} conflicts, {} violations, {:.1} s",
         CUSTOMERS * 2,

@@ -316,6 +316,15 @@ pub async fn violations(
     found
 }
 
+/// A series without labels (or with its labels written into `name`), read
+/// from the server's `/metrics`; 0 if it has not been recorded yet.
+pub async fn metric(client: &Client, name: &str) -> f64 {
+    let text = client.metrics().await.expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A short JSON summary line the scripts can grep.
 pub fn figures(name: &str, values: Value) {
     eprintln!("FIGURES {name} {values}");
