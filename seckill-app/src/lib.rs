@@ -29,6 +29,9 @@
 //!   * `metrics` – the series it records through the `metrics` facade.
 //!   * `cluster` – among replicas: the lease, routes to other owners, and
 //!     the couriers that forward commands to them in batches.
+//! * `subscription` – durable, named followers of the global event order:
+//!   [`EventHandler`], the [`SubscriptionStore`] port for leases and
+//!   checkpoints, and the task that delivers, retries and takes over.
 //! * `port`       – the storage traits adapters implement, and [`Commit`].
 //! * `forward`    – the [`Forward`] port and the wire form of forwarded
 //!   commands and answers.
@@ -72,6 +75,7 @@ mod ownership;
 mod port;
 mod projection;
 mod service;
+mod subscription;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use engine::{ConfigError, EngineConfig, EngineStats};
@@ -81,3 +85,8 @@ pub use ownership::{Claim, Ownership, Replica, ReplicaId};
 pub use port::{Backend, Commit, EventStore, PositionedEvent, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};
 pub use service::{SecKill, SecKillBuilder};
+pub use subscription::{
+    AtLeastOnce, BatchFailure, Delivery, DeliveryFailure, EventHandler, HandlerError, Start,
+    Subscription, SubscriptionBuilder, SubscriptionError, SubscriptionLag, SubscriptionLease,
+    SubscriptionStatus, SubscriptionStore, DEFAULT_SUBSCRIPTION_LEASE,
+};

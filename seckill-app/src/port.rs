@@ -10,6 +10,7 @@ use seckill_domain::{Coupon, CustomerId, Promotion, PromotionEvent, PromotionId}
 
 use crate::error::StoreError;
 use crate::projection::PromotionSummary;
+use crate::subscription::SubscriptionStore;
 
 /// A batch of events for one promotion, appended in one atomic step.
 #[derive(Debug, Clone)]
@@ -108,6 +109,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// ADR 0009). Within one promotion, positions follow sequences.
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<PositionedEvent>, StoreError>;
 
+    /// The newest position [`read_all`](Self::read_all) can reach now (0 for
+    /// an empty store): the head a follower's lag is measured against, and
+    /// where a subscription that starts "now" begins.
+    async fn head_position(&self) -> Result<u64, StoreError>;
+
     /// Every promotion that has events, for rebuilding projections.
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError>;
 
@@ -155,7 +161,8 @@ pub trait ProjectionStore: Send + Sync + 'static {
 }
 
 /// A complete storage backend: both sides, over one store, so a commit can
-/// update events and projections atomically.
-pub trait Backend: EventStore + ProjectionStore {}
+/// update events and projections atomically; and the checkpoints of the
+/// subscriptions that follow it.
+pub trait Backend: EventStore + ProjectionStore + SubscriptionStore {}
 
-impl<T: EventStore + ProjectionStore> Backend for T {}
+impl<T: EventStore + ProjectionStore + SubscriptionStore> Backend for T {}

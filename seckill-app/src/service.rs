@@ -14,6 +14,7 @@ use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::Ownership;
 use crate::port::{Backend, PositionedEvent};
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
+use crate::subscription::{SubscriptionBuilder, SubscriptionLag};
 
 /// The flash-sale application service. Cheap to clone: clones share one
 /// engine, so hand one to every request handler.
@@ -212,6 +213,52 @@ impl SecKill {
             ForwardedReply::from_result(result)
         });
         futures::future::join_all(runs).await
+    }
+
+    /// Starts building a durable subscription named `name`: every event
+    /// after its checkpoint goes to a handler, in order, and the checkpoint
+    /// is kept in this service's backend. One consumer per name is active
+    /// across every process on the store. See `docs/events.md`.
+    ///
+    /// ```
+    /// # use seckill_app::{EventHandler, HandlerError, PositionedEvent, SecKill, Start};
+    /// # use seckill_memory::MemoryStore;
+    /// struct Welcome;
+    ///
+    /// #[async_trait::async_trait]
+    /// impl EventHandler for Welcome {
+    ///     async fn handle(&self, event: &PositionedEvent) -> Result<(), HandlerError> {
+    ///         println!("{} #{}", event.promotion_id, event.sequence);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seckill = SecKill::new(MemoryStore::new());
+    /// let subscription = seckill
+    ///     .subscription("welcome-mail")
+    ///     .start(Start::Beginning)
+    ///     .run(Welcome)?;
+    /// subscription.stop().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscription(&self, name: impl Into<String>) -> SubscriptionBuilder {
+        SubscriptionBuilder::new(Arc::clone(&self.backend), self.engine.watch(), name.into())
+    }
+
+    /// How far the subscription `name` is behind the newest event, from its
+    /// stored checkpoint; `None` for a name never run.
+    pub async fn subscription_lag(
+        &self,
+        name: &str,
+    ) -> Result<Option<SubscriptionLag>, SecKillError> {
+        let Some(position) = self.backend.checkpoint(name).await? else {
+            return Ok(None);
+        };
+        let head = self.backend.head_position().await?;
+        Ok(Some(SubscriptionLag::new(position, head)))
     }
 
     /// Every promotion's events after global position `after`, in order, at

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use seckill_app::{
     Backend, Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError,
+    SubscriptionLease, SubscriptionStore,
 };
 use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
 
@@ -151,8 +152,43 @@ impl EventStore for FaultyStore {
         self.inner.read_all(after, limit).await
     }
 
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        self.inner.head_position().await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for FaultyStore {
+    async fn claim_subscription(
+        &self,
+        name: &str,
+        consumer: uuid::Uuid,
+        lease: std::time::Duration,
+        start: u64,
+    ) -> Result<Option<SubscriptionLease>, StoreError> {
+        self.inner
+            .claim_subscription(name, consumer, lease, start)
+            .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        lease: &SubscriptionLease,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.save_checkpoint(lease, position).await
+    }
+
+    async fn release_subscription(&self, lease: &SubscriptionLease) -> Result<(), StoreError> {
+        self.inner.release_subscription(lease).await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.checkpoint(name).await
     }
 }
 

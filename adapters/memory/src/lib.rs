@@ -13,6 +13,9 @@
 //! # Layout
 //! * `MemoryStore` – the event streams, snapshots and projections, behind one
 //!   lock so each commit is atomic.
+//! * `subscriptions` – the leases and checkpoints of durable subscriptions.
+
+mod subscriptions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,6 +33,7 @@ pub struct MemoryStore {
     // std Mutex, not tokio's: every critical section is a few map operations
     // with no `.await` inside, and one lock makes each commit atomic.
     inner: Mutex<Inner>,
+    subscriptions: subscriptions::Subscriptions,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +167,10 @@ impl EventStore for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().log.len() as u64)
     }
 
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {

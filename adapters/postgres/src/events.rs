@@ -163,6 +163,10 @@ impl EventStore for PgStore {
         crate::feed::read_all(self, after, limit).await
     }
 
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        crate::feed::head_position(self).await
+    }
+
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar(PROMOTION_IDS)
             .bind(aggregate_type())

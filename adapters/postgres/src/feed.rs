@@ -49,3 +49,15 @@ pub(crate) async fn read_all(
         )
         .collect()
 }
+
+const HEAD_POSITION: &str = include_str!("../sql/head_position.sql");
+
+/// The newest position [`read_all`] can reach now.
+pub(crate) async fn head_position(store: &PgStore) -> Result<u64, StoreError> {
+    let head: i64 = sqlx::query_scalar(HEAD_POSITION)
+        .bind(aggregate_type())
+        .fetch_one(&store.pool)
+        .await
+        .map_err(|e| store.error("reading the head of the global feed", e))?;
+    Ok(from_db(head))
+}

@@ -38,6 +38,9 @@
 //!   summaries as bind parameters, and rows back into domain values.
 //! * `ownership`   – [`PgOwnership`]: which replica owns each promotion, as
 //!   leases in the shared database.
+//! * `subscriptions` – subscription leases and checkpoints, and
+//!   [`Transactional`] delivery: a handler's writes and the checkpoint in
+//!   one transaction, for exactly-once effects.
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
@@ -52,10 +55,12 @@ mod ownership;
 mod projections;
 mod rows;
 mod store;
+mod subscriptions;
 mod upcast;
 
 pub use error::ConnectError;
 pub use options::PgOptions;
 pub use ownership::{PgOwnership, DEFAULT_LEASE};
 pub use store::{PgStore, MIGRATOR};
+pub use subscriptions::{Transactional, TransactionalHandler};
 pub use upcast::{upcasters, DiscountPercentUpcaster};

@@ -1,0 +1,687 @@
+//! The subscription task: claim the name, follow the global order from the
+//! checkpoint, deliver in batches, retry failures with backoff, and stand by
+//! while another consumer holds the name.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::FutureExt;
+use metrics::{counter, gauge, Counter, Gauge};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use uuid::Uuid;
+
+use super::delivery::{AtLeastOnce, Delivery, DeliveryFailure};
+use super::store::SubscriptionLease;
+use super::{EventHandler, Start, SubscriptionError};
+use crate::port::{Backend, PositionedEvent};
+use crate::projection::PromotionSummary;
+
+/// How long a lease lasts unless renewed; a standby takes over this long
+/// after the active consumer died.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
+/// Starts a named subscription; from [`SecKill::subscription`].
+///
+/// [`SecKill::subscription`]: crate::SecKill::subscription
+#[must_use = "a subscription runs only once `run` is called"]
+pub struct SubscriptionBuilder {
+    backend: Arc<dyn Backend>,
+    /// Taken by the task when it starts.
+    changes: Option<broadcast::Receiver<PromotionSummary>>,
+    name: String,
+    start: Start,
+    batch_size: usize,
+    lease: Duration,
+    poll_interval: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+}
+
+impl SubscriptionBuilder {
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        changes: broadcast::Receiver<PromotionSummary>,
+        name: String,
+    ) -> Self {
+        Self {
+            backend,
+            changes: Some(changes),
+            name,
+            start: Start::Beginning,
+            batch_size: 256,
+            lease: DEFAULT_LEASE,
+            poll_interval: Duration::from_millis(250),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+
+    /// Where a name never seen before starts (default: the beginning).
+    pub fn start(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The most events handed over at once (default 256; 1 to 10,000).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// How long the name stays held without renewal (default 5 s, at least
+    /// 100 ms): how soon a standby takes over from a consumer that died.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often the feed is read when nothing announced a commit (default
+    /// 250 ms): events written by other tools, or an announcement missed.
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// The first and the longest wait before a failed event is retried; the
+    /// wait doubles in between (default 100 ms to 30 s).
+    pub fn retry(mut self, first: Duration, longest: Duration) -> Self {
+        self.retry_min = first;
+        self.retry_max = longest;
+        self
+    }
+
+    /// Runs the subscription with at-least-once delivery to `handler`, the
+    /// checkpoint kept in the service's backend.
+    pub fn run(self, handler: impl EventHandler) -> Result<Subscription, SubscriptionError> {
+        let delivery = AtLeastOnce::new(handler, Arc::clone(&self.backend));
+        self.run_with(delivery)
+    }
+
+    /// Runs the subscription with a delivery of your own, such as the
+    /// PostgreSQL adapter's transactional one.
+    pub fn run_with(mut self, delivery: impl Delivery) -> Result<Subscription, SubscriptionError> {
+        self.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SubscriptionError::NoRuntime);
+        }
+        let status = Arc::new(Shared::new(&self.name));
+        let cancel = CancellationToken::new();
+        let runner = Runner {
+            changes: self.changes.take(),
+            delivery: Box::new(delivery),
+            consumer: Uuid::new_v4(),
+            status: Arc::clone(&status),
+            cancel: cancel.clone(),
+            settings: self,
+        };
+        let task = tokio::spawn(runner.run());
+        Ok(Subscription {
+            status,
+            task: Some(task),
+            cancel: Some(cancel.drop_guard()),
+        })
+    }
+
+    fn validate(&self) -> Result<(), SubscriptionError> {
+        let name_ok =
+            (1..=200).contains(&self.name.len()) && self.name.bytes().all(|b| b.is_ascii_graphic());
+        if !name_ok {
+            return Err(SubscriptionError::InvalidName(self.name.clone()));
+        }
+        let out_of_range = |field, rule| Err(SubscriptionError::OutOfRange { field, rule });
+        if !(1..=10_000).contains(&self.batch_size) {
+            return out_of_range("batch_size", "must be 1 to 10,000");
+        }
+        if self.lease < Duration::from_millis(100) {
+            return out_of_range("lease", "must be at least 100 ms");
+        }
+        if self.poll_interval.is_zero() {
+            return out_of_range("poll_interval", "must not be zero");
+        }
+        if self.retry_min.is_zero() || self.retry_max < self.retry_min {
+            return out_of_range("retry", "must be nonzero, the longest at least the first");
+        }
+        Ok(())
+    }
+}
+
+/// A running subscription. Dropping it stops the task (the lease then lapses);
+/// [`stop`](Self::stop) also hands the name over at once.
+pub struct Subscription {
+    status: Arc<Shared>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    cancel: Option<DropGuard>,
+}
+
+impl Subscription {
+    /// The subscription's name.
+    pub fn name(&self) -> &str {
+        &self.status.name
+    }
+
+    /// What this consumer is doing now.
+    pub fn status(&self) -> SubscriptionStatus {
+        self.status.snapshot()
+    }
+
+    /// Stops delivering, gives the name up so a standby takes over at once,
+    /// and waits for the task to end.
+    pub async fn stop(mut self) {
+        drop(self.cancel.take());
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// One consumer's view of its subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStatus {
+    /// Whether this consumer holds the name (the others stand by).
+    pub active: bool,
+    /// The last position handled and checkpointed, as this consumer last saw it.
+    pub position: u64,
+    /// The newest readable position, as this consumer last saw it.
+    pub head: u64,
+    /// Events this consumer handled.
+    pub handled: u64,
+    /// Failed attempts (handler errors, store errors) so far.
+    pub failures: u64,
+    /// The newest failure, with the event it was on.
+    pub last_error: Option<String>,
+}
+
+impl SubscriptionStatus {
+    /// Positions between the checkpoint and the head.
+    pub fn lag(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
+/// How far a subscription is behind the newest event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionLag {
+    /// Its checkpoint: the last position handled.
+    pub position: u64,
+    /// The newest position a reader can reach now.
+    pub head: u64,
+}
+
+impl SubscriptionLag {
+    pub(crate) fn new(position: u64, head: u64) -> Self {
+        Self { position, head }
+    }
+
+    /// Positions behind the head. Positions may have gaps, so this is an
+    /// upper bound on the events still to handle.
+    pub fn behind(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
+/// The status, shared between the task and its handle, and its metrics.
+struct Shared {
+    name: String,
+    // Atomics: the task writes, any thread reads, and nothing needs them to agree.
+    active: AtomicBool,
+    position: AtomicU64,
+    head: AtomicU64,
+    handled: AtomicU64,
+    failures: AtomicU64,
+    // std Mutex: held for a clone, never across an `.await`.
+    last_error: Mutex<Option<String>>,
+    metrics: SubscriptionMetrics,
+}
+
+impl Shared {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            active: AtomicBool::new(false),
+            position: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            metrics: SubscriptionMetrics::register(name),
+        }
+    }
+
+    fn snapshot(&self) -> SubscriptionStatus {
+        SubscriptionStatus {
+            active: self.active.load(Ordering::Relaxed),
+            position: self.position.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Relaxed),
+            handled: self.handled.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+        self.metrics.active.set(if active { 1.0 } else { 0.0 });
+    }
+
+    fn set_position(&self, position: u64) {
+        self.position.store(position, Ordering::Relaxed);
+        self.metrics.position.set(position as f64);
+        self.publish_lag();
+    }
+
+    fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::Relaxed);
+        self.publish_lag();
+    }
+
+    fn publish_lag(&self) {
+        let head = self.head.load(Ordering::Relaxed);
+        let position = self.position.load(Ordering::Relaxed);
+        self.metrics.lag.set(head.saturating_sub(position) as f64);
+    }
+
+    fn handled(&self, events: usize) {
+        self.handled.fetch_add(events as u64, Ordering::Relaxed);
+        self.metrics.events.increment(events as u64);
+    }
+
+    fn failed(&self, what: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failures.increment(1);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(what);
+    }
+}
+
+/// The series of one subscription, labelled with its name.
+struct SubscriptionMetrics {
+    position: Gauge,
+    lag: Gauge,
+    active: Gauge,
+    events: Counter,
+    failures: Counter,
+}
+
+impl SubscriptionMetrics {
+    fn register(name: &str) -> Self {
+        let labels = [("subscription", name.to_owned())];
+        metrics::describe_gauge!(
+            "seckill_subscription_position",
+            "The last global position a subscription handled."
+        );
+        metrics::describe_gauge!(
+            "seckill_subscription_lag",
+            "Positions between a subscription's checkpoint and the newest event."
+        );
+        metrics::describe_gauge!(
+            "seckill_subscription_active",
+            "1 where this process is the subscription's active consumer, 0 on a standby."
+        );
+        metrics::describe_counter!(
+            "seckill_subscription_events_total",
+            "Events a subscription handled in this process."
+        );
+        metrics::describe_counter!(
+            "seckill_subscription_failures_total",
+            "Failed deliveries of a subscription (each is retried; none is skipped)."
+        );
+        Self {
+            position: gauge!("seckill_subscription_position", &labels),
+            lag: gauge!("seckill_subscription_lag", &labels),
+            active: gauge!("seckill_subscription_active", &labels),
+            events: counter!("seckill_subscription_events_total", &labels),
+            failures: counter!("seckill_subscription_failures_total", &labels),
+        }
+    }
+}
+
+/// Why the active phase ended.
+enum Ended {
+    /// Stopped by its handle: the lease was given up.
+    Stopped,
+    /// The lease went to another consumer (or could not be renewed in time).
+    Lost,
+    /// The store failed around a checkpoint: claim again, to resume from
+    /// the checkpoint as stored rather than as this task believes it.
+    Resume,
+}
+
+struct Runner {
+    /// Commit announcements, a hint that the feed has grown.
+    changes: Option<broadcast::Receiver<PromotionSummary>>,
+    delivery: Box<dyn Delivery>,
+    consumer: Uuid,
+    status: Arc<Shared>,
+    cancel: CancellationToken,
+    settings: SubscriptionBuilder,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max);
+        while !self.cancel.is_cancelled() {
+            match self.claim().await {
+                Ok(Some(lease)) => {
+                    backoff.reset();
+                    tracing::info!(subscription = %self.status.name, epoch = lease.epoch, checkpoint = lease.checkpoint, "subscription active here");
+                    self.status.set_active(true);
+                    let ended = self.follow(lease).await;
+                    self.status.set_active(false);
+                    match ended {
+                        Ended::Stopped => return,
+                        Ended::Lost => {
+                            tracing::warn!(subscription = %self.status.name, "subscription lease lost; standing by")
+                        }
+                        Ended::Resume => {}
+                    }
+                }
+                Ok(None) => {
+                    // Standing by: keep the lag visible from the stored checkpoint.
+                    self.observe_from_store().await;
+                    self.pause(self.settings.lease / 3).await;
+                }
+                Err(error) => {
+                    self.status
+                        .failed(format!("claiming the subscription: {error}"));
+                    tracing::warn!(subscription = %self.status.name, %error, "cannot claim the subscription; retrying");
+                    self.pause(backoff.next()).await;
+                }
+            }
+        }
+    }
+
+    /// Claims the name, creating it at its start if it was never seen.
+    async fn claim(&self) -> Result<Option<SubscriptionLease>, crate::StoreError> {
+        let backend = &self.settings.backend;
+        let name = &self.status.name;
+        let start = match self.settings.start {
+            Start::Beginning => 0,
+            Start::After(position) => position,
+            // Only read the head for a name that has no checkpoint yet.
+            Start::Now => match backend.checkpoint(name).await? {
+                Some(position) => position,
+                None => backend.head_position().await?,
+            },
+        };
+        backend
+            .claim_subscription(name, self.consumer, self.settings.lease, start)
+            .await
+    }
+
+    async fn observe_from_store(&self) {
+        let backend = &self.settings.backend;
+        if let (Ok(Some(position)), Ok(head)) = (
+            backend.checkpoint(&self.status.name).await,
+            backend.head_position().await,
+        ) {
+            self.status.set_position(position);
+            self.status.set_head(head);
+        }
+    }
+
+    /// Sleeps, or returns early when stopped.
+    async fn pause(&self, duration: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.cancel.cancelled() => {}
+        }
+    }
+
+    /// The active phase: deliver every event after the checkpoint until
+    /// stopped or taken over.
+    async fn follow(&mut self, lease: SubscriptionLease) -> Ended {
+        // A keeper task renews the lease while deliveries run, however long
+        // one takes; `lost` fires when it cannot.
+        let lost = self.cancel.child_token();
+        let keeper = tokio::spawn(keep_lease(
+            Arc::clone(&self.settings.backend),
+            lease.clone(),
+            self.settings.lease,
+            lost.clone(),
+        ));
+        let ended = self.deliver_all(&lease, &lost).await;
+        keeper.abort();
+        if let Ended::Stopped = ended {
+            if let Err(error) = self.settings.backend.release_subscription(&lease).await {
+                tracing::warn!(subscription = %self.status.name, %error, "lease not released; it lapses instead");
+            }
+        }
+        ended
+    }
+
+    async fn deliver_all(&mut self, lease: &SubscriptionLease, lost: &CancellationToken) -> Ended {
+        let settings = &self.settings;
+        let status = &self.status;
+        let mut cursor = lease.checkpoint;
+        status.set_position(cursor);
+        let mut limit = settings.batch_size;
+        let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+        let mut head_read = Instant::now() - Duration::from_secs(1);
+        let ended = || {
+            if self.cancel.is_cancelled() {
+                Ended::Stopped
+            } else {
+                Ended::Lost
+            }
+        };
+        loop {
+            if lost.is_cancelled() {
+                return ended();
+            }
+            // The head is for the lag only: read it at most once a second.
+            if head_read.elapsed() >= Duration::from_secs(1) {
+                if let Ok(head) = settings.backend.head_position().await {
+                    status.set_head(head.max(cursor));
+                }
+                head_read = Instant::now();
+            }
+            let page = match settings.backend.read_all(cursor, limit).await {
+                Ok(page) => page,
+                Err(error) => {
+                    status.failed(format!("reading after position {cursor}: {error}"));
+                    tracing::warn!(subscription = %status.name, %error, "cannot read the feed; retrying");
+                    sleep_or(backoff.next(), lost).await;
+                    continue;
+                }
+            };
+            if page.is_empty() {
+                status.set_head(cursor.max(status.head.load(Ordering::Relaxed)));
+                wait_for_commits(&mut self.changes, settings.poll_interval, lost).await;
+                continue;
+            }
+            // A panicking handler is a failing one: the event is retried,
+            // and the subscription lives on.
+            let delivered = tokio::select! {
+                result = AssertUnwindSafe(self.delivery.deliver(lease, &page)).catch_unwind() => result,
+                () = lost.cancelled() => return ended(),
+            };
+            let delivered = delivered.unwrap_or_else(|panic| {
+                Err(DeliveryFailure::Handler {
+                    checkpointed: 0,
+                    failed_at: 0,
+                    error: panic_message(&panic).into(),
+                })
+            });
+            match delivered {
+                Ok(()) => {
+                    cursor = page.last().map_or(cursor, |last| last.position);
+                    status.handled(page.len());
+                    status.set_position(cursor);
+                    limit = settings.batch_size;
+                    backoff.reset();
+                }
+                Err(DeliveryFailure::Handler {
+                    checkpointed,
+                    failed_at,
+                    error,
+                }) => {
+                    let checkpointed = checkpointed.min(page.len());
+                    if checkpointed > 0 {
+                        cursor = page[checkpointed - 1].position;
+                        status.handled(checkpointed);
+                        status.set_position(cursor);
+                    }
+                    let failed = page
+                        .get(failed_at)
+                        .unwrap_or(&page[checkpointed.min(page.len() - 1)]);
+                    status.failed(describe_failure(failed, &error));
+                    tracing::warn!(
+                        subscription = %status.name,
+                        position = failed.position,
+                        promotion = %failed.promotion_id,
+                        sequence = failed.sequence,
+                        event = %cqrs_es::DomainEvent::event_type(&failed.event),
+                        error = %error,
+                        "handler failed; the event is retried"
+                    );
+                    if failed_at > checkpointed {
+                        // The events before the failing one were rolled back
+                        // with it: hand them again alone, at once.
+                        limit = failed_at - checkpointed;
+                    } else {
+                        limit = 1;
+                        sleep_or(backoff.next(), lost).await;
+                    }
+                }
+                Err(DeliveryFailure::Fenced) => return ended(),
+                Err(DeliveryFailure::Store(error)) => {
+                    // The checkpoint may or may not have moved (a commit
+                    // whose answer was lost): only the stored one is true.
+                    status.failed(format!(
+                        "storing the checkpoint after position {cursor}: {error}"
+                    ));
+                    tracing::warn!(subscription = %status.name, %error, "checkpoint not stored; resuming from the stored one");
+                    sleep_or(backoff.next(), lost).await;
+                    return match ended() {
+                        Ended::Stopped => Ended::Stopped,
+                        _ => Ended::Resume,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of its length; cancels `lost` once it is
+/// gone to another consumer or has lapsed unrenewed.
+async fn keep_lease(
+    backend: Arc<dyn Backend>,
+    lease: SubscriptionLease,
+    length: Duration,
+    lost: CancellationToken,
+) {
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(length / 3).await;
+        match backend
+            .claim_subscription(&lease.name, lease.consumer, length, lease.checkpoint)
+            .await
+        {
+            Ok(Some(held)) if held.epoch == lease.epoch => renewed = Instant::now(),
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(subscription = %lease.name, %error, "subscription lease not renewed");
+                // Past its length a standby may hold it: stop delivering.
+                if renewed.elapsed() >= length {
+                    break;
+                }
+            }
+        }
+    }
+    lost.cancel();
+}
+
+/// Waits for an announced commit, the poll interval, or the end.
+async fn wait_for_commits(
+    changes: &mut Option<broadcast::Receiver<PromotionSummary>>,
+    poll: Duration,
+    lost: &CancellationToken,
+) {
+    let Some(receiver) = changes else {
+        return sleep_or(poll, lost).await;
+    };
+    tokio::select! {
+        // Lagged is a wake-up too; a closed feed leaves the poll.
+        result = receiver.recv() => {
+            if let Err(broadcast::error::RecvError::Closed) = result {
+                *changes = None;
+            }
+        }
+        () = tokio::time::sleep(poll) => {}
+        () = lost.cancelled() => {}
+    }
+}
+
+async fn sleep_or(duration: Duration, lost: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = lost.cancelled() => {}
+    }
+}
+
+fn describe_failure(event: &PositionedEvent, error: &super::HandlerError) -> String {
+    format!(
+        "event at position {} ({} #{} of promotion {}): {error}",
+        event.position,
+        cqrs_es::DomainEvent::event_type(&event.event),
+        event.sequence,
+        event.promotion_id
+    )
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {text}")
+}
+
+/// Exponential backoff with jitter, so standbys and retries do not march in step.
+struct Backoff {
+    first: Duration,
+    longest: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, longest: Duration) -> Self {
+        Self {
+            first,
+            longest,
+            next: first,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.longest);
+        // Up to a quarter more, at random.
+        wait + wait.mul_f64(fastrand::f64() / 4.0)
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
