@@ -7,6 +7,8 @@
 //! * `http`    – the HTTP end-to-end suite: the real server on a loopback
 //!   port, driven through the typed client, run per backend through
 //!   [`suite!`]`(http, ..)`.
+//! * `doomed`  – [`Doomed`](doomed::Doomed): a runtime of its own for work a
+//!   test kills mid-flight, as kill -9 would.
 //! * `faults`  – [`FaultyStore`], a store wrapper that fails or conflicts on
 //!   chosen commits, for fault-injection tests.
 //! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
@@ -17,6 +19,7 @@
 //!   server answers at `DATABASE_URL`, and how it is stopped afterwards.
 
 pub mod cluster;
+pub mod doomed;
 mod fallback;
 pub mod faults;
 pub mod fixture;
@@ -53,6 +56,13 @@ macro_rules! suite {
             a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
             engine_settings_that_would_hang_are_refused,
             writers_retiring_between_waves_of_grabs_answer_every_grab,
+            a_subscription_catches_up_then_follows_live_without_gap_or_duplicate,
+            a_subscription_resumes_from_its_checkpoint,
+            a_failing_handler_is_retried_and_nothing_is_skipped,
+            one_consumer_is_active_per_name_and_a_standby_takes_over,
+            a_crashed_consumer_is_taken_over_and_nothing_is_missed,
+            subscription_leases_fence_a_consumer_that_lost_its_name,
+            subscription_settings_that_cannot_work_are_refused,
         );
     };
     (http, $fixture:expr) => {

@@ -23,7 +23,10 @@ mod delivery;
 mod runner;
 mod store;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures::FutureExt;
 
 use crate::port::PositionedEvent;
 
@@ -52,11 +55,18 @@ pub trait EventHandler: Send + Sync + 'static {
     /// On an error, [`BatchFailure::handled`] says how many events at the
     /// front of the batch are fully handled: the checkpoint moves past
     /// those, and the next attempt starts at the first one that is not.
+    ///
+    /// The default also turns a panic in `handle` into an error of that
+    /// event, so the events before it keep their checkpoint.
     async fn handle_batch(&self, events: &[PositionedEvent]) -> Result<(), BatchFailure> {
         for (handled, event) in events.iter().enumerate() {
-            self.handle(event)
-                .await
-                .map_err(|error| BatchFailure { handled, error })?;
+            let outcome = AssertUnwindSafe(self.handle(event)).catch_unwind().await;
+            let error = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error,
+                Err(panic) => panic_message(panic.as_ref()).into(),
+            };
+            return Err(BatchFailure { handled, error });
         }
         Ok(())
     }
@@ -103,4 +113,14 @@ pub enum SubscriptionError {
     /// `run` was called outside a Tokio runtime; the subscription is a task.
     #[error("a subscription runs as a task and must be started inside a Tokio runtime")]
     NoRuntime,
+}
+
+/// What a caught panic said, as an error message.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {text}")
 }

@@ -519,7 +519,7 @@ impl Runner {
                 Err(DeliveryFailure::Handler {
                     checkpointed: 0,
                     failed_at: 0,
-                    error: panic_message(&panic).into(),
+                    error: super::panic_message(panic.as_ref()).into(),
                 })
             });
             match delivered {
@@ -647,15 +647,6 @@ fn describe_failure(event: &PositionedEvent, error: &super::HandlerError) -> Str
         event.sequence,
         event.promotion_id
     )
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
-    format!("the handler panicked: {text}")
 }
 
 /// Exponential backoff with jitter, so standbys and retries do not march in step.

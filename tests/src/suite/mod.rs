@@ -8,6 +8,8 @@
 //! * `commands`    – creating, grabbing, refusing; races; two engines.
 //! * `projections` – restarts, rebuilds, lagging projections, the change feed, snapshots.
 //! * `engine`      – faults, frozen promotions, overload, settings, retiring writers.
+//! * `subscriptions` – durable subscriptions: catch-up, resume, retries,
+//!   one consumer per name, takeover after a crash, the lease rules.
 //!
 //! This file holds what they share: a service on a fixed clock, and
 //! [`assert_consistent`], which every test ends with.
@@ -15,10 +17,12 @@
 mod commands;
 mod engine;
 mod projections;
+mod subscriptions;
 
 pub use commands::*;
 pub use engine::*;
 pub use projections::*;
+pub use subscriptions::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
