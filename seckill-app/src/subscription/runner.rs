@@ -451,15 +451,17 @@ impl Runner {
     /// stopped or taken over.
     async fn follow(&mut self, lease: SubscriptionLease) -> Ended {
         // A keeper task renews the lease while deliveries run, however long
-        // one takes; `lost` fires when it cannot.
+        // one takes. `gone` fires when it cannot; `lost` then too, and also
+        // on a stop, for the waits between batches.
         let lost = self.cancel.child_token();
+        let gone = CancellationToken::new();
         let keeper = tokio::spawn(keep_lease(
             Arc::clone(&self.settings.backend),
             lease.clone(),
             self.settings.lease,
-            lost.clone(),
+            [lost.clone(), gone.clone()],
         ));
-        let ended = self.deliver_all(&lease, &lost).await;
+        let ended = self.deliver_all(&lease, &lost, &gone).await;
         keeper.abort();
         if let Ended::Stopped = ended {
             if let Err(error) = self.settings.backend.release_subscription(&lease).await {
@@ -469,7 +471,12 @@ impl Runner {
         ended
     }
 
-    async fn deliver_all(&mut self, lease: &SubscriptionLease, lost: &CancellationToken) -> Ended {
+    async fn deliver_all(
+        &mut self,
+        lease: &SubscriptionLease,
+        lost: &CancellationToken,
+        gone: &CancellationToken,
+    ) -> Ended {
         let settings = &self.settings;
         let status = &self.status;
         let mut cursor = lease.checkpoint;
@@ -511,9 +518,17 @@ impl Runner {
             }
             // A panicking handler is a failing one: the event is retried,
             // and the subscription lives on.
+            // A lost lease interrupts the batch at once (another consumer
+            // may be delivering it); a stop lets it finish, within a lease,
+            // so a polite stop hands over without a repeat.
+            let stop_grace = async {
+                self.cancel.cancelled().await;
+                tokio::time::sleep(settings.lease).await;
+            };
             let delivered = tokio::select! {
                 result = AssertUnwindSafe(self.delivery.deliver(lease, &page)).catch_unwind() => result,
-                () = lost.cancelled() => return ended(),
+                () = gone.cancelled() => return Ended::Lost,
+                () = stop_grace => return Ended::Stopped,
             };
             let delivered = delivered.unwrap_or_else(|panic| {
                 Err(DeliveryFailure::Handler {
@@ -588,7 +603,7 @@ async fn keep_lease(
     backend: Arc<dyn Backend>,
     lease: SubscriptionLease,
     length: Duration,
-    lost: CancellationToken,
+    lost: [CancellationToken; 2],
 ) {
     let mut renewed = Instant::now();
     loop {
@@ -608,7 +623,7 @@ async fn keep_lease(
             }
         }
     }
-    lost.cancel();
+    lost.iter().for_each(CancellationToken::cancel);
 }
 
 /// Waits for an announced commit, the poll interval, or the end.
