@@ -57,6 +57,12 @@ pub enum Grab {
         /// How long the server asks the client to wait.
         retry_after: Option<Duration>,
     },
+    /// 503 `outcome-unknown`: the store's answer was lost, the grab may have
+    /// been recorded. Grab again: a recorded one answers `AlreadyGrabbed`.
+    OutcomeUnknown {
+        /// How long the server asks the client to wait.
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Grab {
@@ -71,6 +77,7 @@ impl Grab {
             Self::Overloaded { .. } => ProblemType::Overloaded,
             Self::ShuttingDown { .. } => ProblemType::ShuttingDown,
             Self::StorageUnavailable { .. } => ProblemType::StorageUnavailable,
+            Self::OutcomeUnknown { .. } => ProblemType::OutcomeUnknown,
         })
     }
 
@@ -82,12 +89,15 @@ impl Grab {
         }
     }
 
-    /// Whether the grab was not decided at all (a 503): asking again later
-    /// may still win.
+    /// Whether the grab was not decided, or not known to be (a 503): asking
+    /// again later may still win, or learn the coupon it won.
     pub const fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Overloaded { .. } | Self::ShuttingDown { .. } | Self::StorageUnavailable { .. }
+            Self::Overloaded { .. }
+                | Self::ShuttingDown { .. }
+                | Self::StorageUnavailable { .. }
+                | Self::OutcomeUnknown { .. }
         )
     }
 
@@ -116,6 +126,7 @@ impl Grab {
             Some(ProblemType::Overloaded) => Self::Overloaded { retry_after },
             Some(ProblemType::ShuttingDown) => Self::ShuttingDown { retry_after },
             Some(ProblemType::StorageUnavailable) => Self::StorageUnavailable { retry_after },
+            Some(ProblemType::OutcomeUnknown) => Self::OutcomeUnknown { retry_after },
             _ => return Err(answer.refused(what)),
         })
     }

@@ -40,9 +40,13 @@ pub enum StoreError {
     /// The store did not answer in time. A write may or may not have happened.
     #[error("the store did not answer within {0:?}")]
     Timeout(Duration),
-    /// The store cannot be reached.
+    /// The store cannot be reached: the call was not carried out.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] SourceError),
+    /// The connection broke while the call was under way (a reset, a
+    /// crashed server): a write may or may not have happened.
+    #[error("the store stopped answering mid-call: {0}")]
+    Interrupted(#[source] SourceError),
     /// Any other failure of the store.
     #[error("the store failed: {0}")]
     Backend(#[source] SourceError),
@@ -59,6 +63,19 @@ impl StoreError {
         error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
         Self::Unavailable(Arc::from(error.into()))
+    }
+
+    /// The connection broke mid-call, from any error or message.
+    pub fn interrupted(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Interrupted(Arc::from(error.into()))
+    }
+
+    /// Whether a write that failed this way may have happened all the same
+    /// ([`Timeout`](Self::Timeout), [`Interrupted`](Self::Interrupted)).
+    pub const fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Interrupted(_))
     }
 
     /// Whether this is an optimistic-concurrency conflict.
@@ -92,10 +109,20 @@ pub enum SecKillError {
         /// The replica that owns it now.
         owner: Replica,
     },
-    /// The store failed. The command was not acknowledged: for a grab, no
-    /// coupon was promised (a retry tells whether it was recorded after all).
+    /// The store failed and nothing was recorded. Retrying is safe.
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
+    /// The commit was sent, but the store's answer never came (a timeout, a
+    /// broken connection), and the command may have been recorded or not.
+    /// Retrying is safe: a grab that was recorded is answered
+    /// `Rejected(AlreadyGrabbed(coupon))` with the customer's coupon.
+    #[error("promotion {promotion_id}: the outcome is unknown, the command may have been recorded ({source}); retrying is safe")]
+    OutcomeUnknown {
+        /// The promotion.
+        promotion_id: PromotionId,
+        /// Why the store's answer was lost.
+        source: StoreError,
+    },
 }
 
 impl SecKillError {

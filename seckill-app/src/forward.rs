@@ -58,8 +58,14 @@ pub enum ForwardedReply {
         /// The limit that passed.
         millis: u64,
     },
+    /// The owner's commit was sent but its answer was lost (not a
+    /// timeout): the command may or may not have been recorded.
+    OutcomeUnknown {
+        /// What went wrong, for the logs.
+        reason: String,
+    },
     /// The owner's store failed or could not be reached; nothing was
-    /// acknowledged.
+    /// recorded.
     Unavailable {
         /// What went wrong, for the logs.
         reason: String,
@@ -76,8 +82,14 @@ impl ForwardedReply {
             Err(SecKillError::Overloaded(_)) => Self::Overloaded,
             Err(SecKillError::ShuttingDown) => Self::ShuttingDown,
             Err(SecKillError::NotOwner { .. }) => Self::NotOwner,
-            Err(SecKillError::Storage(StoreError::Timeout(limit))) => Self::Timeout {
+            Err(SecKillError::OutcomeUnknown {
+                source: StoreError::Timeout(limit),
+                ..
+            }) => Self::Timeout {
                 millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            },
+            Err(SecKillError::OutcomeUnknown { source, .. }) => Self::OutcomeUnknown {
+                reason: source.to_string(),
             },
             Err(SecKillError::Storage(error)) => Self::Unavailable {
                 reason: error.to_string(),
@@ -103,9 +115,14 @@ impl ForwardedReply {
                 promotion_id,
                 owner: owner.clone(),
             }),
-            Self::Timeout { millis } => Err(SecKillError::Storage(StoreError::Timeout(
-                Duration::from_millis(millis),
-            ))),
+            Self::Timeout { millis } => Err(SecKillError::OutcomeUnknown {
+                promotion_id,
+                source: StoreError::Timeout(Duration::from_millis(millis)),
+            }),
+            Self::OutcomeUnknown { reason } => Err(SecKillError::OutcomeUnknown {
+                promotion_id,
+                source: StoreError::interrupted(reason),
+            }),
             Self::Unavailable { reason } => {
                 Err(SecKillError::Storage(StoreError::unavailable(reason)))
             }
@@ -117,8 +134,11 @@ impl ForwardedReply {
 ///
 /// Implementations move bytes and nothing else: the engine decides what to
 /// send where, batches it, bounds it in time (its `store_timeout`), and
-/// treats any error as "the owner did not answer": the callers get 503-style
-/// [`SecKillError::Storage`] and the route to that owner is forgotten.
+/// treats any error as "the owner did not answer" and forgets the route to
+/// that owner. The callers get [`SecKillError::Storage`] when the error says
+/// the batch never reached the owner ([`StoreError::Unavailable`]: refused,
+/// not connected), and [`SecKillError::OutcomeUnknown`] otherwise (a
+/// timeout, a connection broken after sending): the owner may have run it.
 #[async_trait]
 pub trait Forward: Send + Sync + 'static {
     /// Sends `commands` to `owner` and returns its answers, one per command,

@@ -22,6 +22,13 @@ pub struct FaultPlan {
     pub fail_after_write_every: u64,
     /// Report a conflict without writing.
     pub conflict_every: u64,
+    /// Write, then report the connection broken mid-call
+    /// ([`StoreError::Interrupted`]): the answer is lost, the write is not.
+    pub lose_answer_every: u64,
+    /// Write on a task of its own, which goes on while the store is paused
+    /// even after the caller stopped waiting (a commit that lands after its
+    /// timeout).
+    pub land_late_every: u64,
 }
 
 /// How many faults were injected.
@@ -35,6 +42,8 @@ pub struct FaultCounts {
     pub failed_after_write: u64,
     /// Reported as conflicts.
     pub conflicts: u64,
+    /// Written, then reported as interrupted.
+    pub lost_answers: u64,
 }
 
 /// A backend whose appends fail according to a [`FaultPlan`], and which can
@@ -48,6 +57,7 @@ pub struct FaultyStore {
     failed: AtomicU64,
     failed_after_write: AtomicU64,
     conflicts: AtomicU64,
+    lost_answers: AtomicU64,
 }
 
 impl FaultyStore {
@@ -61,6 +71,7 @@ impl FaultyStore {
             failed: AtomicU64::new(0),
             failed_after_write: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
+            lost_answers: AtomicU64::new(0),
         }
     }
 
@@ -81,6 +92,7 @@ impl FaultyStore {
             failed: self.failed.load(Ordering::Relaxed),
             failed_after_write: self.failed_after_write.load(Ordering::Relaxed),
             conflicts: self.conflicts.load(Ordering::Relaxed),
+            lost_answers: self.lost_answers.load(Ordering::Relaxed),
         }
     }
 }
@@ -102,6 +114,17 @@ impl EventStore for FaultyStore {
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
         let mut paused = self.paused.subscribe();
+        if hits(n, self.plan.land_late_every) {
+            let (inner, commit) = (Arc::clone(&self.inner), commit.clone());
+            // A task, not this future: it lands even if the caller gives up.
+            let late = tokio::spawn(async move {
+                let _ = paused.wait_for(|p| !*p).await;
+                inner.append(&commit).await
+            });
+            return late
+                .await
+                .unwrap_or_else(|_| Err(StoreError::backend("the late append panicked")));
+        }
         // The sender lives in `self`, so this cannot fail while we wait.
         let _ = paused.wait_for(|p| !*p).await;
         // Creating the promotion always works, so every test has something to grab from.
@@ -118,6 +141,12 @@ impl EventStore for FaultyStore {
             return Err(StoreError::backend("injected failure before writing"));
         }
         self.inner.append(commit).await?;
+        if !creating && hits(n, self.plan.lose_answer_every) {
+            self.lost_answers.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::interrupted(
+                "injected: the connection broke after the commit",
+            ));
+        }
         if !creating && hits(n, self.plan.fail_after_write_every) {
             self.failed_after_write.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::backend("injected failure after writing"));

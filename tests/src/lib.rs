@@ -48,6 +48,7 @@ macro_rules! suite {
             a_stale_rebuild_never_erases_newer_coupons,
             the_global_feed_lists_every_event_once_in_order,
             injected_store_faults_never_lose_an_acknowledged_grab,
+            a_commit_whose_answer_is_lost_is_confirmed_or_reported_unknown,
             many_promotions_sell_out_independently,
             snapshots_equal_the_replayed_state,
             a_full_queue_answers_overloaded_at_once_and_loses_nothing,
@@ -79,6 +80,7 @@ macro_rules! suite {
             graceful_shutdown_answers_queued_grabs,
             the_load_generator_verifies_a_small_flash_sale,
             unavailable_answers_are_503_with_retry_after_never_500,
+            a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_coupon,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {

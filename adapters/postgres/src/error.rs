@@ -67,19 +67,20 @@ impl Failed {
     }
 }
 
-/// Classifies a failed call: unreachable server, statement timeout, or any
-/// other failure. `statement_timeout` is what the pool was configured with.
+/// Classifies a failed call: unreachable server, a connection broken
+/// mid-call, statement timeout, or any other failure. `statement_timeout` is what the pool was configured with.
 pub(crate) fn store_error(
     doing: impl Into<String>,
     source: sqlx::Error,
     statement_timeout: Option<Duration>,
 ) -> StoreError {
     let unavailable = match &source {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
+        // The connection broke under a call already sent: a write may have
+        // been committed before the answer was lost.
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+            return StoreError::interrupted(Failed::new(doing, source));
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or_default();

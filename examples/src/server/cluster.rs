@@ -130,17 +130,28 @@ impl Forward for HttpForward {
             .json(&commands)
             .send()
             .await
-            .map_err(|error| StoreError::unavailable(format!("forwarding to {url}: {error}")))?;
+            .map_err(|error| lost(&url, &error))?;
         let status = response.status();
         if !status.is_success() {
+            // The owner refused the batch as a whole (a wrong secret, a body
+            // limit, shutting down): it ran none of it.
             return Err(StoreError::unavailable(format!(
                 "forwarding to {url}: the owner answered {status}"
             )));
         }
-        response
-            .json()
-            .await
-            .map_err(|error| StoreError::unavailable(format!("forwarding to {url}: {error}")))
+        response.json().await.map_err(|error| lost(&url, &error))
+    }
+}
+
+/// A forward that failed in flight. Only a failure to connect proves the
+/// owner never got the batch; after that it may have run it, and the
+/// engine answers "outcome unknown".
+fn lost(url: &str, error: &reqwest::Error) -> StoreError {
+    let message = format!("forwarding to {url}: {error}");
+    if error.is_connect() {
+        StoreError::unavailable(message)
+    } else {
+        StoreError::interrupted(message)
     }
 }
 

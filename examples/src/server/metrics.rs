@@ -47,6 +47,8 @@ pub enum GrabOutcome {
     ShuttingDown,
     /// The store failed.
     StorageFailed,
+    /// The commit's answer was lost: it may have been recorded.
+    OutcomeUnknown,
 }
 
 impl GrabOutcome {
@@ -63,6 +65,7 @@ impl GrabOutcome {
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::StorageFailed => "storage_failed",
+            Self::OutcomeUnknown => "outcome_unknown",
         }
     }
 
@@ -81,6 +84,7 @@ impl GrabOutcome {
             SecKillError::Overloaded(_) => Self::Overloaded,
             SecKillError::ShuttingDown => Self::ShuttingDown,
             SecKillError::Storage(_) | SecKillError::NotOwner { .. } => Self::StorageFailed,
+            SecKillError::OutcomeUnknown { .. } => Self::OutcomeUnknown,
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum ProblemType {
     ShuttingDown,
     /// The store failed; nothing was acknowledged.
     StorageUnavailable,
+    /// The commit was sent but its answer was lost: it may have been
+    /// recorded. A retry tells.
+    OutcomeUnknown,
     /// The request lacks the credentials the endpoint needs.
     Unauthorized,
     /// A bug: a handler panicked. No request is known to reach this.
@@ -70,7 +73,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -90,6 +93,7 @@ impl ProblemType {
         Self::Overloaded,
         Self::ShuttingDown,
         Self::StorageUnavailable,
+        Self::OutcomeUnknown,
         Self::Unauthorized,
         Self::Internal,
     ];
@@ -116,6 +120,7 @@ impl ProblemType {
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting-down",
             Self::StorageUnavailable => "storage-unavailable",
+            Self::OutcomeUnknown => "outcome-unknown",
             Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
         }
@@ -149,6 +154,7 @@ impl ProblemType {
             Self::Overloaded => "Overloaded",
             Self::ShuttingDown => "Shutting down",
             Self::StorageUnavailable => "Storage unavailable",
+            Self::OutcomeUnknown => "Outcome unknown",
             Self::Unauthorized => "Unauthorized",
             Self::Internal => "Internal error",
         }
@@ -173,9 +179,10 @@ impl ProblemType {
             Self::SoldOut => StatusCode::GONE,
             Self::NotStarted => StatusCode::TOO_EARLY,
             Self::Ended => StatusCode::FORBIDDEN,
-            Self::Overloaded | Self::ShuttingDown | Self::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::ShuttingDown
+            | Self::StorageUnavailable
+            | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -301,6 +308,15 @@ impl Problem {
                     ProblemType::StorageUnavailable,
                     "the store failed; nothing was acknowledged. Retrying is safe: a grab that \
                      was recorded after all answers with its coupon",
+                )
+                .retry_after_secs(1)
+            }
+            SecKillError::OutcomeUnknown { source, .. } => {
+                tracing::warn!(promotion = %promotion_id, error = %source, "outcome unknown");
+                Self::new(
+                    ProblemType::OutcomeUnknown,
+                    "the store's answer was lost: your command may have been recorded, or not. \
+                     Retrying is safe: a grab that was recorded answers 409 with your coupon",
                 )
                 .retry_after_secs(1)
             }

@@ -194,7 +194,16 @@ impl Cluster {
                 // hears "unavailable, retry" rather than a guess.
                 tracing::warn!(promotion = %promotion_id, owner = %owner.address, %error, "forwarding failed");
                 self.forget_route(promotion_id);
-                Err(SecKillError::Storage(error))
+                match error {
+                    StoreError::Unavailable(_) | StoreError::Backend(_) => {
+                        Err(SecKillError::Storage(error))
+                    }
+                    // Sent, and maybe run there: only "unknown" is true.
+                    source => Err(SecKillError::OutcomeUnknown {
+                        promotion_id,
+                        source,
+                    }),
+                }
             }
             Err(_) => Err(SecKillError::Storage(StoreError::unavailable(
                 "the courier to the promotion's owner stopped",

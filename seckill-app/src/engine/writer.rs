@@ -193,6 +193,15 @@ impl Writer {
             let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
                 .await
                 .unwrap_or(Err(StoreError::Timeout(timeout)));
+            // An answer lost on the way back (a timeout, a broken connection)
+            // says nothing about the commit: the store tells whether it landed.
+            let outcome = match outcome {
+                Err(error) if error.outcome_unknown() && self.landed(&commit).await => {
+                    tracing::info!(promotion = %self.promotion_id, %error, "the commit's answer was lost, but the store holds it");
+                    Ok(())
+                }
+                other => other,
+            };
             let metrics = &self.shared.metrics;
             metrics
                 .commit_duration
@@ -254,11 +263,36 @@ impl Writer {
                     // events, so every request gets the error, not just grabs.
                     metrics.failed_commits.add(1);
                     tracing::warn!(promotion = %self.promotion_id, %error, requests = requests.len(), "commit failed");
-                    fail_all(requests, &error);
+                    if error.outcome_unknown() {
+                        // Not in the store yet, but it may still land: only
+                        // "unknown" is true, and a retry finds out.
+                        for request in requests {
+                            let _ = request.reply.send(Err(SecKillError::OutcomeUnknown {
+                                promotion_id: self.promotion_id,
+                                source: error.clone(),
+                            }));
+                        }
+                    } else {
+                        fail_all(requests, &error);
+                    }
                     // Memory holds the failed events; the store is the truth.
                     return self.reload().await;
                 }
             }
+        }
+    }
+
+    /// Whether the store holds `commit`'s events as this writer decided them,
+    /// after an append whose answer was lost. `false` when it cannot tell.
+    async fn landed(&self, commit: &Commit) -> bool {
+        let timeout = self.shared.config.store_timeout;
+        let read = self
+            .shared
+            .backend
+            .load_events(commit.promotion_id, commit.expected_sequence);
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(stored)) => stored.get(..commit.events.len()) == Some(&commit.events[..]),
+            _ => false,
         }
     }
 

@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
 use seckill_app::{EngineConfig, SecKill};
+use seckill_examples::client::Grab;
 use seckill_examples::server::PromotionDto;
 use serde_json::{json, Value};
 
@@ -456,4 +457,52 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
         }
     }
     assert!(overloaded >= 17, "only {overloaded} of 20 were turned away");
+}
+
+/// A commit still in flight when the engine stops waiting is a 503
+/// `outcome-unknown` with `Retry-After`, never "failed"; once it lands, the
+/// client's retry learns the coupon (409 `already-grabbed`), or wins it if
+/// the late commit lost the race.
+pub async fn a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_coupon(
+    fixture: impl Fixture,
+) {
+    let late = Arc::new(FaultyStore::new(
+        fixture.store().await,
+        FaultPlan {
+            land_late_every: 1,
+            ..FaultPlan::default()
+        },
+    ));
+    let seckill = SecKill::builder(late.clone())
+        .config(EngineConfig {
+            store_timeout: StdDuration::from_millis(200),
+            ..EngineConfig::default()
+        })
+        .build()
+        .expect("valid engine settings");
+    let server = TestServer::serving(seckill).await;
+    let open = server.create_open(10).await;
+    late.pause();
+    let response = server.grab(&open, "erin").await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "outcome-unknown").await;
+    late.resume();
+    let mut answer = Grab::OutcomeUnknown { retry_after: None };
+    for _ in 0..50 {
+        answer = server.client.grab(open.promotion_id, "erin").await.unwrap();
+        if !answer.is_unavailable() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    // Either the late commit landed first (the retry learns its coupon), or
+    // the retry's commit did and the late one met a conflict: one coupon.
+    match answer {
+        Grab::AlreadyGrabbed(coupon) | Grab::Won(coupon) => {
+            assert_eq!((coupon.customer_id.as_str(), coupon.number), ("erin", 1));
+        }
+        other => panic!("expected erin's one coupon, got {other:?}"),
+    }
+    let held = server.client.coupons_of("erin").await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
 }

@@ -4,6 +4,83 @@
 
 use super::*;
 
+/// A commit whose answer is lost (the connection broke after it) is read
+/// back from the store and answered as won; one still in flight when its
+/// timeout passes is answered "outcome unknown", never "failed", and a
+/// retry answers with the one coupon the customer holds.
+pub async fn a_commit_whose_answer_is_lost_is_confirmed_or_reported_unknown(fixture: impl Fixture) {
+    let real = fixture.store().await;
+    let losing = Arc::new(FaultyStore::new(
+        real.clone(),
+        FaultPlan {
+            lose_answer_every: 1,
+            ..FaultPlan::default()
+        },
+    ));
+    let (seckill, _) = service(losing.clone());
+    let id = seckill.create_promotion(terms(100)).await.unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let seckill = seckill.clone();
+            tokio::spawn(async move { seckill.grab(id, customer(format!("lost-{i}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .unwrap()
+            .expect("confirmed from the store, so won");
+    }
+    assert!(losing.counts().lost_answers > 0);
+    assert_eq!(assert_consistent(&real, id).await.len(), 40);
+
+    // Now a commit that is still in flight when the engine stops waiting.
+    let late = Arc::new(FaultyStore::new(
+        real.clone(),
+        FaultPlan {
+            land_late_every: 1,
+            ..FaultPlan::default()
+        },
+    ));
+    let (seckill, _) = service_with(
+        late.clone(),
+        EngineConfig {
+            store_timeout: StdDuration::from_millis(200),
+            ..EngineConfig::default()
+        },
+    );
+    late.pause();
+    let dana = customer("dana");
+    match seckill.grab(id, dana.clone()).await {
+        Err(SecKillError::OutcomeUnknown {
+            promotion_id,
+            source,
+        }) => {
+            assert_eq!(promotion_id, id);
+            assert!(source.outcome_unknown(), "{source}");
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    late.resume();
+    // Asking again tells the customer: the late commit landed (already
+    // grabbed), or lost the race to this one (won). One coupon either way.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    let coupon = loop {
+        match seckill.grab(id, dana.clone()).await {
+            Ok(coupon) => break coupon,
+            Err(SecKillError::Rejected(PromotionError::AlreadyGrabbed(coupon))) => break *coupon,
+            Err(SecKillError::Storage(StoreError::Conflict { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                continue
+            }
+            other => panic!("expected the coupon recorded late, got {other:?}"),
+        }
+    };
+    assert_eq!(coupon.customer_id, dana);
+    let stored = assert_consistent(&real, id).await;
+    assert_eq!(stored.iter().filter(|c| c.customer_id == dana).count(), 1);
+}
+
 /// Commits fail before writing, fail after writing, and conflict. Whatever
 /// happens, every acknowledged coupon is stored, nobody holds two, and every
 /// caller who was not acknowledged got an error instead of a coupon.
@@ -15,6 +92,7 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
             fail_every: 7,
             fail_after_write_every: 5,
             conflict_every: 3,
+            ..FaultPlan::default()
         },
     ));
     // Small batches, so every kind of fault is hit however fast the backend

@@ -67,6 +67,6 @@ problem_answers! {
         headers(("Retry-After" = String, description = "When grabbing opens, as an HTTP date"));
 
     /// 503: try again later, here or on another instance.
-    Unavailable = 503, "`overloaded` (the promotion's queue is full), `shutting-down` or `storage-unavailable` (nothing was acknowledged): retrying is safe",
+    Unavailable = 503, "`overloaded` (the promotion's queue is full), `shutting-down` or `storage-unavailable` (nothing was acknowledged), or `outcome-unknown` (the commit's answer was lost; it may have been recorded): retrying is safe",
         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"));
 }
