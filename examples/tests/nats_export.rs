@@ -220,6 +220,33 @@ async fn every_event_reaches_jetstream_once_and_the_consumer_ends_equal_across_k
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An operator's republish of everything: all copies, none stored.
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        Command::new(common::SERVER)
+            .args(["publish", "--from", "1", "--database-url", db.url()])
+            .args(flags)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("publish exits within 20 s")
+    .expect("running seckill-server publish");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "publish failed: {said} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "published {} events from position 1",
+            stored.len()
+        )) && said.contains(&format!("0 stored, {} already in the stream", stored.len())),
+        "{said}"
+    );
+    assert_eq!(nats.messages().await.len(), stored.len(), "no copy stored");
+
     // How many copies the last server's catch-up sent (dropped by JetStream):
     // the kills that hit between the acknowledgements and the checkpoint.
     let duplicates = metric(
