@@ -113,30 +113,19 @@ impl NatsFixture {
 impl Drop for NatsFixture {
     fn drop(&mut self) {
         let (url, stream) = (self.url.clone(), self.stream.clone());
-        // As PgFixture: a thread with its own runtime, joined, so the stream
-        // is gone before the test process exits.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
-                let deleted = jetstream::new(client.clone()).delete_stream(&stream).await;
-                let _ = client.flush().await;
-                match deleted {
-                    Ok(_) => Ok(()),
-                    // Never created: a test that published nothing.
-                    Err(e) if e.to_string().contains("not found") => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
+        let what = format!("deleting test stream {stream}");
+        // As PgFixture's: done before the test process exits.
+        crate::fixture::clean_up(&what, move || async move {
+            let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+            let deleted = jetstream::new(client.clone()).delete_stream(&stream).await;
+            let _ = client.flush().await;
+            match deleted {
+                Ok(_) => Ok(()),
+                // Never created: a test that published nothing.
+                Err(e) if e.to_string().contains("not found") => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         });
-        match cleanup.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: test stream {} not deleted: {e}", self.stream),
-            Err(_) => eprintln!("warning: deleting test stream {} panicked", self.stream),
-        }
     }
 }
 

@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(stream = %args.stream, durable = %args.durable, filter = %filter_subject, schema = %args.schema, "consuming");
     tokio::select! {
         result = consume(messages, &pool, &args) => result,
-        () = shutdown_signal() => {
+        () = seckill_examples::shutdown::signal() => {
             tracing::info!("stopping; unacknowledged messages come again");
             Ok(())
         }
@@ -301,30 +301,6 @@ async fn write(pool: &PgPool, insert: &str, messages: &[Message]) -> anyhow::Res
     }
     tx.commit().await.context("committing the batch")?;
     Ok(outcomes)
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 #[cfg(test)]
