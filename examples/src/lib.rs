@@ -8,13 +8,17 @@
 //!   its answers are the server's DTOs, a grab's outcome is a [`client::Grab`].
 //! * [`loadgen`] – the load generator's logic: N customers race for M
 //!   coupons over HTTP, then it checks what the query API says.
+//! * [`shutdown`] – [`shutdown::signal`]: Ctrl-C or SIGTERM, for the binaries.
 //!
 //! Binaries in `src/bin/`:
 //! * `seckill-server` – the web server (`--help` lists every flag).
 //! * `loadgen`        – the load generator against a running server.
 //! * `http-baseline`  – a bare axum hello-world, the yardstick in `docs/benchmarks.md`.
 //! * `flash-sale`     – a whole flash sale in one process, no HTTP.
+//! * `coupon-consumer` – an example consumer of the NATS JetStream stream
+//!   that keeps its own coupon table.
 
 pub mod client;
 pub mod loadgen;
 pub mod server;
+pub mod shutdown;

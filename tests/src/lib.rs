@@ -13,6 +13,9 @@
 //!   chosen commits, for fault-injection tests.
 //! * `postgres` – [`PgFixture`](postgres::PgFixture): a fresh PostgreSQL
 //!   database per test, dropped afterwards.
+//! * `nats`     – [`NatsFixture`](nats::NatsFixture): a stream name and
+//!   subject prefix per test on the NATS server at `NATS_URL`, the stream
+//!   deleted afterwards.
 //! * `cluster`  – [`Cluster`](cluster::Cluster): a PostgreSQL cluster of the
 //!   tests' own, run from the installed binaries.
 //! * `fallback` – the shared throwaway cluster `PgFixture` uses when no
@@ -24,6 +27,7 @@ mod fallback;
 pub mod faults;
 pub mod fixture;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 pub mod suite;
 

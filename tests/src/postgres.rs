@@ -115,26 +115,13 @@ impl Drop for PgFixture {
         }
         let server_url = self.server_url.clone();
         let database = self.database.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on;
-        // a thread with its own runtime can, and joining it means the
-        // database is gone before the test process exits.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        let what = format!("dropping test database {database}");
+        crate::fixture::clean_up(&what, move || async move {
+            let mut admin = PgConnection::connect(&server_url)
+                .await
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                drop_database(&mut admin, &database).await
-            })
+            drop_database(&mut admin, &database).await
         });
-        match cleanup.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: test database {} not dropped: {e}", self.database),
-            Err(_) => eprintln!("warning: dropping test database {} panicked", self.database),
-        }
     }
 }
 

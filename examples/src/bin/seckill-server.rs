@@ -4,7 +4,13 @@
 //! cargo run --release -p seckill-examples --bin seckill-server               # in-memory, 127.0.0.1:3000
 //! cargo run --release -p seckill-examples --bin seckill-server -- --help     # every flag and its env var
 //! cargo run --release -p seckill-examples --bin seckill-server -- rebuild --database-url postgres://…
+//! cargo run --release -p seckill-examples --bin seckill-server -- --database-url postgres://… --nats-url nats://127.0.0.1:4222
+//! cargo run --release -p seckill-examples --bin seckill-server -- publish --from 1 --database-url postgres://… --nats-url nats://…
 //! ```
+//!
+//! With `--nats-url`, every event is published to NATS JetStream by a
+//! durable subscription next to the web server (docs/events.md); `publish`
+//! republishes the events from a position to the newest, and exits.
 //!
 //! `rebuild` recomputes every projection (`coupons`, `promotion_summaries`)
 //! from the events, with a progress bar, and exits. Run it with the servers
@@ -26,6 +32,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use seckill_app::{Backend, EngineConfig, EventStore, Replica, ReplicaId, SecKill};
 use seckill_examples::server::{self, ClusterSecret, HttpForward};
 use seckill_memory::MemoryStore;
+use seckill_nats::{Publisher, StreamSettings, Subjects};
 use seckill_postgres::{PgOptions, PgOwnership, PgStore};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
@@ -58,6 +65,71 @@ enum Command {
     Serve(Args),
     /// Rebuild every projection from the events, then exit.
     Rebuild(RebuildArgs),
+    /// Publish the events from a global position to the newest to NATS
+    /// JetStream again, then exit. Copies within the stream's duplicate
+    /// window are dropped there.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct PublishArgs {
+    /// The first global position to publish (`1`: every event).
+    #[arg(long)]
+    from: u64,
+
+    /// PostgreSQL URL of the store to read.
+    #[arg(long, env = "SECKILL_DATABASE_URL")]
+    database_url: String,
+
+    /// How long one database call may take before it fails.
+    #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    db_timeout: Duration,
+
+    /// NATS server URL.
+    #[arg(long, env = "SECKILL_NATS_URL")]
+    nats_url: String,
+
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// The JetStream stream the events go to; created or updated to these
+/// settings before the first event is published.
+#[derive(Debug, ClapArgs)]
+struct NatsArgs {
+    /// JetStream stream name. The publisher's subscription is named after it
+    /// (`nats-publisher.<stream>`), so each stream has its own checkpoint.
+    #[arg(long, env = "SECKILL_NATS_STREAM", default_value = StreamSettings::DEFAULT_NAME)]
+    nats_stream: String,
+
+    /// Subjects are `<prefix>.promotion.<promotion id>.<event type>`.
+    #[arg(long, env = "SECKILL_NATS_SUBJECT_PREFIX", default_value = Subjects::DEFAULT_PREFIX)]
+    nats_subject_prefix: String,
+
+    /// How long the stream keeps a message, e.g. `7days` or `12h`.
+    #[arg(long, env = "SECKILL_NATS_MAX_AGE", default_value = "7days", value_parser = parse_duration)]
+    nats_max_age: Duration,
+
+    /// How long JetStream remembers a message id and drops copies of it.
+    #[arg(long, env = "SECKILL_NATS_DUPLICATE_WINDOW", default_value = "2min", value_parser = parse_duration)]
+    nats_duplicate_window: Duration,
+}
+
+impl NatsArgs {
+    fn settings(&self) -> anyhow::Result<StreamSettings> {
+        let subjects = Subjects::new(self.nats_subject_prefix.clone())?;
+        let settings = StreamSettings {
+            max_age: Some(self.nats_max_age),
+            duplicate_window: self.nats_duplicate_window,
+            ..StreamSettings::new(self.nats_stream.clone(), subjects)
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn subscription_name(&self) -> String {
+        format!("nats-publisher.{}", self.nats_stream)
+    }
 }
 
 #[derive(Debug, ClapArgs)]
@@ -133,6 +205,15 @@ struct Args {
     /// owner's promotions wait for another replica to take them over.
     #[arg(long, env = "SECKILL_LEASE", default_value = "3s", value_parser = parse_duration)]
     lease: Duration,
+
+    /// NATS server URL (e.g. `nats://127.0.0.1:4222`): publish every event
+    /// to JetStream from a durable subscription. Needs `--database-url` for
+    /// a checkpoint that outlives the process.
+    #[arg(long, env = "SECKILL_NATS_URL")]
+    nats_url: Option<String>,
+
+    #[command(flatten)]
+    nats: NatsArgs,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,seckill_app=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
@@ -223,34 +304,6 @@ fn init_logging(log: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM (what container runtimes send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -258,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Rebuild(args)) => rebuild(args).await,
+        Some(Command::Publish(args)) => publish(args).await,
     }
 }
 
@@ -295,13 +349,85 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
+    let publishing = match &args.nats_url {
+        Some(url) => Some(start_publishing(&seckill, url, &args.nats).await?),
+        None => None,
+    };
     let mut state = server::AppState::new(seckill, metrics);
     if let Some(secret) = secret {
         state = state.with_cluster_secret(secret);
     }
-    server::serve_state(listener, state, shutdown_signal())
+    let served = server::serve_state(listener, state, seckill_examples::shutdown::signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    if let Some((subscription, client)) = publishing {
+        // Hands the name to a standby at once instead of after the lease.
+        subscription.stop().await;
+        let _ = client.flush().await;
+    }
+    served
+}
+
+/// Runs the JetStream publisher as the durable subscription
+/// `nats-publisher.<stream>`; its lag shows on `/metrics` as
+/// `seckill_subscription_lag{subscription="nats-publisher.<stream>"}`.
+async fn start_publishing(
+    seckill: &SecKill,
+    url: &str,
+    nats: &NatsArgs,
+) -> anyhow::Result<(seckill_app::Subscription, seckill_nats::async_nats::Client)> {
+    let settings = nats.settings().context("the NATS stream flags")?;
+    // In the background: the sale does not wait for NATS; the subscription
+    // retries, and its lag grows, until NATS answers.
+    let client = seckill_nats::connect_in_background(url, "seckill-server")
+        .await
+        .context("connecting to NATS")?;
+    let publisher = Publisher::new(client.clone(), settings)?;
+    let name = nats.subscription_name();
+    let subscription = seckill
+        .subscription(name.as_str())
+        .run(publisher)
+        .context("starting the NATS publisher")?;
+    tracing::info!(subscription = %name, stream = %nats.nats_stream, prefix = %nats.nats_subject_prefix, "publishing events to NATS JetStream");
+    Ok((subscription, client))
+}
+
+/// `seckill-server publish --from N`: the events from position N to the
+/// newest, published again.
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    init_logging("warn", LogFormat::Human)?;
+    let settings = args.nats.settings().context("the NATS stream flags")?;
+    let store = PgStore::connect_with(&args.database_url, pg_options(2, args.db_timeout))
+        .await
+        .context("connecting to PostgreSQL and migrating it")?;
+    let seckill = SecKill::builder(Arc::new(store))
+        .build()
+        .context("checking the engine settings")?;
+    let client = seckill_nats::connect(&args.nats_url, "seckill-server publish").await?;
+    let publisher = Publisher::new(client.clone(), settings)?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    let done = seckill_nats::republish(&seckill, &publisher, args.from, 512, |done| {
+        bar.set_message(format!(
+            "{} events published, up to position {}",
+            done.events, done.last_position
+        ));
+    })
+    .await;
+    bar.finish_and_clear();
+    client
+        .flush()
+        .await
+        .context("flushing the NATS connection")?;
+    let done = done?;
+    println!(
+        "published {} events from position {} (last {}): {} stored, {} already in the stream",
+        done.events,
+        args.from,
+        done.last_position,
+        done.published.stored,
+        done.published.duplicates
+    );
+    Ok(())
 }
 
 /// `seckill-server rebuild`: every promotion's projections from its events.
@@ -381,5 +507,45 @@ mod tests {
         let cli =
             Cli::try_parse_from(["seckill-server", "--bind", "127.0.0.1:0"]).expect("serve parses");
         assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn nats_flags_default_to_the_seckill_stream_and_publish_is_a_subcommand() {
+        let cli = Cli::try_parse_from(["seckill-server", "--nats-url", "nats://127.0.0.1:4222"])
+            .expect("serve with NATS parses");
+        assert_eq!(cli.serve.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        let settings = cli.serve.nats.settings().expect("default settings");
+        assert_eq!(settings.name, "SECKILL");
+        assert_eq!(settings.subjects.all(), "seckill.promotion.>");
+        assert_eq!(settings.duplicate_window, Duration::from_secs(120));
+        assert_eq!(cli.serve.nats.subscription_name(), "nats-publisher.SECKILL");
+
+        let cli = Cli::try_parse_from([
+            "seckill-server",
+            "publish",
+            "--from",
+            "42",
+            "--database-url",
+            "postgres://h/db",
+            "--nats-url",
+            "nats://h:4222",
+            "--nats-stream",
+            "ORDERS",
+            "--nats-subject-prefix",
+            "shop.eu",
+        ])
+        .expect("publish parses");
+        let Some(Command::Publish(args)) = cli.command else {
+            panic!("not publish: {:?}", cli.command);
+        };
+        assert_eq!(args.from, 42);
+        assert_eq!(
+            args.nats.settings().expect("settings").subjects.all(),
+            "shop.eu.promotion.>"
+        );
+
+        let bad = Cli::try_parse_from(["seckill-server", "--nats-subject-prefix", "a.>"])
+            .expect("parses; checked when used");
+        assert!(bad.serve.nats.settings().is_err());
     }
 }

@@ -1,0 +1,176 @@
+//! NATS for the tests: [`NatsFixture`] gives each test its own JetStream
+//! stream name and subject prefix on the server at `NATS_URL` (default
+//! `nats://127.0.0.1:4222`), and deletes the stream when the fixture goes.
+//!
+//! Both are unique because JetStream refuses two streams whose subjects
+//! overlap. There is no fallback: when nothing answers, the fixture panics
+//! and says how to start a server (`.ci/run` starts one).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use seckill_nats::async_nats;
+use seckill_nats::async_nats::jetstream;
+use seckill_nats::{StreamSettings, Subjects};
+use uuid::Uuid;
+
+/// The server when `NATS_URL` is not set.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Every test stream's name starts with this.
+const PREFIX: &str = "SECKILL_TEST_";
+
+/// Test streams older than this are left-overs of killed runs.
+const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// One test's own stream name and subject prefix.
+#[derive(Debug)]
+pub struct NatsFixture {
+    url: String,
+    stream: String,
+    prefix: String,
+    client: async_nats::Client,
+}
+
+impl NatsFixture {
+    /// A fresh stream name and subject prefix on the server at `NATS_URL`.
+    /// The stream itself is created by whoever publishes first.
+    ///
+    /// # Panics
+    /// If no NATS server with JetStream answers there.
+    pub async fn new() -> Self {
+        let url = std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned());
+        let client = connect(&url).await;
+        remove_stale_streams(&jetstream::new(client.clone())).await;
+        // UUID v7: unique, and its timestamp tells the stale sweep the age.
+        let id = Uuid::now_v7().simple().to_string();
+        Self {
+            url,
+            stream: format!("{PREFIX}{id}"),
+            prefix: format!("seckilltest.{id}"),
+            client,
+        }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This test's stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// This test's subject prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// This test's subjects.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(self.prefix.clone()).expect("the fixture's prefix is valid")
+    }
+
+    /// The default stream settings, on this test's name and prefix.
+    pub fn settings(&self) -> StreamSettings {
+        StreamSettings::new(self.stream.clone(), self.subjects())
+    }
+
+    /// A client connected to the server.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
+    /// A JetStream context on that client.
+    pub fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.client.clone())
+    }
+
+    /// Every message of the stream, in stream order (read by sequence, so
+    /// nothing is consumed).
+    pub async fn messages(&self) -> Vec<jetstream::message::StreamMessage> {
+        let jetstream = self.jetstream();
+        let mut stream = jetstream
+            .get_stream(&self.stream)
+            .await
+            .unwrap_or_else(|e| panic!("opening stream {}: {e}", self.stream));
+        let state = stream.info().await.expect("stream info").state.clone();
+        let mut messages = Vec::new();
+        if state.messages == 0 {
+            return messages;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => messages.push(message),
+                // A gap: a message deleted by a limit.
+                Err(error) => eprintln!("stream sequence {sequence}: {error}"),
+            }
+        }
+        messages
+    }
+}
+
+impl Drop for NatsFixture {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        let what = format!("deleting test stream {stream}");
+        // As PgFixture's: done before the test process exits.
+        crate::fixture::clean_up(&what, move || async move {
+            let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+            let deleted = jetstream::new(client.clone()).delete_stream(&stream).await;
+            let _ = client.flush().await;
+            match deleted {
+                Ok(_) => Ok(()),
+                // Never created: a test that published nothing.
+                Err(e) if e.to_string().contains("not found") => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+    }
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    let connected = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::new()
+            .name("seckill-tests")
+            .connect(url),
+    )
+    .await;
+    let failure = match connected {
+        Ok(Ok(client)) => return client,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer in 10 s".to_owned(),
+    };
+    panic!(
+        "\n\nThe NATS tests need a nats-server with JetStream at\n    {url}\nand it \
+         failed: {failure}\n\nStart one (`nats-server -js`, as .ci/run does) or set \
+         NATS_URL.\n"
+    )
+}
+
+/// Deletes test streams left by killed runs, by the age in their UUID v7.
+async fn remove_stale_streams(jetstream: &jetstream::Context) {
+    use futures::TryStreamExt;
+    let Ok(names) = jetstream.stream_names().try_collect::<Vec<String>>().await else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for name in names {
+        let Some(id) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some((seconds, _)) = Uuid::try_parse(id)
+            .ok()
+            .and_then(|id| id.get_timestamp())
+            .map(|t| t.to_unix())
+        else {
+            continue;
+        };
+        if now.saturating_sub(Duration::from_secs(seconds)) > STALE_AFTER {
+            let _ = jetstream.delete_stream(&name).await;
+        }
+    }
+}
