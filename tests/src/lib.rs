@@ -53,6 +53,9 @@ macro_rules! suite {
             a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,
             engine_settings_that_would_hang_are_refused,
             writers_retiring_between_waves_of_grabs_answer_every_grab,
+            a_promotion_with_coupons_left_expires_at_its_finish_time,
+            a_finished_promotion_is_never_expired_and_none_twice,
+            the_expiry_timer_ends_with_the_service,
         );
     };
     (http, $fixture:expr) => {
@@ -69,6 +72,7 @@ macro_rules! suite {
             graceful_shutdown_answers_queued_grabs,
             the_load_generator_verifies_a_small_flash_sale,
             unavailable_answers_are_503_with_retry_after_never_500,
+            a_short_promotion_expires_without_a_grab,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {

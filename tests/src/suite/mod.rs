@@ -8,16 +8,19 @@
 //! * `commands`    – creating, grabbing, refusing; races; two engines.
 //! * `projections` – restarts, rebuilds, lagging projections, the change feed, snapshots.
 //! * `engine`      – faults, frozen promotions, overload, settings, retiring writers.
+//! * `lifecycle`   – the expiry timer: expired on time by the service's clock, once.
 //!
 //! This file holds what they share: a service on a fixed clock, and
 //! [`assert_consistent`], which every test ends with.
 
 mod commands;
 mod engine;
+mod lifecycle;
 mod projections;
 
 pub use commands::*;
 pub use engine::*;
+pub use lifecycle::*;
 pub use projections::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
