@@ -73,6 +73,7 @@ macro_rules! suite {
             the_load_generator_verifies_a_small_flash_sale,
             unavailable_answers_are_503_with_retry_after_never_500,
             a_short_promotion_expires_without_a_grab,
+            the_global_event_feed_resumes_after_the_last_event_id,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {
