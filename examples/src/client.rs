@@ -7,6 +7,13 @@
 //! [`Grab`]: every way the API says a grab ended is one variant, so callers
 //! match on meaning instead of status codes. Anything else the server
 //! answers is a [`ClientError`].
+//!
+//! `events` holds [`EventFeed`], the reader of the global event stream
+//! (`GET /events`).
+
+mod events;
+
+pub use events::{EventFeed, FeedFrame};
 
 use std::time::Duration;
 
@@ -328,6 +335,28 @@ impl Client {
         .await
     }
 
+    /// `GET /events`: the global event feed, live, after `last_event_id`
+    /// (sent as `Last-Event-ID`; `None` reads from the beginning). Fails if
+    /// the server does not answer 200.
+    pub async fn events(&self, last_event_id: Option<u64>) -> Result<EventFeed, ClientError> {
+        let mut request = self.http.get(self.url("/events"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let what = "following the global event feed";
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                what: what.to_owned(),
+                source,
+            })?;
+        if response.status() != StatusCode::OK {
+            return Err(Answer::of(response, what).await?.refused(what));
+        }
+        Ok(EventFeed::new(response))
+    }
+
     /// The request of a grab, unsent: for tests of the answer's wire format.
     pub fn grab_request(&self, promotion: Uuid, customer: &str) -> RequestBuilder {
         self.http
@@ -417,6 +446,15 @@ impl Answer {
             source,
         };
         let response = request.send().await.map_err(transport)?;
+        Self::of(response, what).await
+    }
+
+    /// Reads the whole of an answer already received.
+    async fn of(response: reqwest::Response, what: &str) -> Result<Self, ClientError> {
+        let transport = |source| ClientError::Transport {
+            what: what.to_owned(),
+            source,
+        };
         let status = response.status();
         // Seconds only: the HTTP-date form (on `not-started`) repeats the
         // publish time, which the problem body carries anyway.

@@ -17,13 +17,16 @@
 //!
 //! # Layout
 //! * `service`    – [`SecKill`], the application service and its builder.
-//! * `engine`     – the grab engine, in six rooms:
+//! * `engine`     – the grab engine, in seven rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
 //!   * `writer`  – the writer task: batches, group commit, conflict reload,
 //!     snapshots, idle retirement.
 //!   * `frozen`  – finished promotions answered from their final state
 //!     without a writer, and the sweeper that drops unused ones.
+//!   * `expiry`  – the timer that records a promotion expired at its finish
+//!     time (by the [`Clock`]), through the normal command path, on the
+//!     owner only.
 //!   * `config`  – [`EngineConfig`], the engine's settings, and
 //!     [`ConfigError`] for those it cannot run with.
 //!   * `metrics` – the series it records through the `metrics` facade.

@@ -84,7 +84,12 @@ impl SecKillBuilder {
     /// The service, its settings taken as they are.
     fn assemble(self) -> SecKill {
         SecKill {
-            engine: Engine::new(Arc::clone(&self.backend), self.config, self.ownership),
+            engine: Engine::new(
+                Arc::clone(&self.backend),
+                self.config,
+                Arc::clone(&self.clock),
+                self.ownership,
+            ),
             backend: self.backend,
             clock: self.clock,
         }

@@ -68,6 +68,9 @@ macro_rules! suite {
             a_crashed_consumer_is_taken_over_and_nothing_is_missed,
             subscription_leases_fence_a_consumer_that_lost_its_name,
             subscription_settings_that_cannot_work_are_refused,
+            a_promotion_with_coupons_left_expires_at_its_finish_time,
+            a_finished_promotion_is_never_expired_and_none_twice,
+            the_expiry_timer_ends_with_the_service,
         );
     };
     (http, $fixture:expr) => {
@@ -85,6 +88,8 @@ macro_rules! suite {
             the_load_generator_verifies_a_small_flash_sale,
             unavailable_answers_are_503_with_retry_after_never_500,
             a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_coupon,
+            a_short_promotion_expires_without_a_grab,
+            the_global_event_feed_resumes_after_the_last_event_id,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {

@@ -265,3 +265,114 @@ async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
         .expect("the owner sells");
     assert_eq!(coupon.number, 1);
 }
+
+/// Among replicas only a promotion's owner records its expiry: both
+/// replicas' timers see every promotion come due (the owner from its own
+/// commits, the other from the announcements), and each promotion is
+/// expired once, by the replica that owns it.
+#[tokio::test]
+async fn only_the_owner_records_an_expiry() {
+    use std::sync::Arc;
+
+    use seckill_app::{FixedClock, SecKill, SecKillError};
+    use seckill_domain::testing::{closes, opens, terms};
+    use seckill_domain::{FinishReason, PromotionEvent};
+
+    let fixture = PgFixture::new().await;
+    let clock = Arc::new(FixedClock::new(opens() + chrono::Duration::minutes(1)));
+    let services: Vec<(SecKill, Replica)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let ownership = replica(&fixture, name, LONG);
+            let me = ownership.replica().clone();
+            let seckill = SecKill::builder(Arc::new(fixture.pg_store().clone()))
+                .clock(clock.clone())
+                .replicated(Arc::new(ownership), None)
+                .build()
+                .expect("a replicated service inside a runtime");
+            (seckill, me)
+        })
+        .collect();
+    for (seckill, _) in &services {
+        let _ = seckill.ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Each promotion created by its owner; `owned[i]` counts replica i's.
+    let mut owned = [0u64; 2];
+    let mut promotions = Vec::new();
+    for _ in 0..8 {
+        let promotion = new_promotion();
+        let owner = match services[0]
+            .0
+            .create_promotion_with_id(promotion, terms(5))
+            .await
+        {
+            Ok(()) => 0,
+            Err(SecKillError::NotOwner { .. }) => {
+                services[1]
+                    .0
+                    .create_promotion_with_id(promotion, terms(5))
+                    .await
+                    .expect("the owner creates it");
+                1
+            }
+            Err(other) => panic!("unexpected {other}"),
+        };
+        owned[owner] += 1;
+        promotions.push(promotion);
+    }
+
+    clock.set(closes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reader = &services[0].0;
+    for &promotion in &promotions {
+        while reader
+            .promotion(promotion)
+            .await
+            .unwrap()
+            .summary
+            .finish_reason
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{promotion} not expired"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The feed may hold a fresh commit back while an older transaction on
+    // the server is open (ADR 0009): read until every expiry is in it.
+    let expiries = loop {
+        let feed = reader.events_after(0, 1_000).await.unwrap();
+        let expiries: Vec<usize> = promotions
+            .iter()
+            .map(|&promotion| {
+                feed.iter()
+                    .filter(|e| {
+                        e.promotion_id == promotion
+                            && matches!(
+                                e.event,
+                                PromotionEvent::PromotionFinished {
+                                    reason: FinishReason::Expired,
+                                    ..
+                                }
+                            )
+                    })
+                    .count()
+            })
+            .collect();
+        if expiries.iter().all(|&n| n >= 1) {
+            break expiries;
+        }
+        assert!(std::time::Instant::now() < deadline, "feed: {expiries:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(expiries, vec![1; promotions.len()], "each expired once");
+    let recorded: Vec<u64> = services
+        .iter()
+        .map(|(seckill, _)| seckill.stats().expired_promotions)
+        .collect();
+    assert_eq!(recorded, owned, "each replica expired exactly what it owns");
+}

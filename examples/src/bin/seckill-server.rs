@@ -187,6 +187,12 @@ struct Args {
     #[arg(long, env = "SECKILL_FROZEN_TTL", default_value = "600s", value_parser = parse_duration)]
     frozen_ttl: Duration,
 
+    /// How often the expiry timer records promotions whose finish time has
+    /// passed with coupons left as expired, e.g. `250ms`: a promotion is
+    /// recorded expired within about this long after its finish time.
+    #[arg(long, env = "SECKILL_EXPIRY_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    expiry_interval: Duration,
+
     /// Run as one replica of several on the same PostgreSQL: the URL at which
     /// the other replicas reach this one (e.g. `http://10.0.0.7:3000`). Each
     /// promotion then has one owner among the live replicas, and the others
@@ -327,6 +333,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         store_timeout: args.db_timeout,
         snapshot_after: args.snapshot_after,
         frozen_ttl: args.frozen_ttl,
+        expiry_interval: args.expiry_interval,
         ..EngineConfig::default()
     };
     let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);

@@ -5,7 +5,7 @@
 //! "breaks a rule" (422) stay two different answers.
 
 use chrono::{DateTime, Duration, Utc};
-use seckill_app::PromotionView;
+use seckill_app::{PositionedEvent, PromotionView};
 use seckill_domain::{
     Coupon, CouponCount, CustomerId, Discount, PromotionId, PromotionName, PromotionStatus,
     PromotionTerms, ValueError,
@@ -247,5 +247,53 @@ impl From<PromotionView> for PromotionDto {
             status: view.status.into(),
             finished_at: summary.finished_at,
         }
+    }
+}
+
+/// One event of the global feed (`GET /events`): its place in the global
+/// order and in its promotion's stream, and the event in its stored form.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedEventDto {
+    /// Its position in the global order, also the SSE `id`: reconnect with
+    /// it as `Last-Event-ID` to resume after it.
+    #[schema(example = 42)]
+    pub position: u64,
+    /// The promotion whose stream holds it.
+    pub promotion_id: Uuid,
+    /// Its number in that stream, from 1.
+    #[schema(example = 3)]
+    pub sequence: u64,
+    /// Its type, also the SSE `event`: `PromotionCreated`,
+    /// `PromotionUpdated`, `CouponGrabbed` or `PromotionFinished`.
+    #[schema(example = "CouponGrabbed")]
+    pub event_type: String,
+    /// The event as the store keeps it (pinned by the domain's tests): one
+    /// member, named by its type, holding its fields in snake case.
+    #[schema(value_type = Object, example = json!({"CouponGrabbed": {"coupon": {
+        "promotion_id": "67e55044-10b1-426f-9247-bb680e5fe0c8", "number": 1,
+        "customer_id": "alice", "discount": 0.8, "grabbed_at": "2030-11-11T00:00:01Z"},
+        "remaining": 99}}))]
+    pub event: serde_json::Value,
+}
+
+impl FeedEventDto {
+    /// The feed's form of `positioned`, or why its event would not serialise
+    /// (which no `PromotionEvent` does; the caller decides what to send).
+    pub fn try_from_event(positioned: &PositionedEvent) -> Result<Self, serde_json::Error> {
+        let event = serde_json::to_value(&positioned.event)?;
+        // The stored form is externally tagged: `{"CouponGrabbed": {..}}`.
+        let event_type = event
+            .as_object()
+            .and_then(|members| members.keys().next())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self {
+            position: positioned.position,
+            promotion_id: *positioned.promotion_id.as_uuid(),
+            sequence: positioned.sequence,
+            event_type,
+            event,
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! The SecKill web server: the Java original's HTTP API over [`SecKill`],
 //! with problem+json errors, Prometheus metrics, health probes, an OpenAPI
-//! document, a live page and a Server-Sent Events feed per promotion.
+//! document, a live page, a Server-Sent Events feed per promotion and the
+//! global event feed.
 //!
 //! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`);
 //! [`serve`] runs it on a listener until a shutdown signal, then drains.
@@ -18,6 +19,8 @@
 //!   layer that counts and times grabs.
 //! * `sync`    – `GET /sync/{latestId}`, the original's feed of new coupons.
 //! * `sse`     – the live feed of one promotion.
+//! * `event_feed` – `GET /events`, every event of every promotion live, as
+//!   Server-Sent Events resumed with `Last-Event-ID`.
 //! * `page`    – the embedded live page, and the panic answer.
 //! * `openapi` – the OpenAPI document's frame, shared answers and live parts.
 //!
@@ -26,6 +29,7 @@
 
 mod cluster;
 mod dto;
+mod event_feed;
 mod extract;
 mod linger;
 mod metrics;
@@ -57,7 +61,10 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub use cluster::{ClusterSecret, HttpForward, INTERNAL_COMMANDS};
-pub use dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN};
+pub use dto::{
+    CouponDto, FeedEventDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN,
+};
+pub use event_feed::{PAGE as EVENTS_PAGE, POLL as EVENTS_POLL};
 pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
 pub use problem::{Problem, ProblemDetails, ProblemType, PROBLEM_JSON};
@@ -163,6 +170,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::promotion))
         .routes(routes!(sse::promotion_events))
         .routes(routes!(sync::sync))
+        .routes(routes!(event_feed::events))
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

@@ -39,6 +39,11 @@ pub struct EngineConfig {
     /// keeps it until the service stops; `Duration::ZERO` drops it at the
     /// next check, so late grabs mostly load the promotion again.
     pub frozen_ttl: Duration,
+    /// How often the expiry timer checks, by the service's clock, for
+    /// promotions whose finish time has passed with coupons left, and records
+    /// them expired. So a promotion is recorded expired within about this
+    /// long after its finish time. Not zero: the timer would spin.
+    pub expiry_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +56,7 @@ impl Default for EngineConfig {
             max_conflict_retries: 16,
             snapshot_after: 10_000,
             frozen_ttl: Duration::from_secs(600),
+            expiry_interval: Duration::from_millis(250),
         }
     }
 }
@@ -80,8 +86,8 @@ impl EngineConfig {
     /// Each rule stops a hang or a silent failure: a zero `max_batch` takes
     /// no request from a queue, tokio cannot make a queue of no capacity or
     /// of more than [`Semaphore::MAX_PERMITS`], a zero `idle_timeout` retires
-    /// a writer after every batch, and a zero `store_timeout` fails every
-    /// load and append.
+    /// a writer after every batch, a zero `store_timeout` fails every
+    /// load and append, and a zero `expiry_interval` spins the expiry timer.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let rules = [
             (
@@ -98,6 +104,11 @@ impl EngineConfig {
             (
                 !self.store_timeout.is_zero(),
                 "store_timeout",
+                "more than zero",
+            ),
+            (
+                !self.expiry_interval.is_zero(),
+                "expiry_interval",
                 "more than zero",
             ),
         ];
@@ -160,6 +171,13 @@ mod tests {
                     ..default()
                 },
                 "store_timeout",
+            ),
+            (
+                EngineConfig {
+                    expiry_interval: Duration::ZERO,
+                    ..default()
+                },
+                "expiry_interval",
             ),
         ];
         for (config, field) in cases {

@@ -37,6 +37,8 @@ pub(super) struct EngineMetrics {
     pub(super) forwarded: Count,
     /// Claims that won a promotion from a lapsed or departed owner.
     pub(super) takeovers: Count,
+    /// Promotions the expiry timer recorded as expired.
+    pub(super) expired_promotions: Count,
     /// Promotions whose writer runs here because this replica owns them.
     pub(super) owned_promotions: Gauge,
     /// Live replicas, this one included, as the last heartbeat saw them.
@@ -92,6 +94,10 @@ impl EngineMetrics {
             takeovers: Count::register(
                 "seckill_takeovers_total",
                 "Promotions this replica claimed from a lapsed or departed owner.",
+            ),
+            expired_promotions: Count::register(
+                "seckill_expired_promotions_total",
+                "Promotions the expiry timer recorded as expired at their finish time, with coupons left.",
             ),
             owned_promotions: registered_gauge(
                 "seckill_owned_promotions",

@@ -10,10 +10,12 @@
 //!
 //! This module holds the engine's front: [`Engine::execute`] and the slots
 //! that route each command to its promotion's writer. The writer itself is
-//! in `writer`, finished promotions in `frozen`, the settings in `config`.
+//! in `writer`, finished promotions in `frozen`, the timer that records
+//! expiries in `expiry`, the settings in `config`.
 
 mod cluster;
 mod config;
+mod expiry;
 mod frozen;
 mod metrics;
 mod writer;
@@ -34,6 +36,7 @@ pub use config::{ConfigError, EngineConfig};
 use frozen::FrozenPromotions;
 use writer::Writer;
 
+use crate::clock::Clock;
 use crate::error::{SecKillError, StoreError};
 use crate::forward::Forward;
 use crate::ownership::Ownership;
@@ -63,6 +66,8 @@ pub struct EngineStats {
     pub writers: u64,
     /// Commands handed to the replica that owns their promotion.
     pub forwarded: u64,
+    /// Promotions the expiry timer recorded as expired at their finish time.
+    pub expired_promotions: u64,
 }
 
 type Reply = Result<Vec<PromotionEvent>, SecKillError>;
@@ -98,6 +103,10 @@ struct Shared {
     sweeping: AtomicBool,
     /// The origin of the sweeper's millisecond clock.
     epoch: Instant,
+    /// The service's clock, by which the expiry timer judges finish times.
+    clock: Arc<dyn Clock>,
+    /// Whether the expiry timer has been started.
+    expiring: AtomicBool,
     tasks: TaskTracker,
     metrics: EngineMetrics,
     /// Ownership among replicas; `None` in a single process.
@@ -122,9 +131,13 @@ impl Engine {
     /// `forward` (or answers [`SecKillError::NotOwner`] without one). It then
     /// keeps its lease on a task of its own, so it must be built inside a
     /// Tokio runtime.
+    ///
+    /// Its expiry timer starts now if built inside a Tokio runtime, else
+    /// with the first command.
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         config: EngineConfig,
+        clock: Arc<dyn Clock>,
         ownership: Option<Replication>,
     ) -> Self {
         let (cluster, announcements) = match ownership {
@@ -144,6 +157,8 @@ impl Engine {
                 stopping: AtomicBool::new(false),
                 sweeping: AtomicBool::new(false),
                 epoch: Instant::now(),
+                clock,
+                expiring: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 metrics: EngineMetrics::register(),
                 cluster,
@@ -159,7 +174,34 @@ impl Engine {
             tokio::spawn(cluster::announce_commits(shared.clone(), announcements));
             tokio::spawn(cluster::follow_others(shared));
         }
+        engine.start_expiry();
         engine
+    }
+
+    /// Starts the expiry timer unless it runs already or there is no Tokio
+    /// runtime to run it on (then the next command tries again). Not in
+    /// `tasks` and holding the engine weakly, like the lease keeper: it ends
+    /// with the engine and never holds up `shutdown`.
+    fn start_expiry(&self) {
+        // One relaxed load on the command path once it runs.
+        if self.shared.expiring.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.shared.expiring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Subscribed before the timer loads the schedule, so no commit falls
+        // between the two.
+        let changes = self.shared.changes.subscribe();
+        runtime.spawn(expiry::run(
+            Arc::downgrade(&self.shared),
+            Arc::clone(&self.shared.clock),
+            changes,
+            self.shared.config.expiry_interval,
+        ));
     }
 
     /// Decides `command` on the promotion's writer and returns the events it
@@ -189,6 +231,7 @@ impl Engine {
         mut command: PromotionCommand,
         may_forward: bool,
     ) -> Result<Vec<PromotionEvent>, SecKillError> {
+        self.start_expiry();
         // A few rounds are plenty: a round ends early only when the queue it
         // found was closed, and then the next round finds the successor.
         for _ in 0..8 {
@@ -316,6 +359,7 @@ impl Engine {
             queue_depth,
             writers,
             forwarded: m.forwarded.total(),
+            expired_promotions: m.expired_promotions.total(),
         }
     }
 

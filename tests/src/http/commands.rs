@@ -298,3 +298,41 @@ pub async fn the_client_reads_every_grab_answer_as_its_outcome(fixture: impl Fix
     );
     assert!(grab.is_unavailable());
 }
+
+/// A promotion that runs two seconds is recorded expired at its finish time
+/// by the server's expiry timer, with no grab to notice it: its `finishedAt`
+/// is set and it leaves the list of active promotions.
+pub async fn a_short_promotion_expires_without_a_grab(fixture: impl Fixture) {
+    let server = TestServer::start(&fixture).await;
+    let short = server
+        .create(&promotion_request(
+            5,
+            Utc::now() - Duration::minutes(1),
+            Some(Utc::now() + Duration::seconds(2)),
+        ))
+        .await;
+    assert_eq!(short.status, StatusDto::Active);
+    assert_eq!(short.finished_at, None);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let expired = loop {
+        let now = server.client.promotion(short.promotion_id).await.unwrap();
+        if now.finished_at.is_some() {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded expired: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(expired.status, StatusDto::Expired);
+    assert!(
+        expired.finished_at >= Some(expired.finish_time),
+        "{expired:?}"
+    );
+    assert_eq!(expired.remaining, 5);
+    let active = server.client.active_promotions().await.unwrap();
+    assert!(active.iter().all(|p| p.promotion_id != short.promotion_id));
+    assert_eq!(server.seckill.stats().expired_promotions, 1);
+}

@@ -1,15 +1,16 @@
-//! The live feed: `GET /query/promotions/{id}/events`, Server-Sent Events
-//! of one promotion's state.
+//! The live feeds: `GET /query/promotions/{id}/events`, Server-Sent Events
+//! of one promotion's state; `GET /sync/{latestId}`; and `GET /events`,
+//! every stored event as Server-Sent Events resumed with `Last-Event-ID`.
 
 use std::time::Duration as StdDuration;
 
 use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
-use seckill_examples::server::PromotionDto;
+use seckill_examples::server::{FeedEventDto, PromotionDto};
 use serde_json::{json, Value};
 
-use super::server::TestServer;
+use super::server::{assert_problem, TestServer};
 use crate::fixture::Fixture;
 /// One Server-Sent Event: its `event:` name and its `data:` parsed as JSON.
 async fn next_event<S, B>(stream: &mut S, buffer: &mut String) -> (String, Value)
@@ -155,5 +156,117 @@ pub async fn the_sync_feed_pages_every_coupon_exactly_once(fixture: impl Fixture
         let response = server.get(path).await;
         assert_eq!(response.status(), status, "{path}");
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    }
+}
+
+/// `GET /events` followed during a sale, dropped, and resumed with
+/// `Last-Event-ID` = the last id seen: every stored event arrives exactly
+/// once, in position order, as `events_after` lists it; `?after=` starts
+/// where it says; a bad cursor is a 400 problem.
+pub async fn the_global_event_feed_resumes_after_the_last_event_id(fixture: impl Fixture) {
+    let server = TestServer::start(&fixture).await;
+    let sale = server.create_open(150).await;
+    let other = server.create_open(5).await;
+    let mut first = server.client.events(None).await.expect("the feed opens");
+    let grabs = futures::stream::iter(0..200)
+        .map(|i| {
+            let client = server.client.clone();
+            let (sale, other) = (sale.promotion_id, other.promotion_id);
+            async move {
+                client
+                    .grab(sale, &format!("feed-{i}"))
+                    .await
+                    .expect("a grab");
+                if i % 30 == 0 {
+                    // Another promotion's events interleave in the feed.
+                    client
+                        .grab(other, &format!("feed-{i}"))
+                        .await
+                        .expect("a grab");
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>();
+    // Read part of the sale live, then disconnect mid-sale.
+    let reader = async {
+        let mut seen = Vec::new();
+        while seen.len() < 60 {
+            let frame = tokio::time::timeout(StdDuration::from_secs(10), first.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("the feed reads")
+                .expect("the feed stays open");
+            seen.push(frame);
+        }
+        seen
+    };
+    let (_, mut seen) = futures::join!(grabs, reader);
+    drop(first);
+
+    let mut stored = Vec::new();
+    loop {
+        let after = stored
+            .last()
+            .map_or(0, |e: &seckill_app::PositionedEvent| e.position);
+        let page = server.seckill.events_after(after, 500).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        stored.extend(page);
+    }
+    let last = seen.last().expect("frames seen").id;
+    let mut resumed = server
+        .client
+        .events(Some(last))
+        .await
+        .expect("the feed reopens");
+    while seen.len() < stored.len() {
+        let frame = tokio::time::timeout(StdDuration::from_secs(10), resumed.next())
+            .await
+            .unwrap_or_else(|_| panic!("event {} of {} within 10 s", seen.len() + 1, stored.len()))
+            .expect("the feed reads")
+            .expect("the feed stays open");
+        seen.push(frame);
+    }
+    let ids: Vec<u64> = seen.iter().map(|frame| frame.id).collect();
+    let positions: Vec<u64> = stored.iter().map(|event| event.position).collect();
+    assert_eq!(ids, positions, "every event once, in position order");
+    for (frame, event) in seen.iter().zip(&stored) {
+        let expected = FeedEventDto::try_from_event(event).unwrap();
+        assert_eq!(frame.data, expected);
+        assert_eq!(frame.event, expected.event_type);
+        assert_eq!(frame.data.position, frame.id);
+    }
+    let kinds: std::collections::BTreeSet<&str> =
+        seen.iter().map(|frame| frame.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["CouponGrabbed", "PromotionCreated", "PromotionFinished"].into(),
+        "both sales sold out"
+    );
+
+    // `?after=` for clients that cannot set the header.
+    let middle = &stored[stored.len() / 2];
+    let response = server
+        .get(&format!("/events?after={}", middle.position))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let (name, data) = next_event(&mut stream, &mut String::new()).await;
+    let next = &stored[stored.len() / 2 + 1];
+    assert_eq!(data["position"], json!(next.position));
+    assert_eq!(name, data["eventType"].as_str().unwrap());
+
+    for (header, query) in [(Some("abc"), ""), (Some("-1"), ""), (None, "?after=x")] {
+        let mut request = server
+            .client
+            .http()
+            .get(server.url(&format!("/events{query}")));
+        if let Some(header) = header {
+            request = request.header("Last-Event-ID", header);
+        }
+        let response = request.send().await.expect("a request");
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
     }
 }

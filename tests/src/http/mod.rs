@@ -15,7 +15,8 @@
 //!   typed client's outcomes; the load generator.
 //! * `rejections` – 400/413/415/404/405 for what does not parse, 422/409 for
 //!   broken rules, 503 with `Retry-After` for a failing store or a full queue.
-//! * `feed`       – the Server-Sent Events of one promotion.
+//! * `feed`       – the Server-Sent Events of one promotion, `/sync`, and the
+//!   global event feed `/events` resumed with `Last-Event-ID`.
 //! * `operations` – metrics, probes, OpenAPI and pages, graceful shutdown.
 
 mod commands;

@@ -68,7 +68,16 @@ pub async fn creates_updates_grabs_and_queries(fixture: impl Fixture) {
 /// them records anything.
 pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture) {
     let store = fixture.store().await;
-    let (seckill, clock) = service(store.clone());
+    // The expiry timer checks hourly here, so the manual expiry below is the
+    // one that records it (the timer's own test is in `lifecycle`).
+    let (seckill, clock) = service_with(
+        store.clone(),
+        EngineConfig {
+            idle_timeout: StdDuration::from_millis(500),
+            expiry_interval: StdDuration::from_secs(3_600),
+            ..EngineConfig::default()
+        },
+    );
     let unknown = PromotionId::from_uuid(uuid::Uuid::new_v4());
     assert!(matches!(
         seckill.grab(unknown, customer("alice")).await,

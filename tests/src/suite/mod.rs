@@ -10,17 +10,20 @@
 //! * `engine`      – faults, frozen promotions, overload, settings, retiring writers.
 //! * `subscriptions` – durable subscriptions: catch-up, resume, retries,
 //!   one consumer per name, takeover after a crash, the lease rules.
+//! * `lifecycle`   – the expiry timer: expired on time by the service's clock, once.
 //!
 //! This file holds what they share: a service on a fixed clock, and
 //! [`assert_consistent`], which every test ends with.
 
 mod commands;
 mod engine;
+mod lifecycle;
 mod projections;
 mod subscriptions;
 
 pub use commands::*;
 pub use engine::*;
+pub use lifecycle::*;
 pub use projections::*;
 pub use subscriptions::*;
 

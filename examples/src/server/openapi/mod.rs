@@ -46,66 +46,98 @@ use super::problem::ProblemDetails as Problem;
 )]
 pub(super) struct ApiDoc;
 
-/// The path of the event stream, whose items [`EventStreamItems`] describes.
-const EVENTS_PATH: &str = "/query/promotions/{promotionId}/events";
+/// One event stream of the document: its path, the SSE `event` names it
+/// sends, what its `id` is, and the schema of its `data`.
+struct EventStream {
+    path: &'static str,
+    events: &'static [&'static str],
+    what: &'static str,
+    id: &'static str,
+    data: &'static str,
+}
 
-/// Describes what the event stream's 200 carries: events whose `data` is a
-/// promotion as JSON. An annotation can only name a body type, which would
-/// say the whole stream is one promotion; readers of `text/event-stream`
+/// The document's event streams, whose items [`EventStreamItems`] describes.
+const EVENT_STREAMS: [EventStream; 2] = [
+    EventStream {
+        path: "/query/promotions/{promotionId}/events",
+        events: &["promotion"],
+        what: "One server-sent event: `promotion`, whose data is the promotion as JSON.",
+        id: "The last event sequence number the promotion includes.",
+        data: "PromotionDto",
+    },
+    EventStream {
+        path: "/events",
+        events: &[
+            "PromotionCreated",
+            "PromotionUpdated",
+            "CouponGrabbed",
+            "PromotionFinished",
+        ],
+        what: "One server-sent event per stored event: `event` is its type, `data` the event with its positions as JSON.",
+        id: "The event's global position; send it back as `Last-Event-ID` to resume after it.",
+        data: "FeedEventDto",
+    },
+];
+
+/// Describes what each event stream's 200 carries: events whose `data` is
+/// JSON of a schema. An annotation can only name a body type, which would
+/// say the whole stream is one such body; readers of `text/event-stream`
 /// (and schemathesis) check each event, as `{event, id, data, retry}`.
 pub(super) struct EventStreamItems;
 
 impl Modify for EventStreamItems {
     fn modify(&self, document: &mut Document) {
-        let content = document
-            .paths
-            .paths
-            .get_mut(EVENTS_PATH)
-            .and_then(|item| item.get.as_mut())
-            .and_then(|operation| operation.responses.responses.get_mut("200"))
-            .and_then(|response| match response {
-                RefOr::T(response) => response.content.get_mut("text/event-stream"),
-                RefOr::Ref(_) => None,
-            });
-        let Some(content) = content else { return };
-        let string = || ObjectBuilder::new().schema_type(Type::String);
-        // JSON Schema's `contentSchema` has no builder method in utoipa 5;
-        // extensions are written as they are, so it goes in as one.
-        let data_schema: Extensions = [(
-            "contentSchema",
-            serde_json::to_value(Ref::from_schema_name("PromotionDto")).unwrap_or_default(),
-        )]
-        .into_iter()
-        .collect();
-        content.schema = Some(RefOr::T(Schema::Object(
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .description(Some(
-                    "One server-sent event: `promotion`, whose data is the promotion as JSON.",
-                ))
-                .required("data")
-                .property("event", string().enum_values(Some(["promotion"])))
-                .property(
-                    "id",
-                    string().description(Some(
-                        "The last event sequence number the promotion includes.",
-                    )),
-                )
-                .property(
-                    "retry",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(0)),
-                )
-                .property(
-                    "data",
-                    string()
-                        .content_media_type("application/json")
-                        .extensions(Some(data_schema)),
-                )
-                .build(),
-        )));
+        for stream in &EVENT_STREAMS {
+            describe(document, stream);
+        }
     }
+}
+
+fn describe(document: &mut Document, stream: &EventStream) {
+    let content = document
+        .paths
+        .paths
+        .get_mut(stream.path)
+        .and_then(|item| item.get.as_mut())
+        .and_then(|operation| operation.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            RefOr::T(response) => response.content.get_mut("text/event-stream"),
+            RefOr::Ref(_) => None,
+        });
+    let Some(content) = content else { return };
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    // JSON Schema's `contentSchema` has no builder method in utoipa 5;
+    // extensions are written as they are, so it goes in as one.
+    let data_schema: Extensions = [(
+        "contentSchema",
+        serde_json::to_value(Ref::from_schema_name(stream.data)).unwrap_or_default(),
+    )]
+    .into_iter()
+    .collect();
+    content.schema = Some(RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(stream.what))
+            .required("data")
+            .property(
+                "event",
+                string().enum_values(Some(stream.events.iter().copied())),
+            )
+            .property("id", string().description(Some(stream.id)))
+            .property(
+                "retry",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .extensions(Some(data_schema)),
+            )
+            .build(),
+    )));
 }
 
 /// Writes links as OpenAPI spells them. utoipa 5 serialises a link's

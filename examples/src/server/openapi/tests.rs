@@ -190,6 +190,14 @@ fn the_document_times_its_examples_links_a_created_promotion_and_shapes_the_stre
         stream["properties"]["data"]["contentSchema"]["$ref"],
         "#/components/schemas/PromotionDto"
     );
+    let feed = &document["paths"]["/events"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    assert_eq!(
+        feed["properties"]["data"]["contentSchema"]["$ref"],
+        "#/components/schemas/FeedEventDto"
+    );
+    assert_eq!(feed["properties"]["event"]["enum"][2], "CouponGrabbed");
+    assert!(document["components"]["schemas"]["FeedEventDto"].is_object());
     let properties = &document["components"]["schemas"]["PromotionRequest"]["properties"];
     assert_eq!(properties["publishTime"]["example"], "2031-05-06T07:08:09Z");
     assert_eq!(properties["finishTime"]["example"], "2031-05-06T08:08:09Z");
