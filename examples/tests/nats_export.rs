@@ -265,6 +265,99 @@ async fn every_event_reaches_jetstream_once_and_the_consumer_ends_equal_across_k
     server.terminate().await;
 }
 
+/// Two server processes run the same subscription (the publisher of one
+/// stream): one is active, the other stands by; after a `kill -9` of the
+/// active one the standby takes over from the checkpoint, and every event
+/// still reaches the stream exactly once by `Nats-Msg-Id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_subscription_and_the_standby_takes_over_after_kill_9() {
+    let db = PgFixture::new().await;
+    let nats = NatsFixture::new().await;
+    let pool = db.pg_store().pool().clone();
+    let flags = [
+        "--nats-url",
+        nats.url(),
+        "--nats-stream",
+        nats.stream(),
+        "--nats-subject-prefix",
+        nats.prefix(),
+    ];
+    let active_series = format!(
+        "seckill_subscription_active{{subscription=\"nats-publisher.{}\"}}",
+        nats.stream()
+    );
+    let first = ServerProcess::start_replica(db.url(), &flags).await;
+    let second = ServerProcess::start_replica(db.url(), &flags).await;
+    let promotion = create_open(&first.client, COUPONS).await;
+    for i in 0..40 {
+        second
+            .client
+            .grab(promotion.promotion_id, &format!("before-{i}"))
+            .await
+            .expect("grab");
+    }
+
+    // Exactly one of the two is active, once both have looked.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (active, standby) = loop {
+        let states = (
+            metric(&first.client, &active_series).await,
+            metric(&second.client, &active_series).await,
+        );
+        match states {
+            (1.0, 0.0) => break (first, second),
+            (0.0, 1.0) => break (second, first),
+            (a, b) => assert!(
+                Instant::now() < deadline,
+                "expected one active publisher, got {a} and {b}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    active.kill().await;
+
+    // The standby takes over once the dead one's lease lapses, and
+    // publishes what comes next as well as what the kill left behind.
+    for i in 0..40 {
+        standby
+            .client
+            .grab(promotion.promotion_id, &format!("after-{i}"))
+            .await
+            .expect("grab");
+    }
+    let stored = stored_events(&pool).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let took_over = metric(&standby.client, &active_series).await == 1.0;
+        let in_stream = nats.messages().await.len();
+        if took_over && in_stream >= stored.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standby active: {took_over}; the stream holds {in_stream} of {} events",
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: Vec<String> = nats
+        .messages()
+        .await
+        .iter()
+        .map(|m| {
+            m.headers
+                .get(NATS_MESSAGE_ID)
+                .expect("Nats-Msg-Id")
+                .to_string()
+        })
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no event published twice");
+    let expected: BTreeSet<&String> = stored.keys().collect();
+    assert_eq!(unique, expected, "every event published");
+    standby.terminate().await;
+}
+
 async fn wait_for_stream(nats: &NatsFixture) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while nats.jetstream().get_stream(nats.stream()).await.is_err() {

@@ -11,8 +11,10 @@
 //!   handler that does nothing: the runner's own rate, per batch size, and
 //!   PostgreSQL's transactional delivery beside it.
 //! * `live`: one hot promotion on PostgreSQL, 64 closed-loop grabbing tasks,
-//!   without and then with a subscription following live; grabs/s of both
-//!   runs, the subscription's events/s and the largest lag it showed.
+//!   without a follower, with a counting subscription, with the NATS
+//!   JetStream publisher (needs nats-server at `NATS_URL`), and without again;
+//!   grabs/s of each run against the first, the follower's events/s and the
+//!   worst lag it showed, in positions and in time.
 //!
 //! Printed, never asserted: a timing assertion would only measure the machine.
 
@@ -25,12 +27,13 @@ use clap::Parser;
 use cqrs_es::DomainEvent;
 use seckill_app::{
     Backend, EngineConfig, EventHandler, EventStore, HandlerError, PositionedEvent, SecKill,
-    SubscriptionLag,
 };
 use seckill_domain::testing::{customer, terms};
 use seckill_domain::PromotionEvent;
 use seckill_memory::MemoryStore;
+use seckill_nats::Publisher;
 use seckill_postgres::{PgStore, TransactionalHandler};
+use seckill_tests::nats::NatsFixture;
 use seckill_tests::postgres::PgFixture;
 use seckill_tests::suite::service_with;
 use sqlx::PgConnection;
@@ -217,14 +220,45 @@ async fn catchup(events: u64) {
     }
 }
 
-/// One live run: 64 tasks grab for `seconds`; with a subscription following
-/// if `follow`. Returns grabs/s, and the subscription's events/s and worst lag.
-async fn live_run(seconds: f64, follow: bool) -> (f64, Option<(f64, u64)>) {
+/// What follows the sale in a live run.
+#[derive(Clone, Copy, PartialEq)]
+enum Follower {
+    Nobody,
+    /// A subscription whose handler only counts.
+    Counting,
+    /// The NATS JetStream publisher, as `seckill-server --nats-url` runs it.
+    Nats,
+}
+
+/// How one live run went.
+struct Live {
+    grabs_per_second: f64,
+    /// Events the subscription handled, per second.
+    events_per_second: f64,
+    /// The most positions it was behind, as sampled every 100 ms.
+    worst_behind: u64,
+    /// The longest time an event waited: from the sample whose head first
+    /// passed it to the sample whose checkpoint did.
+    worst_delay: Duration,
+}
+
+/// One live run: 64 tasks grab for `seconds`, with `follower` following.
+async fn live_run(seconds: f64, follower: Follower) -> Live {
     let fixture = PgFixture::new().await;
     let seckill = service(Arc::new(fixture.pg_store().clone()));
     let promotion = seckill.create_promotion(terms(100_000_000)).await.unwrap();
-    let count = Count::default();
-    let subscription = follow.then(|| seckill.subscription("live").run(count.clone()).unwrap());
+    let nats = match follower {
+        Follower::Nats => Some(NatsFixture::new().await),
+        _ => None,
+    };
+    let subscription = match (follower, &nats) {
+        (Follower::Nobody, _) => None,
+        (Follower::Nats, Some(nats)) => {
+            let publisher = Publisher::new(nats.client(), nats.settings()).unwrap();
+            Some(seckill.subscription("live").run(publisher).unwrap())
+        }
+        _ => Some(seckill.subscription("live").run(Count::default()).unwrap()),
+    };
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let granted = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..64)
@@ -234,11 +268,8 @@ async fn live_run(seconds: f64, follow: bool) -> (f64, Option<(f64, u64)>) {
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     i += 1;
-                    if seckill
-                        .grab(promotion, customer(format!("t{task}-{i}")))
-                        .await
-                        .is_ok()
-                    {
+                    let customer = customer(format!("t{task}-{i}"));
+                    if seckill.grab(promotion, customer).await.is_ok() {
                         granted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -246,14 +277,25 @@ async fn live_run(seconds: f64, follow: bool) -> (f64, Option<(f64, u64)>) {
         })
         .collect();
     let started = Instant::now();
-    let mut worst: Option<SubscriptionLag> = None;
+    // (when, head) of every sample: an event at position p was readable by
+    // the first sample whose head reached p.
+    let mut heads: Vec<(Instant, u64)> = Vec::new();
+    let (mut worst_behind, mut worst_delay) = (0, Duration::ZERO);
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if follow {
-            if let Ok(Some(lag)) = seckill.subscription_lag("live").await {
-                if worst.is_none_or(|w| lag.behind() > w.behind()) {
-                    worst = Some(lag);
-                }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if subscription.is_none() {
+            continue;
+        }
+        let Ok(Some(lag)) = seckill.subscription_lag("live").await else {
+            continue;
+        };
+        let now = Instant::now();
+        heads.push((now, lag.head));
+        worst_behind = worst_behind.max(lag.behind());
+        // The oldest event not yet handled: the first one after the checkpoint.
+        if lag.behind() > 0 {
+            if let Some(&(since, _)) = heads.iter().find(|&&(_, head)| head > lag.position) {
+                worst_delay = worst_delay.max(now - since);
             }
         }
     }
@@ -261,29 +303,48 @@ async fn live_run(seconds: f64, follow: bool) -> (f64, Option<(f64, u64)>) {
         task.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rate = granted.load(Ordering::Relaxed) as f64 / elapsed;
-    let followed = subscription.map(|_| {
-        let events = count.0.load(Ordering::Relaxed) as f64;
-        (events / elapsed, worst.map_or(0, |w| w.behind()))
-    });
-    (rate, followed)
+    let handled = subscription.as_ref().map_or(0, |s| s.status().handled);
+    if let Some(subscription) = subscription {
+        subscription.stop().await;
+    }
+    Live {
+        grabs_per_second: granted.load(Ordering::Relaxed) as f64 / elapsed,
+        events_per_second: handled as f64 / elapsed,
+        worst_behind,
+        worst_delay,
+    }
 }
 
 async fn live(seconds: f64) {
     println!(
         "\n### Following a hot promotion live (PostgreSQL, 64 grabbing tasks, {seconds} s a run)\n"
     );
-    println!("| run | grabs/s | subscription events/s | worst lag (positions) |");
-    println!("|---|---:|---:|---:|");
-    for (label, follow) in [
-        ("without", false),
-        ("with a subscription", true),
-        ("without, again", false),
-    ] {
-        let (rate, followed) = live_run(seconds, follow).await;
-        match followed {
-            Some((events, lag)) => println!("| {label} | {rate:.0} | {events:.0} | {lag} |"),
-            None => println!("| {label} | {rate:.0} | – | – |"),
+    println!("| run | grabs/s | vs. without | followed, events/s | worst lag (positions) | worst lag (time) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let runs = [
+        ("without a follower", Follower::Nobody),
+        ("a counting subscription", Follower::Counting),
+        ("the NATS JetStream publisher", Follower::Nats),
+        ("without a follower, again", Follower::Nobody),
+    ];
+    let mut baseline = None;
+    for (label, follower) in runs {
+        let run = live_run(seconds, follower).await;
+        let base = *baseline.get_or_insert(run.grabs_per_second);
+        let ratio = run.grabs_per_second / base;
+        if follower == Follower::Nobody {
+            println!(
+                "| {label} | {:.0} | {ratio:.2} | – | – | – |",
+                run.grabs_per_second
+            );
+        } else {
+            println!(
+                "| {label} | {:.0} | {ratio:.2} | {:.0} | {} | {} ms |",
+                run.grabs_per_second,
+                run.events_per_second,
+                run.worst_behind,
+                run.worst_delay.as_millis()
+            );
         }
     }
 }
