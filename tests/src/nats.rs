@@ -3,8 +3,11 @@
 //! `nats://127.0.0.1:4222`), and deletes the stream when the fixture goes.
 //!
 //! Both are unique because JetStream refuses two streams whose subjects
-//! overlap. There is no fallback: when nothing answers, the fixture panics
-//! and says how to start a server (`.ci/run` starts one).
+//! overlap. When nothing answers there and a `nats-server` binary is
+//! installed, the test process starts a throwaway one of its own (JetStream
+//! on, a free loopback port, a temporary store) and says so on stderr; a
+//! watchdog stops it and removes its store when the process ends. Without
+//! the binary, the fixture panics and says how to get one.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +41,11 @@ impl NatsFixture {
     /// # Panics
     /// If no NATS server with JetStream answers there.
     pub async fn new() -> Self {
-        let url = std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned());
+        let configured = std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned());
+        let url = match try_connect(&configured, Duration::from_secs(2)).await {
+            Ok(_) => configured,
+            Err(failure) => fallback_url(&configured, &failure),
+        };
         let client = connect(&url).await;
         remove_stale_streams(&jetstream::new(client.clone())).await;
         // UUID v7: unique, and its timestamp tells the stale sweep the age.
@@ -129,23 +136,92 @@ impl Drop for NatsFixture {
     }
 }
 
-async fn connect(url: &str) -> async_nats::Client {
+async fn try_connect(url: &str, within: Duration) -> Result<async_nats::Client, String> {
     let connected = tokio::time::timeout(
-        Duration::from_secs(10),
+        within,
         async_nats::ConnectOptions::new()
             .name("seckill-tests")
             .connect(url),
     )
     .await;
-    let failure = match connected {
-        Ok(Ok(client)) => return client,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer in 10 s".to_owned(),
+    match connected {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer in {within:?}")),
+    }
+}
+
+/// The URL of this process's throwaway server, started on first use.
+fn fallback_url(configured: &str, failure: &str) -> String {
+    // OnceLock: every test of the binary shares one server; it is a process,
+    // so it outlives each test's own runtime.
+    static FALLBACK: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let started = FALLBACK.get_or_init(start_fallback);
+    match started {
+        Some(url) => {
+            eprintln!("no NATS answers at {configured} ({failure}); using the throwaway nats-server at {url}");
+            url.clone()
+        }
+        None => configured.to_owned(),
+    }
+}
+
+/// Starts `nats-server -js` on a free loopback port with a temporary store,
+/// under a watchdog that stops it when this process exits. `None` when no
+/// binary is installed (the connect that follows then explains).
+fn start_fallback() -> Option<String> {
+    let binary = [
+        "nats-server",
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|candidate| {
+        std::process::Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .ok()?;
+    let store =
+        std::env::temp_dir().join(format!("seckill-tests-nats-{}-{port}", std::process::id()));
+    // The watchdog shell outlives nothing: once this process is gone it
+    // stops the server and removes the store.
+    let script = format!(
+        "{binary} -js -a 127.0.0.1 -p {port} -sd '{store}' >/dev/null 2>&1 & server=$!; \
+         while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         kill $server; wait $server; rm -rf '{store}'",
+        store = store.display(),
+        pid = std::process::id(),
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(format!("nats://127.0.0.1:{port}"))
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    let failure = match try_connect(url, Duration::from_secs(10)).await {
+        Ok(client) => return client,
+        Err(failure) => failure,
     };
     panic!(
         "\n\nThe NATS tests need a nats-server with JetStream at\n    {url}\nand it \
-         failed: {failure}\n\nStart one (`nats-server -js`, as .ci/run does) or set \
-         NATS_URL.\n"
+         failed: {failure}\n\nNo nats-server binary was found to start one here either. \
+         Install it (`apt-get install --yes nats-server`), start one (`nats-server -js`, \
+         as .ci/run does), or set NATS_URL.\n"
     )
 }
 
