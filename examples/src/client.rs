@@ -8,6 +8,7 @@
 //! match on meaning instead of status codes. Anything else the server
 //! answers is a [`ClientError`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,6 +58,12 @@ pub enum Grab {
         /// How long the server asks the client to wait.
         retry_after: Option<Duration>,
     },
+    /// 429 `rate-limited`: the client address or the customer is over its
+    /// limit; nothing was done.
+    RateLimited {
+        /// How long the server asks the client to wait.
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Grab {
@@ -71,6 +78,7 @@ impl Grab {
             Self::Overloaded { .. } => ProblemType::Overloaded,
             Self::ShuttingDown { .. } => ProblemType::ShuttingDown,
             Self::StorageUnavailable { .. } => ProblemType::StorageUnavailable,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
         })
     }
 
@@ -116,6 +124,7 @@ impl Grab {
             Some(ProblemType::Overloaded) => Self::Overloaded { retry_after },
             Some(ProblemType::ShuttingDown) => Self::ShuttingDown { retry_after },
             Some(ProblemType::StorageUnavailable) => Self::StorageUnavailable { retry_after },
+            Some(ProblemType::RateLimited) => Self::RateLimited { retry_after },
             _ => return Err(answer.refused(what)),
         })
     }
@@ -208,6 +217,8 @@ fn problem_type(problem: &ProblemDetails) -> Option<ProblemType> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` on the admin calls.
+    admin_token: Option<Arc<str>>,
 }
 
 impl Client {
@@ -215,7 +226,27 @@ impl Client {
     /// over `http`, which says how to connect (timeouts, pool size).
     pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Self {
         let base = base_url.into().trim_end_matches('/').to_owned();
-        Self { http, base }
+        Self {
+            http,
+            base,
+            admin_token: None,
+        }
+    }
+
+    /// This client, presenting `token` on the admin calls (create, update,
+    /// cancel).
+    #[must_use]
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(Arc::from(token));
+        self
+    }
+
+    /// `request` with the admin token, if this client has one.
+    pub fn as_admin(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// A client of the server at `base_url` whose every request is bounded by
@@ -255,7 +286,7 @@ impl Client {
         &self,
         request: &PromotionRequest,
     ) -> Result<PromotionDto, ClientError> {
-        let sent = self.http.post(self.url("/admin/promotions/")).json(request);
+        let sent = self.as_admin(self.http.post(self.url("/admin/promotions/")).json(request));
         self.expect(sent, StatusCode::CREATED, "creating a promotion")
             .await
     }
@@ -266,19 +297,21 @@ impl Client {
         promotion: Uuid,
         request: &PromotionRequest,
     ) -> Result<PromotionDto, ClientError> {
-        let sent = self
-            .http
-            .put(self.url(&format!("/admin/promotions/{promotion}")))
-            .json(request);
+        let sent = self.as_admin(
+            self.http
+                .put(self.url(&format!("/admin/promotions/{promotion}")))
+                .json(request),
+        );
         let what = format!("updating promotion {promotion}");
         self.expect(sent, StatusCode::OK, &what).await
     }
 
     /// `POST /admin/promotions/{id}/cancel`: the cancelled promotion.
     pub async fn cancel_promotion(&self, promotion: Uuid) -> Result<PromotionDto, ClientError> {
-        let sent = self
-            .http
-            .post(self.url(&format!("/admin/promotions/{promotion}/cancel")));
+        let sent = self.as_admin(
+            self.http
+                .post(self.url(&format!("/admin/promotions/{promotion}/cancel"))),
+        );
         let what = format!("cancelling promotion {promotion}");
         self.expect(sent, StatusCode::OK, &what).await
     }

@@ -14,6 +14,8 @@
 //! * `loadgen`        – the load generator against a running server.
 //! * `http-baseline`  – a bare axum hello-world, the yardstick in `docs/benchmarks.md`.
 //! * `flash-sale`     – a whole flash sale in one process, no HTTP.
+//! * `fairness`       – one bot against many people over HTTP: who wins
+//!   the coupons (`examples/bench/fairness.sh`).
 
 pub mod client;
 pub mod loadgen;

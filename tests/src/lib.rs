@@ -79,6 +79,13 @@ macro_rules! suite {
             graceful_shutdown_answers_queued_grabs,
             the_load_generator_verifies_a_small_flash_sale,
             unavailable_answers_are_503_with_retry_after_never_500,
+            every_admin_route_needs_the_admin_token,
+            admin_routes_are_closed_without_a_token,
+            open_admin_routes_take_requests_without_a_token,
+            customer_tokens_decide_who_grabs_and_whose_coupons_are_read,
+            requests_over_a_rate_limit_are_429_with_retry_after,
+            forwarded_client_addresses_count_only_from_trusted_proxies,
+            the_live_page_is_served_with_security_headers,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {

@@ -62,15 +62,23 @@ pub enum ProblemType {
     ShuttingDown,
     /// The store failed; nothing was acknowledged.
     StorageUnavailable,
-    /// The request lacks the credentials the endpoint needs.
+    /// The request lacks the credentials the endpoint needs, or they are
+    /// wrong (a forged or expired token): answered with `WWW-Authenticate`.
     Unauthorized,
+    /// The credentials are good but do not cover this request: a customer
+    /// grabbing for, or reading the coupons of, another customer.
+    Forbidden,
+    /// The admin routes are closed: the server has no admin token.
+    AdminDisabled,
+    /// The client sent more requests than its rate limit allows.
+    RateLimited,
     /// A bug: a handler panicked. No request is known to reach this.
     Internal,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 24] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -91,6 +99,9 @@ impl ProblemType {
         Self::ShuttingDown,
         Self::StorageUnavailable,
         Self::Unauthorized,
+        Self::Forbidden,
+        Self::AdminDisabled,
+        Self::RateLimited,
         Self::Internal,
     ];
 
@@ -117,6 +128,9 @@ impl ProblemType {
             Self::ShuttingDown => "shutting-down",
             Self::StorageUnavailable => "storage-unavailable",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::AdminDisabled => "admin-disabled",
+            Self::RateLimited => "rate-limited",
             Self::Internal => "internal",
         }
     }
@@ -150,6 +164,9 @@ impl ProblemType {
             Self::ShuttingDown => "Shutting down",
             Self::StorageUnavailable => "Storage unavailable",
             Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::AdminDisabled => "Admin routes disabled",
+            Self::RateLimited => "Too many requests",
             Self::Internal => "Internal error",
         }
     }
@@ -172,11 +189,12 @@ impl ProblemType {
             | Self::NotYetExpired => StatusCode::CONFLICT,
             Self::SoldOut => StatusCode::GONE,
             Self::NotStarted => StatusCode::TOO_EARLY,
-            Self::Ended => StatusCode::FORBIDDEN,
+            Self::Ended | Self::Forbidden | Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::ShuttingDown | Self::StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -221,6 +239,9 @@ pub struct ProblemDetails {
     /// Sent as the `Retry-After` header, not in the body.
     #[serde(skip)]
     retry_after: Option<HeaderValue>,
+    /// Sent as the `WWW-Authenticate` header of a 401, not in the body.
+    #[serde(skip)]
+    challenge: Option<HeaderValue>,
 }
 
 impl Problem {
@@ -236,6 +257,7 @@ impl Problem {
             publish_time: None,
             finished_at: None,
             retry_after: None,
+            challenge: None,
         }))
     }
 
@@ -255,6 +277,14 @@ impl Problem {
     #[must_use]
     pub fn retry_after_secs(mut self, seconds: u32) -> Self {
         self.0.retry_after = Some(HeaderValue::from(seconds));
+        self
+    }
+
+    /// Adds a `WWW-Authenticate` header: the scheme and realm to
+    /// authenticate with (a 401 must say how, RFC 9110 §15.5.2).
+    #[must_use]
+    pub fn challenge(mut self, challenge: &'static str) -> Self {
+        self.0.challenge = Some(HeaderValue::from_static(challenge));
         self
     }
 
@@ -362,11 +392,15 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = self.0.retry_after.clone();
+        let challenge = self.0.challenge.clone();
         let mut response = (status, axum::Json(self.0)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(value) = retry_after {
             headers.insert(header::RETRY_AFTER, value);
+        }
+        if let Some(value) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

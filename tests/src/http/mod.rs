@@ -17,11 +17,14 @@
 //!   broken rules, 503 with `Retry-After` for a failing store or a full queue.
 //! * `feed`       – the Server-Sent Events of one promotion.
 //! * `operations` – metrics, probes, OpenAPI and pages, graceful shutdown.
+//! * `security`   – the admin token, customer tokens, rate limits, trusted
+//!   proxies, the live page's security headers.
 
 mod commands;
 mod feed;
 mod operations;
 mod rejections;
+mod security;
 mod server;
 
 // The tests, flat under `http::`, where `suite!(http, ..)` finds them.
@@ -29,4 +32,7 @@ pub use commands::*;
 pub use feed::*;
 pub use operations::*;
 pub use rejections::*;
-pub use server::{assert_problem, promotion_request, rfc3339, wait_until, TestServer};
+pub use security::*;
+pub use server::{
+    assert_problem, promotion_request, rfc3339, test_security, wait_until, TestServer, ADMIN_TOKEN,
+};
