@@ -103,6 +103,7 @@ impl JwtVerifier {
     #[must_use]
     pub fn audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
         self.validation.required_spec_claims.insert("aud".into());
         self
     }
