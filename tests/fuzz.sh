@@ -45,7 +45,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$server" --bind "127.0.0.1:$port" --database-url "$database_url" --log warn >"$log" 2>&1 &
+# The admin token goes with every request, so fuzzing reaches the admin
+# routes (and the ignored_auth check sees them refuse a missing or wrong one);
+# no rate limit, or most of the run would be 429s.
+admin_token="fuzz-admin-token-$$-$(date +%s)"
+"$server" --bind "127.0.0.1:$port" --database-url "$database_url" --log warn \
+  --admin-token "$admin_token" --rate-limit off >"$log" 2>&1 &
 pid=$!
 up=""
 for _ in $(seq 1 100); do
@@ -66,6 +71,7 @@ events='/query/promotions/{promotionId}/events'
 # One worker: with two, hypothesis calls ast.parse from two threads, which
 # CPython 3.11 does not support ("AST constructor recursion depth mismatch").
 "$schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  --header "Authorization: Bearer $admin_token" \
   --checks all --exclude-checks positive_data_acceptance \
   --exclude-path "$events" --max-response-time 2 \
   --max-time "$max_time" --workers 1 || status=$?
@@ -73,6 +79,7 @@ events='/query/promotions/{promotionId}/events'
 # promotion it never ends (a fuzzer would only wait for its own timeout), so
 # here it gets the generated ids and malformed input only.
 "$schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  --header "Authorization: Bearer $admin_token" \
   --checks all --exclude-checks positive_data_acceptance \
   --include-path "$events" --phases examples,coverage,fuzzing --max-response-time 2 \
   --max-time 10 --workers 1 || status=$?

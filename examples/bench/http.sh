@@ -33,16 +33,18 @@ cleanup() {
   psql "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
 }
 trap cleanup EXIT
-"$BIN/seckill-server" --bind 127.0.0.1:3000 --log warn & pids+=($!)
+# One wrk client grabs from one address: no rate limit (docs/security.md).
+ADMIN_TOKEN="bench-admin-token-$$"
+"$BIN/seckill-server" --bind 127.0.0.1:3000 --log warn --admin-token "$ADMIN_TOKEN" --rate-limit off & pids+=($!)
 "$BIN/http-baseline" 127.0.0.1:3001 >/dev/null & pids+=($!)
-"$BIN/seckill-server" --bind 127.0.0.1:3002 --log warn \
+"$BIN/seckill-server" --bind 127.0.0.1:3002 --log warn --admin-token "$ADMIN_TOKEN" --rate-limit off \
   --database-url "${PG_SERVER_URL%/*}/$database" & pids+=($!)
 for url in "$MEMORY" "$POSTGRES"; do
   for _ in $(seq 1 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
 done
 
 promotion() { # server coupons name -> id of an open promotion
-  curl -sf -XPOST "$1/admin/promotions/" -H 'content-type: application/json' \
+  curl -sf -XPOST "$1/admin/promotions/" -H 'content-type: application/json' -H "authorization: Bearer $ADMIN_TOKEN" \
     -d "{\"numberOfCoupons\":$2,\"discount\":0.5,\"publishTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"name\":\"$3\"}" |
     sed -E 's/.*"promotionId":"([^"]+)".*/\1/'
 }
@@ -68,7 +70,7 @@ curl -sf -o /dev/null -XPOST "$MEMORY/command/coupons/" -H 'content-type: applic
 PROMOTION=$sold run_wrk "grab, sold out (410)" 64 "$MEMORY" examples/bench/grab.lua
 
 echo; echo "== loadgen: 50,000 customers race for 10,000 coupons, 64 in flight, then verify"
-"$BIN/loadgen" --url "$MEMORY" --customers 50000 --coupons 10000 --concurrency 64 --quiet
+"$BIN/loadgen" --url "$MEMORY" --admin-token "$ADMIN_TOKEN" --customers 50000 --coupons 10000 --concurrency 64 --quiet
 
 echo; echo "### PostgreSQL (durable: each 201 is answered after its commit)"
 PROMOTION=none run_wrk "axum hello-world POST, grab script" 256 "$BASELINE" examples/bench/grab.lua

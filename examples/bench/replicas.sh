@@ -97,7 +97,8 @@ start_replicas() { # n database
   for i in $(seq 1 "$1"); do
     "$BIN/seckill-server" --bind "127.0.0.1:$((FIRST_PORT + i - 1))" --log warn \
       --database-url "${PG_SERVER_URL%/*}/$2" --advertise-url "$(url "$i")" \
-      --cluster-secret "$SECRET" >"$LOG_DIR/n$1-replica$i.log" 2>&1 &
+      --cluster-secret "$SECRET" --admin-token "$SECRET" --rate-limit off \
+      >"$LOG_DIR/n$1-replica$i.log" 2>&1 &
     pids+=($!)
   done
   for i in $(seq 1 "$1"); do
@@ -112,7 +113,7 @@ start_replicas() { # n database
 }
 
 promotion() { # replica coupons name -> id of an open promotion
-  curl -sf -XPOST "$(url "$1")/admin/promotions/" -H 'content-type: application/json' \
+  curl -sf -XPOST "$(url "$1")/admin/promotions/" -H 'content-type: application/json' -H "authorization: Bearer $SECRET" \
     -d "{\"numberOfCoupons\":$2,\"discount\":0.5,\"publishTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"name\":\"$3\"}" |
     sed -E 's/.*"promotionId":"([^"]+)".*/\1/'
 }

@@ -15,6 +15,7 @@ mod events;
 
 pub use events::{EventFeed, FeedFrame};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -70,6 +71,12 @@ pub enum Grab {
         /// How long the server asks the client to wait.
         retry_after: Option<Duration>,
     },
+    /// 429 `rate-limited`: the client address or the customer is over its
+    /// limit; nothing was done.
+    RateLimited {
+        /// How long the server asks the client to wait.
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Grab {
@@ -85,6 +92,7 @@ impl Grab {
             Self::ShuttingDown { .. } => ProblemType::ShuttingDown,
             Self::StorageUnavailable { .. } => ProblemType::StorageUnavailable,
             Self::OutcomeUnknown { .. } => ProblemType::OutcomeUnknown,
+            Self::RateLimited { .. } => ProblemType::RateLimited,
         })
     }
 
@@ -134,6 +142,7 @@ impl Grab {
             Some(ProblemType::ShuttingDown) => Self::ShuttingDown { retry_after },
             Some(ProblemType::StorageUnavailable) => Self::StorageUnavailable { retry_after },
             Some(ProblemType::OutcomeUnknown) => Self::OutcomeUnknown { retry_after },
+            Some(ProblemType::RateLimited) => Self::RateLimited { retry_after },
             _ => return Err(answer.refused(what)),
         })
     }
@@ -226,6 +235,8 @@ fn problem_type(problem: &ProblemDetails) -> Option<ProblemType> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` on the admin calls.
+    admin_token: Option<Arc<str>>,
 }
 
 impl Client {
@@ -233,7 +244,27 @@ impl Client {
     /// over `http`, which says how to connect (timeouts, pool size).
     pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Self {
         let base = base_url.into().trim_end_matches('/').to_owned();
-        Self { http, base }
+        Self {
+            http,
+            base,
+            admin_token: None,
+        }
+    }
+
+    /// This client, presenting `token` on the admin calls (create, update,
+    /// cancel).
+    #[must_use]
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(Arc::from(token));
+        self
+    }
+
+    /// `request` with the admin token, if this client has one.
+    pub fn as_admin(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// A client of the server at `base_url` whose every request is bounded by
@@ -273,7 +304,7 @@ impl Client {
         &self,
         request: &PromotionRequest,
     ) -> Result<PromotionDto, ClientError> {
-        let sent = self.http.post(self.url("/admin/promotions/")).json(request);
+        let sent = self.as_admin(self.http.post(self.url("/admin/promotions/")).json(request));
         self.expect(sent, StatusCode::CREATED, "creating a promotion")
             .await
     }
@@ -284,19 +315,21 @@ impl Client {
         promotion: Uuid,
         request: &PromotionRequest,
     ) -> Result<PromotionDto, ClientError> {
-        let sent = self
-            .http
-            .put(self.url(&format!("/admin/promotions/{promotion}")))
-            .json(request);
+        let sent = self.as_admin(
+            self.http
+                .put(self.url(&format!("/admin/promotions/{promotion}")))
+                .json(request),
+        );
         let what = format!("updating promotion {promotion}");
         self.expect(sent, StatusCode::OK, &what).await
     }
 
     /// `POST /admin/promotions/{id}/cancel`: the cancelled promotion.
     pub async fn cancel_promotion(&self, promotion: Uuid) -> Result<PromotionDto, ClientError> {
-        let sent = self
-            .http
-            .post(self.url(&format!("/admin/promotions/{promotion}/cancel")));
+        let sent = self.as_admin(
+            self.http
+                .post(self.url(&format!("/admin/promotions/{promotion}/cancel"))),
+        );
         let what = format!("cancelling promotion {promotion}");
         self.expect(sent, StatusCode::OK, &what).await
     }

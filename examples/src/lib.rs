@@ -17,6 +17,8 @@
 //! * `flash-sale`     – a whole flash sale in one process, no HTTP.
 //! * `coupon-consumer` – an example consumer of the NATS JetStream stream
 //!   that keeps its own coupon table.
+//! * `fairness`       – one bot against many people over HTTP: who wins
+//!   the coupons (`examples/bench/fairness.sh`).
 
 pub mod client;
 pub mod loadgen;

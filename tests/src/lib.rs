@@ -90,6 +90,13 @@ macro_rules! suite {
             a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_coupon,
             a_short_promotion_expires_without_a_grab,
             the_global_event_feed_resumes_after_the_last_event_id,
+            every_admin_route_needs_the_admin_token,
+            admin_routes_are_closed_without_a_token,
+            open_admin_routes_take_requests_without_a_token,
+            customer_tokens_decide_who_grabs_and_whose_coupons_are_read,
+            requests_over_a_rate_limit_are_429_with_retry_after,
+            forwarded_client_addresses_count_only_from_trusted_proxies,
+            the_live_page_is_served_with_security_headers,
         );
     };
     (@tests $module:ident, $fixture:expr; $($name:ident),+ $(,)?) => {

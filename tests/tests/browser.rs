@@ -1,6 +1,6 @@
 //! The live page in a real browser: headless Chromium, driven through
 //! chromedriver with fantoccini. It creates a promotion through the page's
-//! form, grabs through the page, and watches the counter drop as the
+//! form (which asks for the admin token), grabs through the page, and watches the counter drop as the
 //! Server-Sent Events arrive (also for grabs made elsewhere, over plain
 //! HTTP); it looks up a customer's coupons, watches the grabs/s chart fill,
 //! and sees sold-out, cancelled and expired promotions leave the active list.
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as TimeDelta, Utc};
 use fantoccini::{Client, ClientBuilder, Locator};
 use seckill_examples::server::PromotionDto;
-use seckill_tests::http::{promotion_request, TestServer};
+use seckill_tests::http::{promotion_request, TestServer, ADMIN_TOKEN};
 use seckill_tests::MemoryFixture;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -262,9 +262,14 @@ async fn the_live_page_creates_grabs_and_counts_down() {
     let (browser, server) = (&page.browser, &page.server);
     page.open().await;
 
-    // Create a promotion of 5 coupons through the form.
+    // Create a promotion of 5 coupons through the form: refused with a
+    // wrong admin token, created with the server's.
     fill(browser, "#create-name", "Browser sale").await;
     fill(browser, "#create-coupons", "5").await;
+    fill(browser, "#create-token", "not-the-admin-token").await;
+    click(browser, "#create-submit").await;
+    wait_for_text(browser, "#create-result", |t| t.starts_with("Unauthorized")).await;
+    fill(browser, "#create-token", ADMIN_TOKEN).await;
     click(browser, "#create-submit").await;
     let created = wait_for_text(browser, "#create-result", |t| t.starts_with("Created")).await;
     let promotion_id = created.trim_start_matches("Created ").to_owned();

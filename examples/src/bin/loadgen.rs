@@ -2,7 +2,7 @@
 //! then it checks the server's answers through the query API.
 //!
 //! ```text
-//! cargo run --release -p seckill-examples --bin seckill-server &
+//! cargo run --release -p seckill-examples --bin seckill-server -- --admin-token "$SECKILL_ADMIN_TOKEN" --rate-limit off &
 //! cargo run --release -p seckill-examples --bin loadgen -- --customers 20000 --coupons 1000 --concurrency 128
 //! ```
 //!
@@ -37,6 +37,9 @@ struct Args {
     /// Race for this existing promotion instead of creating one.
     #[arg(long)]
     promotion: Option<Uuid>,
+    /// The server's admin token, to create the promotion.
+    #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// No progress bar (for logs and CI).
     #[arg(long)]
     quiet: bool,
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     config.concurrency = args.concurrency;
     config.promotion = args.promotion;
     config.show_progress = !args.quiet;
+    config.admin_token = args.admin_token;
     let report = loadgen::run(&config).await?;
     println!("{report}");
     if !report.violations.is_empty() {

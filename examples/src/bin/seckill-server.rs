@@ -43,6 +43,10 @@ use tracing_subscriber::EnvFilter;
 // locks. Winning grabs in memory, wrk -c64, 8 s, same machine and hour:
 // glibc 59-80k/s with p99 15-22 ms; mimalloc 69-85k/s but p99 ~120 ms;
 // jemalloc 88-89k/s with p99 ~20 ms.
+// The security flags, in a file of their own beside this one.
+#[path = "seckill-server/security.rs"]
+mod security;
+
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -62,7 +66,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve HTTP (the default).
-    Serve(Args),
+    Serve(Box<Args>),
     /// Rebuild every projection from the events, then exit.
     Rebuild(RebuildArgs),
     /// Publish the events from a global position to the newest to NATS
@@ -228,6 +232,10 @@ struct Args {
     /// Log format: `human` for a terminal, `json` for a log collector.
     #[arg(long, env = "SECKILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+
+    /// Who may call what, and how often (docs/security.md).
+    #[command(flatten)]
+    security: security::SecurityArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -315,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Rebuild(args)) => rebuild(args).await,
         Some(Command::Publish(args)) => publish(args).await,
     }
@@ -323,6 +331,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log, args.log_format)?;
+    // First: a wrong key or token stops the start before anything opens.
+    let security = args.security.rules()?;
     // Before the service is built: its engine takes its metric handles from
     // the recorder installed now.
     let metrics = server::Metrics::install().context("installing the metrics recorder")?;
@@ -360,13 +370,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Some(url) => Some(start_publishing(&seckill, url, &args.nats).await?),
         None => None,
     };
-    let mut state = server::AppState::new(seckill, metrics);
+    let operators = match args.security.admin_bind {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address} (--admin-bind)"))?,
+        ),
+        None => None,
+    };
+    let mut state = server::AppState::new(seckill, metrics).with_security(security);
     if let Some(secret) = secret {
         state = state.with_cluster_secret(secret);
     }
-    let served = server::serve_state(listener, state, seckill_examples::shutdown::signal())
-        .await
-        .context("serving HTTP");
+    let served = server::serve_split(
+        listener,
+        operators,
+        state,
+        seckill_examples::shutdown::signal(),
+    )
+    .await
+    .context("serving HTTP");
     if let Some((subscription, client)) = publishing {
         // Hands the name to a standby at once instead of after the lease.
         subscription.stop().await;
@@ -499,6 +522,35 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["seckill-server", "--max-batch", "1"]).expect("1 parses");
         assert_eq!(cli.serve.max_batch, 1);
+    }
+
+    #[test]
+    fn rate_limits_are_on_and_customers_claimed_by_default() {
+        use seckill_examples::server::RateLimits;
+
+        let cli = Cli::try_parse_from(["seckill-server"]).expect("no flags parse");
+        let flags = &cli.serve.security;
+        assert_eq!(flags.rate_limit, security::Switch::On);
+        assert_eq!(flags.customer_auth, security::CustomerAuthMode::None);
+        let defaults = RateLimits::default();
+        assert_eq!(flags.limit_grab_per_address, defaults.grab_per_address);
+        assert_eq!(flags.limit_grab_per_customer, defaults.grab_per_customer);
+        assert_eq!(flags.limit_api_per_address, defaults.api_per_address);
+        assert!(flags.admin_token.is_none() && !flags.admin_open && flags.admin_bind.is_none());
+        let cli = Cli::try_parse_from([
+            "seckill-server",
+            "--rate-limit",
+            "off",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.7",
+            "--limit-grab-per-address",
+            "20/s burst 40",
+        ])
+        .expect("security flags parse");
+        let flags = &cli.serve.security;
+        assert_eq!(flags.rate_limit, security::Switch::Off);
+        assert_eq!(flags.trusted_proxies.len(), 2);
+        assert_eq!(flags.limit_grab_per_address.to_string(), "20/s burst 40");
     }
 
     #[test]

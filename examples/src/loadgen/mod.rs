@@ -49,6 +49,8 @@ pub struct LoadConfig {
     pub customer_prefix: String,
     /// Draw a progress bar on the terminal.
     pub show_progress: bool,
+    /// The server's admin token, to create the promotion.
+    pub admin_token: Option<String>,
 }
 
 impl LoadConfig {
@@ -62,6 +64,7 @@ impl LoadConfig {
             promotion: None,
             customer_prefix: format!("lg-{}-", &Uuid::new_v4().simple().to_string()[..8]),
             show_progress: false,
+            admin_token: None,
         }
     }
 }
@@ -162,7 +165,10 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             what: "building the HTTP client".into(),
             source,
         })?;
-    let client = Client::with_http(config.base_url.clone(), http);
+    let mut client = Client::with_http(config.base_url.clone(), http);
+    if let Some(token) = &config.admin_token {
+        client = client.with_admin_token(token);
+    }
     let promotion = match config.promotion {
         Some(id) => client.promotion(id).await?,
         None => {

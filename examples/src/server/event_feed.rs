@@ -23,7 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::dto::FeedEventDto;
-use super::openapi::answers::{BadRequest, Unavailable};
+use super::openapi::answers::{BadRequest, TooManyRequests, Unavailable};
 use super::problem::{Problem, ProblemType};
 use super::routes::query_problem;
 use super::AppState;
@@ -47,7 +47,7 @@ const LAST_EVENT_ID: &str = "last-event-id";
     ),
     responses(
         (status = 200, description = "A `text/event-stream` of every stored event after the cursor, in global order, then live: `id` is the position, `event` the event type, `data` the event as JSON", body = FeedEventDto, content_type = "text/event-stream"),
-        BadRequest, Unavailable,
+        BadRequest, TooManyRequests, Unavailable,
     )
 )]
 pub(super) async fn events(

@@ -45,6 +45,10 @@ pub enum GrabOutcome {
     Overloaded,
     /// The server was shutting down.
     ShuttingDown,
+    /// The customer token speaks for another customer.
+    Forbidden,
+    /// The customer grabbed more often than their limit.
+    RateLimited,
     /// The store failed.
     StorageFailed,
     /// The commit's answer was lost: it may have been recorded.
@@ -64,6 +68,8 @@ impl GrabOutcome {
             Self::Invalid => "invalid",
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting_down",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::StorageFailed => "storage_failed",
             Self::OutcomeUnknown => "outcome_unknown",
         }
@@ -90,6 +96,7 @@ impl GrabOutcome {
 }
 
 const GRABS: &str = "seckill_grabs_total";
+const RATE_LIMITED: &str = "seckill_rate_limited_total";
 const GRAB_DURATION: &str = "seckill_grab_duration_seconds";
 
 /// Upper bounds of the grab latency buckets, in seconds: 100 µs to 5 s,
@@ -156,6 +163,11 @@ impl Metrics {
         });
     }
 
+    /// Counts one request refused by the rate limit of `scope`.
+    pub(super) fn record_rate_limited(&self, scope: &'static str) {
+        self.recording(|| counter!(RATE_LIMITED, "scope" => scope).increment(1));
+    }
+
     /// The exposition, in the Prometheus text format.
     pub fn render(&self) -> String {
         self.handle.render()
@@ -181,6 +193,10 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
 
 fn describe() {
     describe_counter!(GRABS, "Grab requests answered, by outcome.");
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 by a rate limit, by scope (grab_address, grab_customer, api_address)."
+    );
     describe_histogram!(
         GRAB_DURATION,
         Unit::Seconds,

@@ -8,6 +8,12 @@
 //!
 //! # Layout
 //! * `routes`  – one handler per endpoint, each with its OpenAPI annotation.
+//! * `security` – [`Security`]: who may call what and how often, applied by
+//!   one middleware and per listener ([`Surface`], `--admin-bind`).
+//! * `admin_auth` – the admin token and [`AdminAccess`].
+//! * `customer_auth` – customers as claimed, or as a JWT's `sub`.
+//! * `rate_limit` – the fairness limits per address and per customer, and
+//!   the client address behind trusted proxies.
 //! * `cluster` – replicas: the HTTP transport of forwarded commands and the
 //!   internal endpoint that takes them, behind the cluster secret.
 //! * `dto`     – the JSON bodies (camelCase, as in the original).
@@ -27,7 +33,9 @@
 //! `/docs` is Swagger UI (utoipa-swagger-ui, its assets compiled in) over
 //! `/openapi.json`.
 
+mod admin_auth;
 mod cluster;
+mod customer_auth;
 mod dto;
 mod event_feed;
 mod extract;
@@ -36,11 +44,14 @@ mod metrics;
 mod openapi;
 mod page;
 mod problem;
+mod rate_limit;
 mod routes;
+mod security;
 mod sse;
 mod sync;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +71,9 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+pub use admin_auth::{AdminAccess, AdminToken, AdminTokenError};
 pub use cluster::{ClusterSecret, HttpForward, INTERNAL_COMMANDS};
+pub use customer_auth::{CustomerAuth, JwtKeyError, JwtVerifier};
 pub use dto::{
     CouponDto, FeedEventDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, DEFAULT_RUN,
 };
@@ -68,6 +81,8 @@ pub use event_feed::{PAGE as EVENTS_PAGE, POLL as EVENTS_POLL};
 pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
 pub use problem::{Problem, ProblemDetails, ProblemType, PROBLEM_JSON};
+pub use rate_limit::{Limit, RateLimits, TrustedProxies};
+pub use security::{Security, Surface};
 pub use sse::MIN_INTERVAL;
 pub use sync::{SyncCouponDto, DEFAULT_LIMIT as SYNC_DEFAULT_LIMIT, MAX_LIMIT as SYNC_MAX_LIMIT};
 
@@ -84,6 +99,8 @@ pub struct AppState {
     /// Peers present it on `/internal/commands`; `None` takes no forwarded
     /// command at all.
     cluster_secret: Option<ClusterSecret>,
+    /// Who may call what, and how often.
+    security: Arc<Security>,
 }
 
 impl AppState {
@@ -94,7 +111,15 @@ impl AppState {
             metrics,
             stopping: CancellationToken::new(),
             cluster_secret: None,
+            security: Arc::default(),
         }
+    }
+
+    /// Applies these access rules (the default closes the admin routes).
+    #[must_use]
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = Arc::new(security);
+        self
     }
 
     /// Takes commands forwarded by peers that present `secret`.
@@ -124,6 +149,8 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(SwaggerUi::new("/docs").config(Config::from("/openapi.json")))
         .route("/", get(page::live))
+        .route(page::SCRIPT, get(page::script))
+        .route(page::STYLE, get(page::style))
         // Internal, so not in the OpenAPI document: peers forward commands
         // here in batches larger than any public body.
         .route(
@@ -140,11 +167,18 @@ pub fn app(state: AppState) -> Router {
         // For the grab route's `metrics::track_grab` layer, which `api()`
         // registers without a state to take the recorder from.
         .layer(Extension(state.metrics.clone()))
+        // Rate limits and the admin token, before routing (see `security`).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::guard,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(linger::drain_refused_body))
         .layer(TraceLayer::new_for_http())
         // Last resort: a bug must still answer in the API's error format.
         .layer(CatchPanicLayer::custom(page::panic_problem))
+        .layer(page::nosniff())
+        .layer(page::referrer_policy())
         .with_state(state)
 }
 
@@ -220,7 +254,19 @@ pub async fn serve_state(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_split(listener, None, state, shutdown).await
+}
+
+/// [`serve_state`], with `/admin`, `/metrics` and `/docs` on `operators`
+/// instead of `listener` when it is given (`--admin-bind`).
+pub async fn serve_split(
+    listener: TcpListener,
+    operators: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (seckill, metrics) = (state.seckill.clone(), state.metrics.clone());
+    let security = state.security.clone();
     let stopping = state.stopping().clone();
     // Histograms keep raw samples until upkeep folds them into buckets.
     let upkeep = stopping.clone();
@@ -231,11 +277,37 @@ pub async fn serve_state(
             .is_some()
         {
             metrics.run_upkeep();
+            security.upkeep();
         }
     });
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
+    let router = app(state);
+    let (public, operators) = match operators {
+        None => (router, None),
+        Some(operators) => {
+            if let Ok(address) = operators.local_addr() {
+                tracing::info!(%address, "serving /admin, /metrics and /docs");
+            }
+            let only = |surface: Surface| {
+                middleware::from_fn(move |request, next| surface.filter(request, next))
+            };
+            let admin = router.clone().layer(only(Surface::Operators));
+            let stopped = stopping.clone();
+            // Its own task: the two listeners serve side by side, and both
+            // drain when the server stops.
+            let task = tokio::spawn(async move {
+                axum::serve(
+                    operators,
+                    admin.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+            });
+            (router.layer(only(Surface::Public)), Some(task))
+        }
+    };
     // TCP_NODELAY: every answer is one small write; waiting for the peer's
     // ACK before sending it (Nagle) only adds latency.
     let listener = listener.tap_io(|tcp| {
@@ -243,13 +315,22 @@ pub async fn serve_state(
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
     });
-    axum::serve(listener, app(state))
+    // The peer's address reaches the handlers, for the per-address limits.
+    let public = public.into_make_service_with_connect_info::<SocketAddr>();
+    let draining = stopping.clone();
+    let served = axum::serve(listener, public)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
-            stopping.cancel();
+            draining.cancel();
         })
-        .await?;
+        .await;
+    // Also when serving failed: the operators' listener stops with it.
+    stopping.cancel();
+    if let Some(task) = operators {
+        task.await.map_err(std::io::Error::other)??;
+    }
+    served?;
     // Every HTTP request has been answered; this waits for writers to finish
     // whatever is still queued (nothing, unless a client went away mid-grab).
     seckill.shutdown().await;

@@ -65,15 +65,23 @@ pub enum ProblemType {
     /// The commit was sent but its answer was lost: it may have been
     /// recorded. A retry tells.
     OutcomeUnknown,
-    /// The request lacks the credentials the endpoint needs.
+    /// The request lacks the credentials the endpoint needs, or they are
+    /// wrong (a forged or expired token): answered with `WWW-Authenticate`.
     Unauthorized,
+    /// The credentials are good but do not cover this request: a customer
+    /// grabbing for, or reading the coupons of, another customer.
+    Forbidden,
+    /// The admin routes are closed: the server has no admin token.
+    AdminDisabled,
+    /// The client sent more requests than its rate limit allows.
+    RateLimited,
     /// A bug: a handler panicked. No request is known to reach this.
     Internal,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 25] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -95,6 +103,9 @@ impl ProblemType {
         Self::StorageUnavailable,
         Self::OutcomeUnknown,
         Self::Unauthorized,
+        Self::Forbidden,
+        Self::AdminDisabled,
+        Self::RateLimited,
         Self::Internal,
     ];
 
@@ -122,6 +133,9 @@ impl ProblemType {
             Self::StorageUnavailable => "storage-unavailable",
             Self::OutcomeUnknown => "outcome-unknown",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::AdminDisabled => "admin-disabled",
+            Self::RateLimited => "rate-limited",
             Self::Internal => "internal",
         }
     }
@@ -156,6 +170,9 @@ impl ProblemType {
             Self::StorageUnavailable => "Storage unavailable",
             Self::OutcomeUnknown => "Outcome unknown",
             Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::AdminDisabled => "Admin routes disabled",
+            Self::RateLimited => "Too many requests",
             Self::Internal => "Internal error",
         }
     }
@@ -178,12 +195,13 @@ impl ProblemType {
             | Self::NotYetExpired => StatusCode::CONFLICT,
             Self::SoldOut => StatusCode::GONE,
             Self::NotStarted => StatusCode::TOO_EARLY,
-            Self::Ended => StatusCode::FORBIDDEN,
+            Self::Ended | Self::Forbidden | Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Overloaded
             | Self::ShuttingDown
             | Self::StorageUnavailable
             | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -228,6 +246,9 @@ pub struct ProblemDetails {
     /// Sent as the `Retry-After` header, not in the body.
     #[serde(skip)]
     retry_after: Option<HeaderValue>,
+    /// Sent as the `WWW-Authenticate` header of a 401, not in the body.
+    #[serde(skip)]
+    challenge: Option<HeaderValue>,
 }
 
 impl Problem {
@@ -243,6 +264,7 @@ impl Problem {
             publish_time: None,
             finished_at: None,
             retry_after: None,
+            challenge: None,
         }))
     }
 
@@ -262,6 +284,14 @@ impl Problem {
     #[must_use]
     pub fn retry_after_secs(mut self, seconds: u32) -> Self {
         self.0.retry_after = Some(HeaderValue::from(seconds));
+        self
+    }
+
+    /// Adds a `WWW-Authenticate` header: the scheme and realm to
+    /// authenticate with (a 401 must say how, RFC 9110 §15.5.2).
+    #[must_use]
+    pub fn challenge(mut self, challenge: &'static str) -> Self {
+        self.0.challenge = Some(HeaderValue::from_static(challenge));
         self
     }
 
@@ -378,11 +408,15 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = self.0.retry_after.clone();
+        let challenge = self.0.challenge.clone();
         let mut response = (status, axum::Json(self.0)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(value) = retry_after {
             headers.insert(header::RETRY_AFTER, value);
+        }
+        if let Some(value) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use seckill_domain::{CustomerId, PromotionId};
 
+use super::customer_auth::Caller;
 use super::dto::{CouponDto, GrabRequest, PromotionDto, PromotionRequest};
 use super::extract::{ApiJson, ApiPath};
 use super::metrics::GrabOutcome;
 use super::openapi::answers::{
-    BadRequest, Conflict, Ended, NotStarted, PayloadTooLarge, SoldOut, Unavailable,
+    AdminDisabled, AdminUnauthorized, BadRequest, Conflict, CustomerUnauthorized, GrabForbidden,
+    NotStarted, OtherCustomer, PayloadTooLarge, SoldOut, TooManyRequests, Unavailable,
     UnknownPromotion, Unprocessable, UnsupportedMediaType,
 };
 use super::problem::{Problem, ProblemType};
@@ -56,8 +58,9 @@ async fn view(state: &AppState, promotion_id: PromotionId) -> Result<PromotionDt
                 ("CancelPromotion" = (operation_id = "cancel_promotion", parameters(("promotionId" = "$response.body#/promotionId")))),
                 ("GrabCoupon" = (operation_id = "grab", request_body = json!({"promotionId": "$response.body#/promotionId", "customerId": "fuzz-customer"}))),
             )),
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
-    )
+        BadRequest, AdminUnauthorized, AdminDisabled, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    ),
+    security(("adminToken" = []))
 )]
 pub(super) async fn create_promotion(
     State(state): State<AppState>,
@@ -91,8 +94,9 @@ pub(super) async fn create_promotion(
     request_body = PromotionRequest,
     responses(
         (status = 200, description = "Updated", body = PromotionDto),
-        BadRequest, UnknownPromotion, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
-    )
+        BadRequest, AdminUnauthorized, AdminDisabled, UnknownPromotion, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    ),
+    security(("adminToken" = []))
 )]
 pub(super) async fn update_promotion(
     State(state): State<AppState>,
@@ -118,8 +122,9 @@ pub(super) async fn update_promotion(
     params(("promotionId" = uuid::Uuid, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "Cancelled; grabs now answer `ended`", body = PromotionDto),
-        BadRequest, UnknownPromotion, Conflict, Unavailable,
-    )
+        BadRequest, AdminUnauthorized, AdminDisabled, UnknownPromotion, Conflict, TooManyRequests, Unavailable,
+    ),
+    security(("adminToken" = []))
 )]
 pub(super) async fn cancel_promotion(
     State(state): State<AppState>,
@@ -143,23 +148,29 @@ pub(super) async fn cancel_promotion(
     request_body = GrabRequest,
     responses(
         (status = 201, description = "Won: the coupon, durable before this answer", body = CouponDto),
-        BadRequest, Ended, UnknownPromotion, Conflict, SoldOut, PayloadTooLarge, UnsupportedMediaType, Unprocessable, NotStarted, Unavailable,
-    )
+        BadRequest, CustomerUnauthorized, GrabForbidden, UnknownPromotion, Conflict, SoldOut, PayloadTooLarge, UnsupportedMediaType, Unprocessable, NotStarted, TooManyRequests, Unavailable,
+    ),
+    // Without customer tokens (the default) no credentials; with them, a JWT.
+    security((), ("customerToken" = []))
 )]
 pub(super) async fn grab(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(request): ApiJson<GrabRequest>,
 ) -> Response {
     let answer = match request.parse() {
         Err(invalid) => Err((GrabOutcome::Invalid, Problem::from(invalid))),
-        Ok((promotion_id, customer_id)) => state
-            .seckill
-            .grab(promotion_id, customer_id)
-            .await
-            .map_err(|error| {
-                let outcome = GrabOutcome::of_error(&error);
-                (outcome, Problem::from_error(promotion_id, error))
-            }),
+        Ok((promotion_id, customer_id)) => match admit_grab(&state, &caller, &customer_id) {
+            Err(refused) => Err(refused),
+            Ok(()) => state
+                .seckill
+                .grab(promotion_id, customer_id)
+                .await
+                .map_err(|error| {
+                    let outcome = GrabOutcome::of_error(&error);
+                    (outcome, Problem::from_error(promotion_id, error))
+                }),
+        },
     };
     let (outcome, mut response) = match answer {
         Ok(coupon) => (
@@ -173,6 +184,22 @@ pub(super) async fn grab(
     response
 }
 
+/// Whether `caller` may grab for `customer` now: their own customer, within
+/// the customer's rate limit.
+fn admit_grab(
+    state: &AppState,
+    caller: &Caller,
+    customer: &CustomerId,
+) -> Result<(), (GrabOutcome, Problem)> {
+    caller
+        .may_act_for(customer)
+        .map_err(|problem| (GrabOutcome::Forbidden, problem))?;
+    state
+        .security
+        .limit_customer(customer, &state.metrics)
+        .map_err(|problem| (GrabOutcome::RateLimited, problem))
+}
+
 /// Lists the coupons a customer holds.
 #[utoipa::path(
     get,
@@ -181,14 +208,17 @@ pub(super) async fn grab(
     params(("customerId" = String, Path, description = "The customer's id", min_length = 1, max_length = 64, pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")),
     responses(
         (status = 200, description = "The customer's coupons, oldest first; `[]` for a stranger", body = Vec<CouponDto>),
-        BadRequest, Unprocessable, Unavailable,
-    )
+        BadRequest, CustomerUnauthorized, OtherCustomer, Unprocessable, TooManyRequests, Unavailable,
+    ),
+    security((), ("customerToken" = []))
 )]
 pub(super) async fn coupons_of(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Vec<CouponDto>>, Problem> {
     let customer_id = CustomerId::parse(raw)?;
+    caller.may_act_for(&customer_id)?;
     let coupons = state
         .seckill
         .coupons_of(&customer_id)
@@ -204,7 +234,7 @@ pub(super) async fn coupons_of(
     tag = "query",
     responses(
         (status = 200, description = "Promotions open now or opening later, soonest first", body = Vec<PromotionDto>),
-        Unavailable,
+        TooManyRequests, Unavailable,
     )
 )]
 pub(super) async fn active_promotions(
@@ -228,7 +258,7 @@ pub(super) async fn active_promotions(
     params(("promotionId" = uuid::Uuid, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "The promotion now: remaining coupons, status, times", body = PromotionDto),
-        BadRequest, UnknownPromotion, Unavailable,
+        BadRequest, UnknownPromotion, TooManyRequests, Unavailable,
     )
 )]
 pub(super) async fn promotion(

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dto::PromotionDto;
 use super::extract::ApiPath;
-use super::openapi::answers::{BadRequest, Unavailable, UnknownPromotion};
+use super::openapi::answers::{BadRequest, TooManyRequests, Unavailable, UnknownPromotion};
 use super::problem::Problem;
 use super::routes::parse_promotion_id;
 use super::AppState;
@@ -35,7 +35,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
     params(("promotionId" = String, Path, description = "The promotion's UUID")),
     responses(
         (status = 200, description = "A `text/event-stream` of `promotion` events, each carrying the promotion as JSON; the first is the state now", body = PromotionDto, content_type = "text/event-stream"),
-        BadRequest, UnknownPromotion, Unavailable,
+        BadRequest, UnknownPromotion, TooManyRequests, Unavailable,
     )
 )]
 pub(super) async fn promotion_events(

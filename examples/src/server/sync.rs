@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::ApiPath;
-use super::openapi::answers::{BadRequest, Unavailable, Unprocessable};
+use super::openapi::answers::{BadRequest, TooManyRequests, Unavailable, Unprocessable};
 use super::problem::{Problem, ProblemType};
 use super::routes::query_problem;
 use super::AppState;
@@ -55,7 +55,7 @@ pub struct SyncCouponDto {
     ),
     responses(
         (status = 200, description = "Up to `limit` coupons granted after `latestId`, oldest first; `[]` when there is none yet", body = Vec<SyncCouponDto>),
-        BadRequest, Unprocessable, Unavailable,
+        BadRequest, Unprocessable, TooManyRequests, Unavailable,
     )
 )]
 pub(super) async fn sync(

@@ -31,6 +31,9 @@ pub struct ServerProcess {
     child: Child,
 }
 
+/// The admin token of every server these tests start (their clients present it).
+pub const ADMIN_TOKEN: &str = "process-tests-admin-token";
+
 /// The cluster secret the replica tests share.
 pub const CLUSTER_SECRET: &str = "replica-tests-secret";
 
@@ -57,6 +60,24 @@ impl ServerProcess {
     }
 
     async fn start_on(port: u16, database_url: &str, extra: &[&str]) -> Self {
+        // The admin token, and no rate limit: the tests grab thousands of
+        // times from one loopback address.
+        let mut args = vec![
+            "--database-url",
+            database_url,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--rate-limit",
+            "off",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(port, &args).await
+    }
+
+    /// Starts the server on `port` with only these flags (and `--bind`,
+    /// `--log`): in memory unless they name a database. Its client presents
+    /// [`ADMIN_TOKEN`].
+    pub async fn spawn(port: u16, flags: &[&str]) -> Self {
         // Quiet unless TEST_LOG is set: the outage test provokes failures
         // the server rightly logs.
         let (log, stderr) = match std::env::var_os("TEST_LOG") {
@@ -65,9 +86,8 @@ impl ServerProcess {
         };
         let child = Command::new(SERVER)
             .args(["--bind", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", database_url])
             .args(["--log", log])
-            .args(extra)
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -76,7 +96,8 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("starting {SERVER}: {e}"));
         let client =
             Client::with_timeout(format!("http://127.0.0.1:{port}"), Duration::from_secs(20))
-                .expect("build client");
+                .expect("build client")
+                .with_admin_token(ADMIN_TOKEN);
         let mut server = Self {
             client,
             port,
@@ -144,6 +165,16 @@ pub async fn create_open(client: &Client, coupons: u32) -> PromotionDto {
         .create_promotion(&request)
         .await
         .unwrap_or_else(|error| panic!("{error}: creating {request:?}"))
+}
+
+/// `POST /admin/promotions/` of an open promotion: only the status it got.
+pub async fn create_open_answer(client: &Client) -> reqwest::StatusCode {
+    let now = Utc::now();
+    let request = promotion_request(5, now, Some(now + chrono::Duration::hours(1)));
+    let sent = client
+        .as_admin(client.http().post(client.url("/admin/promotions/")))
+        .json(&request);
+    sent.send().await.expect("a create request").status()
 }
 
 /// What the store holds for one promotion, read behind the API's back.

@@ -207,6 +207,7 @@ pub async fn the_load_generator_verifies_a_small_flash_sale(fixture: impl Fixtur
 
     let server = TestServer::start(&fixture).await;
     let mut config = LoadConfig::new(server.client.base_url().to_owned(), 300, 40);
+    config.admin_token = Some(super::server::ADMIN_TOKEN.to_owned());
     config.concurrency = 16;
     let report = loadgen::run(&config).await.expect("load generator runs");
     assert!(report.violations.is_empty(), "{report}");

@@ -18,11 +18,14 @@
 //! * `feed`       – the Server-Sent Events of one promotion, `/sync`, and the
 //!   global event feed `/events` resumed with `Last-Event-ID`.
 //! * `operations` – metrics, probes, OpenAPI and pages, graceful shutdown.
+//! * `security`   – the admin token, customer tokens, rate limits, trusted
+//!   proxies, the live page's security headers.
 
 mod commands;
 mod feed;
 mod operations;
 mod rejections;
+mod security;
 mod server;
 
 // The tests, flat under `http::`, where `suite!(http, ..)` finds them.
@@ -30,4 +33,7 @@ pub use commands::*;
 pub use feed::*;
 pub use operations::*;
 pub use rejections::*;
-pub use server::{assert_problem, promotion_request, rfc3339, wait_until, TestServer};
+pub use security::*;
+pub use server::{
+    assert_problem, promotion_request, rfc3339, test_security, wait_until, TestServer, ADMIN_TOKEN,
+};

@@ -10,12 +10,26 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
 use seckill_app::{Backend, SecKill};
 use seckill_examples::client::{Client, Grab};
-use seckill_examples::server::{self, CouponDto, PromotionDto, PromotionRequest, PROBLEM_JSON};
+use seckill_examples::server::{
+    self, AdminAccess, AdminToken, AppState, CouponDto, PromotionDto, PromotionRequest, Security,
+    PROBLEM_JSON,
+};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::fixture::Fixture;
+
+/// The admin token of every [`TestServer`] (its client presents it).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The rules of a [`TestServer`]: the admin routes behind [`ADMIN_TOKEN`],
+/// no rate limit (several tests send thousands of grabs from one address).
+pub fn test_security() -> Security {
+    Security::new(AdminAccess::Token(
+        AdminToken::new(ADMIN_TOKEN).expect("a valid token"),
+    ))
+}
 
 /// A server running `serve()` on 127.0.0.1:0, and a client for it.
 pub struct TestServer {
@@ -50,16 +64,38 @@ impl TestServer {
 
     /// Starts a server for `seckill` whose `/metrics` renders `metrics`.
     pub async fn serving_with(seckill: SecKill, metrics: server::Metrics) -> Self {
+        Self::secured(seckill, metrics, test_security()).await
+    }
+
+    /// Starts a server for `seckill` with these access rules; its client
+    /// presents [`ADMIN_TOKEN`].
+    pub async fn secured(seckill: SecKill, metrics: server::Metrics, security: Security) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on loopback");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = server::serve(listener, seckill.clone(), metrics, async move {
+        let state = AppState::new(seckill.clone(), metrics).with_security(security);
+        let serving = server::serve_state(listener, state, async move {
             let _ = stopped.await;
         });
         let task = tokio::spawn(serving);
-        let client = Client::with_timeout(base, StdDuration::from_secs(20)).expect("build client");
+        // The token on every request, so the suite's raw requests reach the
+        // admin routes as an operator's would; the tests of the token itself
+        // send their requests from a client without it.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {ADMIN_TOKEN}")
+                .parse()
+                .expect("a header value"),
+        );
+        let http = reqwest::Client::builder()
+            .timeout(StdDuration::from_secs(20))
+            .default_headers(headers)
+            .build()
+            .expect("build client");
+        let client = Client::with_http(base, http).with_admin_token(ADMIN_TOKEN);
         Self {
             client,
             seckill,

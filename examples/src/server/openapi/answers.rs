@@ -41,8 +41,26 @@ problem_answers! {
     /// 400: the request does not parse into the endpoint's shape.
     BadRequest = 400, "`malformed-request`: the body is not JSON, has an unknown or missing field or a wrong type, a time is not RFC 3339, or an id does not parse";
 
-    /// 403: the grab came too late.
-    Ended = 403, "`ended`: the finish time passed or the promotion was cancelled (`finishedAt`)";
+    /// 403 on a grab: too late, or for another customer than the token's.
+    GrabForbidden = 403, "`ended`: the finish time passed or the promotion was cancelled (`finishedAt`); `forbidden`: with customer tokens on, the body's `customerId` is not the token's `sub`";
+
+    /// 401 on an admin route.
+    AdminUnauthorized = 401, "`unauthorized`: no `Authorization: Bearer <admin token>`, or not the server's token",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"seckill-admin\"`"));
+
+    /// 403 on an admin route.
+    AdminDisabled = 403, "`admin-disabled`: the server was started without an admin token";
+
+    /// 401 on a customer's route, with customer tokens on.
+    CustomerUnauthorized = 401, "`unauthorized`: with customer tokens on (`--customer-auth jwt`), no valid `Authorization: Bearer <JWT>`: missing, forged, expired, or of another issuer or audience",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"seckill\"`"));
+
+    /// 403 on another customer's coupons.
+    OtherCustomer = 403, "`forbidden`: with customer tokens on, the path's `customerId` is not the token's `sub`";
+
+    /// 429: over a rate limit.
+    TooManyRequests = 429, "`rate-limited`: the client address or the customer sent more than its limit allows",
+        headers(("Retry-After" = u32, description = "Seconds to wait before the limit admits a request"));
 
     /// 404: no promotion under the id.
     UnknownPromotion = 404, "`unknown-promotion`: no promotion exists under the id";

@@ -37,6 +37,7 @@ use super::problem::ProblemDetails as Problem;
                        Every error is application/problem+json; see docs/api.md."
     ),
     components(schemas(PromotionRequest, GrabRequest, PromotionDto, CouponDto, StatusDto, Problem)),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "admin", description = "Create, change and cancel promotions"),
         (name = "command", description = "Grab a coupon"),
@@ -55,6 +56,38 @@ struct EventStream {
     id: &'static str,
     data: &'static str,
 }
+/// The two kinds of credentials (docs/security.md): the admin token on
+/// `/admin`, and customer JWTs on a grab and a coupon list when the server
+/// identifies customers by token.
+pub(super) struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, document: &mut Document) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = document.components.get_or_insert_with(Default::default);
+        let bearer = |format: Option<&str>, description: &str| {
+            let mut http = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description));
+            if let Some(format) = format {
+                http = http.bearer_format(format);
+            }
+            SecurityScheme::Http(http.build())
+        };
+        components.add_security_scheme(
+            "adminToken",
+            bearer(None, "The server's admin token (`--admin-token`)"),
+        );
+        components.add_security_scheme(
+            "customerToken",
+            bearer(
+                Some("JWT"),
+                "A customer's JWT, required with `--customer-auth jwt`: the customer is its `sub`",
+            ),
+        );
+    }
+}
+
 
 /// The document's event streams, whose items [`EventStreamItems`] describes.
 const EVENT_STREAMS: [EventStream; 2] = [
