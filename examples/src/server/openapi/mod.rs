@@ -88,7 +88,6 @@ impl Modify for SecuritySchemes {
     }
 }
 
-
 /// The document's event streams, whose items [`EventStreamItems`] describes.
 const EVENT_STREAMS: [EventStream; 2] = [
     EventStream {
