@@ -37,16 +37,21 @@ use seckill_postgres::{PgOptions, PgOwnership, PgStore};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
+// The security flags, and publishing to NATS JetStream, in files of their
+// own beside this one.
+#[path = "seckill-server/nats.rs"]
+mod nats;
+#[path = "seckill-server/security.rs"]
+mod security;
+
+use nats::{publish, start_publishing, NatsArgs, PublishArgs};
+
 // jemalloc: a grab's request, command, event and answer are allocated on one
 // worker thread and often freed on another. With glibc's malloc, perf showed
 // ~15 % of the server's CPU in malloc and free, and futex waits on its arena
 // locks. Winning grabs in memory, wrk -c64, 8 s, same machine and hour:
 // glibc 59-80k/s with p99 15-22 ms; mimalloc 69-85k/s but p99 ~120 ms;
 // jemalloc 88-89k/s with p99 ~20 ms.
-// The security flags, in a file of their own beside this one.
-#[path = "seckill-server/security.rs"]
-mod security;
-
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -73,67 +78,6 @@ enum Command {
     /// JetStream again, then exit. Copies within the stream's duplicate
     /// window are dropped there.
     Publish(PublishArgs),
-}
-
-#[derive(Debug, ClapArgs)]
-struct PublishArgs {
-    /// The first global position to publish (`1`: every event).
-    #[arg(long)]
-    from: u64,
-
-    /// PostgreSQL URL of the store to read.
-    #[arg(long, env = "SECKILL_DATABASE_URL")]
-    database_url: String,
-
-    /// How long one database call may take before it fails.
-    #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    db_timeout: Duration,
-
-    /// NATS server URL.
-    #[arg(long, env = "SECKILL_NATS_URL")]
-    nats_url: String,
-
-    #[command(flatten)]
-    nats: NatsArgs,
-}
-
-/// The JetStream stream the events go to; created or updated to these
-/// settings before the first event is published.
-#[derive(Debug, ClapArgs)]
-struct NatsArgs {
-    /// JetStream stream name. The publisher's subscription is named after it
-    /// (`nats-publisher.<stream>`), so each stream has its own checkpoint.
-    #[arg(long, env = "SECKILL_NATS_STREAM", default_value = StreamSettings::DEFAULT_NAME)]
-    nats_stream: String,
-
-    /// Subjects are `<prefix>.promotion.<promotion id>.<event type>`.
-    #[arg(long, env = "SECKILL_NATS_SUBJECT_PREFIX", default_value = Subjects::DEFAULT_PREFIX)]
-    nats_subject_prefix: String,
-
-    /// How long the stream keeps a message, e.g. `7days` or `12h`.
-    #[arg(long, env = "SECKILL_NATS_MAX_AGE", default_value = "7days", value_parser = parse_duration)]
-    nats_max_age: Duration,
-
-    /// How long JetStream remembers a message id and drops copies of it.
-    #[arg(long, env = "SECKILL_NATS_DUPLICATE_WINDOW", default_value = "2min", value_parser = parse_duration)]
-    nats_duplicate_window: Duration,
-}
-
-impl NatsArgs {
-    fn settings(&self) -> anyhow::Result<StreamSettings> {
-        let subjects = Subjects::new(self.nats_subject_prefix.clone())?;
-        let settings = StreamSettings {
-            max_age: Some(self.nats_max_age),
-            duplicate_window: self.nats_duplicate_window,
-            ..StreamSettings::new(self.nats_stream.clone(), subjects)
-        };
-        settings.validate()?;
-        Ok(settings)
-    }
-
-    fn subscription_name(&self) -> String {
-        format!("nats-publisher.{}", self.nats_stream)
-    }
 }
 
 #[derive(Debug, ClapArgs)]
@@ -396,68 +340,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let _ = client.flush().await;
     }
     served
-}
-
-/// Runs the JetStream publisher as the durable subscription
-/// `nats-publisher.<stream>`; its lag shows on `/metrics` as
-/// `seckill_subscription_lag{subscription="nats-publisher.<stream>"}`.
-async fn start_publishing(
-    seckill: &SecKill,
-    url: &str,
-    nats: &NatsArgs,
-) -> anyhow::Result<(seckill_app::Subscription, seckill_nats::async_nats::Client)> {
-    let settings = nats.settings().context("the NATS stream flags")?;
-    // In the background: the sale does not wait for NATS; the subscription
-    // retries, and its lag grows, until NATS answers.
-    let client = seckill_nats::connect_in_background(url, "seckill-server")
-        .await
-        .context("connecting to NATS")?;
-    let publisher = Publisher::new(client.clone(), settings)?;
-    let name = nats.subscription_name();
-    let subscription = seckill
-        .subscription(name.as_str())
-        .run(publisher)
-        .context("starting the NATS publisher")?;
-    tracing::info!(subscription = %name, stream = %nats.nats_stream, prefix = %nats.nats_subject_prefix, "publishing events to NATS JetStream");
-    Ok((subscription, client))
-}
-
-/// `seckill-server publish --from N`: the events from position N to the
-/// newest, published again.
-async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    init_logging("warn", LogFormat::Human)?;
-    let settings = args.nats.settings().context("the NATS stream flags")?;
-    let store = PgStore::connect_with(&args.database_url, pg_options(2, args.db_timeout))
-        .await
-        .context("connecting to PostgreSQL and migrating it")?;
-    let seckill = SecKill::builder(Arc::new(store))
-        .build()
-        .context("checking the engine settings")?;
-    let client = seckill_nats::connect(&args.nats_url, "seckill-server publish").await?;
-    let publisher = Publisher::new(client.clone(), settings)?;
-    let bar = indicatif::ProgressBar::new_spinner();
-    let done = seckill_nats::republish(&seckill, &publisher, args.from, 512, |done| {
-        bar.set_message(format!(
-            "{} events published, up to position {}",
-            done.events, done.last_position
-        ));
-    })
-    .await;
-    bar.finish_and_clear();
-    client
-        .flush()
-        .await
-        .context("flushing the NATS connection")?;
-    let done = done?;
-    println!(
-        "published {} events from position {} (last {}): {} stored, {} already in the stream",
-        done.events,
-        args.from,
-        done.last_position,
-        done.published.stored,
-        done.published.duplicates
-    );
-    Ok(())
 }
 
 /// `seckill-server rebuild`: every promotion's projections from its events.

@@ -17,10 +17,14 @@
 //! * `mod.rs`  – what a user writes: [`EventHandler`], [`Start`], errors.
 //! * `store`   – the [`SubscriptionStore`] port: leases and checkpoints.
 //! * `delivery` – [`Delivery`]: how a batch is handled and checkpointed.
-//! * `runner`  – the task that follows the feed, retries and takes over.
+//! * `runner`  – [`SubscriptionBuilder`] and the task that follows the feed,
+//!   retries and takes over.
+//! * `status`  – the [`Subscription`] handle, its status and lag, and the
+//!   metrics the task keeps.
 
 mod delivery;
 mod runner;
+mod status;
 mod store;
 
 use std::panic::AssertUnwindSafe;
@@ -31,10 +35,8 @@ use futures::FutureExt;
 use crate::port::PositionedEvent;
 
 pub use delivery::{AtLeastOnce, Delivery, DeliveryFailure};
-pub use runner::{
-    Subscription, SubscriptionBuilder, SubscriptionLag, SubscriptionStatus,
-    DEFAULT_LEASE as DEFAULT_SUBSCRIPTION_LEASE,
-};
+pub use runner::{SubscriptionBuilder, DEFAULT_LEASE as DEFAULT_SUBSCRIPTION_LEASE};
+pub use status::{Subscription, SubscriptionLag, SubscriptionStatus};
 pub use store::{SubscriptionLease, SubscriptionStore};
 
 /// What a handler reports when it cannot handle an event. The event is

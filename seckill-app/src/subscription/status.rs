@@ -1,0 +1,215 @@
+//! What a running subscription shows: the [`Subscription`] handle, its
+//! [`SubscriptionStatus`], the [`SubscriptionLag`] anyone can ask the store
+//! for, and the metrics the runner keeps up to date.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use metrics::{counter, gauge, Counter, Gauge};
+use tokio_util::sync::DropGuard;
+
+/// A running subscription. Dropping it stops the task (the lease then lapses);
+/// [`stop`](Self::stop) also hands the name over at once.
+pub struct Subscription {
+    pub(super) status: Arc<Shared>,
+    pub(super) task: Option<tokio::task::JoinHandle<()>>,
+    pub(super) cancel: Option<DropGuard>,
+}
+
+impl Subscription {
+    /// The subscription's name.
+    pub fn name(&self) -> &str {
+        &self.status.name
+    }
+
+    /// What this consumer is doing now.
+    pub fn status(&self) -> SubscriptionStatus {
+        self.status.snapshot()
+    }
+
+    /// Stops delivering, gives the name up so a standby takes over at once,
+    /// and waits for the task to end.
+    pub async fn stop(mut self) {
+        drop(self.cancel.take());
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// One consumer's view of its subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStatus {
+    /// Whether this consumer holds the name (the others stand by).
+    pub active: bool,
+    /// The last position handled and checkpointed, as this consumer last saw it.
+    pub position: u64,
+    /// The newest readable position, as this consumer last saw it.
+    pub head: u64,
+    /// Events this consumer handled.
+    pub handled: u64,
+    /// Failed attempts (handler errors, store errors) so far.
+    pub failures: u64,
+    /// The newest failure, with the event it was on.
+    pub last_error: Option<String>,
+}
+
+impl SubscriptionStatus {
+    /// Positions between the checkpoint and the head.
+    pub fn lag(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
+/// How far a subscription is behind the newest event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionLag {
+    /// Its checkpoint: the last position handled.
+    pub position: u64,
+    /// The newest position a reader can reach now.
+    pub head: u64,
+}
+
+impl SubscriptionLag {
+    pub(crate) fn new(position: u64, head: u64) -> Self {
+        Self { position, head }
+    }
+
+    /// Positions behind the head. Positions may have gaps, so this is an
+    /// upper bound on the events still to handle.
+    pub fn behind(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
+/// The status, shared between the task and its handle, and its metrics.
+pub(super) struct Shared {
+    pub(super) name: String,
+    // Atomics: the task writes, any thread reads, and nothing needs them to agree.
+    pub(super) active: AtomicBool,
+    pub(super) position: AtomicU64,
+    pub(super) head: AtomicU64,
+    pub(super) handled: AtomicU64,
+    pub(super) failures: AtomicU64,
+    // std Mutex: held for a clone, never across an `.await`.
+    pub(super) last_error: Mutex<Option<String>>,
+    pub(super) metrics: SubscriptionMetrics,
+}
+
+impl Shared {
+    pub(super) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            active: AtomicBool::new(false),
+            position: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            metrics: SubscriptionMetrics::register(name),
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> SubscriptionStatus {
+        SubscriptionStatus {
+            active: self.active.load(Ordering::Relaxed),
+            position: self.position.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Relaxed),
+            handled: self.handled.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    pub(super) fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+        self.metrics.active.set(if active { 1.0 } else { 0.0 });
+    }
+
+    pub(super) fn set_position(&self, position: u64) {
+        self.position.store(position, Ordering::Relaxed);
+        self.metrics.position.set(position as f64);
+        self.publish_lag();
+    }
+
+    pub(super) fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::Relaxed);
+        self.publish_lag();
+    }
+
+    pub(super) fn publish_lag(&self) {
+        let head = self.head.load(Ordering::Relaxed);
+        let position = self.position.load(Ordering::Relaxed);
+        self.metrics.lag.set(head.saturating_sub(position) as f64);
+    }
+
+    pub(super) fn handled(&self, events: usize) {
+        self.handled.fetch_add(events as u64, Ordering::Relaxed);
+        self.metrics.events.increment(events as u64);
+    }
+
+    pub(super) fn failed(&self, what: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failures.increment(1);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(what);
+    }
+}
+
+/// The series of one subscription, labelled with its name.
+pub(super) struct SubscriptionMetrics {
+    position: Gauge,
+    lag: Gauge,
+    active: Gauge,
+    events: Counter,
+    failures: Counter,
+}
+
+impl SubscriptionMetrics {
+    fn register(name: &str) -> Self {
+        let labels = [("subscription", name.to_owned())];
+        metrics::describe_gauge!(
+            "seckill_subscription_position",
+            "The last global position a subscription handled."
+        );
+        metrics::describe_gauge!(
+            "seckill_subscription_lag",
+            "Positions between a subscription's checkpoint and the newest event."
+        );
+        metrics::describe_gauge!(
+            "seckill_subscription_active",
+            "1 where this process is the subscription's active consumer, 0 on a standby."
+        );
+        metrics::describe_counter!(
+            "seckill_subscription_events_total",
+            "Events a subscription handled in this process."
+        );
+        metrics::describe_counter!(
+            "seckill_subscription_failures_total",
+            "Failed deliveries of a subscription (each is retried; none is skipped)."
+        );
+        Self {
+            position: gauge!("seckill_subscription_position", &labels),
+            lag: gauge!("seckill_subscription_lag", &labels),
+            active: gauge!("seckill_subscription_active", &labels),
+            events: counter!("seckill_subscription_events_total", &labels),
+            failures: counter!("seckill_subscription_failures_total", &labels),
+        }
+    }
+}
