@@ -111,11 +111,27 @@ impl Driver {
                 ],
             }),
         );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("chromedriver starts a headless Chromium session")
+        // A chromedriver that listens may still reset the first session
+        // request while it finishes starting (seen under load in CI): a
+        // transport failure is tried again, a refusal is not.
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let session =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(capabilities.clone())
+                    .connect(&url)
+                    .await;
+            match session {
+                Ok(client) => return client,
+                Err(fantoccini::error::NewSessionError::FailedC(error)) if attempt < 5 => {
+                    eprintln!("chromedriver session, attempt {attempt}: {error}; trying again");
+                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                }
+                Err(error) => panic!("chromedriver starts a headless Chromium session: {error:?}"),
+            }
+        }
     }
 }
 
