@@ -80,15 +80,8 @@ async fn every_event_reaches_jetstream_once_and_the_consumer_ends_equal_across_k
     let db = PgFixture::new().await;
     let nats = NatsFixture::new().await;
     let pool = db.pg_store().pool().clone();
-    let flags = [
-        "--nats-url",
-        nats.url(),
-        "--nats-stream",
-        nats.stream(),
-        "--nats-subject-prefix",
-        nats.prefix(),
-    ];
-    let subscription = format!("nats-publisher.{}", nats.stream());
+    let flags = publishing_to(&nats);
+    let subscription = publisher_name(&nats);
     let mut consumer = None;
     let mut consumer_killed = false;
 
@@ -274,17 +267,10 @@ async fn two_processes_share_one_subscription_and_the_standby_takes_over_after_k
     let db = PgFixture::new().await;
     let nats = NatsFixture::new().await;
     let pool = db.pg_store().pool().clone();
-    let flags = [
-        "--nats-url",
-        nats.url(),
-        "--nats-stream",
-        nats.stream(),
-        "--nats-subject-prefix",
-        nats.prefix(),
-    ];
+    let flags = publishing_to(&nats);
     let active_series = format!(
-        "seckill_subscription_active{{subscription=\"nats-publisher.{}\"}}",
-        nats.stream()
+        "seckill_subscription_active{{subscription=\"{}\"}}",
+        publisher_name(&nats)
     );
     let first = ServerProcess::start_replica(db.url(), &flags).await;
     let second = ServerProcess::start_replica(db.url(), &flags).await;
@@ -356,6 +342,23 @@ async fn two_processes_share_one_subscription_and_the_standby_takes_over_after_k
     let expected: BTreeSet<&String> = stored.keys().collect();
     assert_eq!(unique, expected, "every event published");
     standby.terminate().await;
+}
+
+/// The server flags that publish to this test's stream.
+fn publishing_to(nats: &NatsFixture) -> [&str; 6] {
+    [
+        "--nats-url",
+        nats.url(),
+        "--nats-stream",
+        nats.stream(),
+        "--nats-subject-prefix",
+        nats.prefix(),
+    ]
+}
+
+/// The name of the server's publishing subscription for this test's stream.
+fn publisher_name(nats: &NatsFixture) -> String {
+    format!("nats-publisher.{}", nats.stream())
 }
 
 async fn wait_for_stream(nats: &NatsFixture) {

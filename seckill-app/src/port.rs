@@ -104,9 +104,9 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// The contract a follower relies on: **no event is ever skipped.** An
     /// event at a position the feed has passed can never appear later, even
-    /// when appends commit out of position order; a backend holds back
-    /// positions whose transactions might still be in flight (PostgreSQL:
-    /// ADR 0009). Within one promotion, positions follow sequences.
+    /// when appends run concurrently: a backend hands out positions in commit
+    /// order (PostgreSQL: one inserter at a time, ADR 0011). Within one
+    /// promotion, positions follow sequences.
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<PositionedEvent>, StoreError>;
 
     /// The newest position [`read_all`](Self::read_all) can reach now (0 for

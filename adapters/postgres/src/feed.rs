@@ -1,5 +1,6 @@
 //! The global feed: every promotion's events in position order, read so that
-//! a follower never skips one (migration 0006, ADR 0009).
+//! a follower never skips one (positions in commit order: migration 0008,
+//! ADR 0011).
 
 use seckill_app::{PositionedEvent, StoreError};
 

@@ -126,8 +126,8 @@ async fn a_killed_transactional_consumer_applies_every_event_exactly_once() {
         &store,
         applier(&survivor_calls, Some(position_to_fail)),
     );
-    // Committed, but a transaction of another test on this server may hold
-    // the feed's line back for a moment.
+    // Committed, so in the feed at once (ADR 0011); the bounded wait turns
+    // a regression into a failed assertion.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut head = Vec::new();
     while head.len() < 301 && Instant::now() < deadline {

@@ -5,7 +5,7 @@
 //! Each SSE `id` is the event's global position, so a reconnecting
 //! `EventSource` sends the last one it saw and the feed goes on right after
 //! it. The feed reads with `SecKill::events_after`, which never skips an
-//! event (ADR 0009), in pages of [`PAGE`]; when it has sent everything it
+//! event (ADR 0011), in pages of [`PAGE`]; when it has sent everything it
 //! waits for the engine's change feed (a commit here, or one another replica
 //! announced) as a hint to read again, or [`POLL`] for events written where
 //! no hint comes from (another process without announcements, a tool).

@@ -1,6 +1,6 @@
 //! `GET /sync/{latestId}`: the original's sync feed. Other services pull the
 //! coupons granted after a cursor, page by page; the cursor is the event's
-//! global position, which never skips a coupon (ADR 0009).
+//! global position, which never skips a coupon (ADR 0011).
 
 use axum::extract::{RawQuery, State};
 use axum::Json;

@@ -31,9 +31,9 @@ async fn await_finished(seckill: &SecKill, id: PromotionId) -> seckill_app::Prom
 }
 
 /// The promotion's events in the global feed, in feed order, once the
-/// feed has caught up with its stream: on PostgreSQL the feed holds back
-/// events while any older transaction on the server is still open (ADR
-/// 0009), so a just-committed expiry may take a moment to appear.
+/// feed holds its whole stream. A committed event is in the feed at once
+/// (ADR 0011); the bounded wait keeps a regression a failed assertion
+/// rather than a hang.
 async fn in_feed(
     seckill: &SecKill,
     store: &Arc<dyn Backend>,

@@ -301,9 +301,8 @@ pub async fn the_global_feed_lists_every_event_once_in_order(fixture: impl Fixtu
     }
     let mut feed = Vec::new();
     let mut after = 0;
-    // Every event is committed, but on a shared PostgreSQL server another
-    // test's transaction may hold the feed's line back for a moment: an
-    // empty page means "not yet", so wait for all 14, boundedly.
+    // Every event is committed, so each is in the feed already (ADR 0011);
+    // an empty page would mean "not yet", so wait for all 14, boundedly.
     let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
     while feed.len() < 14 && std::time::Instant::now() < deadline {
         let page = store.read_all(after, 3).await.unwrap();

@@ -98,8 +98,9 @@ async fn every_position(seckill: &SecKill) -> Vec<u64> {
     }
 }
 
-/// The feed's positions once it holds `count` events (another test's
-/// transaction on a shared server may hold the line back for a moment).
+/// The feed's positions once it holds `count` events. Committed events are
+/// in the feed at once (ADR 0011); the bounded wait turns a regression into
+/// a failed assertion rather than a hang.
 async fn positions_when(seckill: &SecKill, count: usize) -> Vec<u64> {
     let deadline = Instant::now() + StdDuration::from_secs(20);
     loop {
