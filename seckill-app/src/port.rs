@@ -80,6 +80,34 @@ pub trait EventStore: Send + Sync + 'static {
     /// sequence is not `commit.expected_sequence`.
     async fn append(&self, commit: &Commit) -> Result<(), StoreError>;
 
+    /// Appends the commits of several promotions together (group commit
+    /// across promotions, ADR 0012), answering each on its own, in order:
+    /// `outcomes[i]` is what [`append`](Self::append) would have answered
+    /// for `commits[i]`.
+    ///
+    /// The contract:
+    /// - each commit is all or nothing, exactly as in `append`;
+    /// - **one commit's conflict never fails another's**: a stream that moved
+    ///   on gets [`StoreError::Conflict`] and nothing of it is written, while
+    ///   the others are written;
+    /// - an error that is not about one stream (the connection broke, the
+    ///   store timed out) may be every commit's answer; when the store cannot
+    ///   tell whether the group landed it says so
+    ///   ([`StoreError::outcome_unknown`]), and the caller reads back;
+    /// - the engine passes at most one commit per promotion.
+    ///
+    /// The default appends one commit after another. A store that can write
+    /// many streams in one transaction (PostgreSQL: one function call)
+    /// overrides it: that is where a platform with many sales at once gets its
+    /// throughput back.
+    async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
+        let mut outcomes = Vec::with_capacity(commits.len());
+        for &commit in commits {
+            outcomes.push(self.append(commit).await);
+        }
+        outcomes
+    }
+
     /// The latest snapshot of a promotion, if the store keeps them.
     async fn load_snapshot(
         &self,

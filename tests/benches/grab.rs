@@ -41,8 +41,9 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread,
-    /// storm, and (PostgreSQL only) cold1m.
-    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "storm", "cold1m"].map(String::from).to_vec())]
+    /// spread-alone (spread without group commit across promotions), storm,
+    /// and (PostgreSQL only) cold1m.
+    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "spread-alone", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// Most grabs one workload attempts.
     #[arg(long, default_value_t = 1_000_000)]
@@ -257,10 +258,14 @@ async fn run<G: Grabber>(
 }
 
 fn engine(backend: Arc<dyn Backend>) -> SecKill {
+    engine_with(backend, EngineConfig::default())
+}
+
+fn engine_with(backend: Arc<dyn Backend>, config: EngineConfig) -> SecKill {
     SecKill::builder(backend)
-        .config(EngineConfig::default())
+        .config(config)
         .build()
-        .expect("default engine settings")
+        .expect("valid engine settings")
 }
 
 /// The standard workloads against one engine path. `fresh` gives a new,
@@ -287,8 +292,20 @@ where
         rows.push(outcome.row(path, &format!("1 hot promotion, {callers} callers")));
         seckill.shutdown().await;
     }
-    if wanted("spread") {
-        let seckill = engine(fresh().await);
+    // `spread-alone` is `spread` with group commit across promotions off:
+    // its baseline, in the same run.
+    for (workload, max_commit_group, label) in [
+        ("spread", EngineConfig::default().max_commit_group, ""),
+        ("spread-alone", 1, ", each promotion appends alone"),
+    ] {
+        if !wanted(workload) {
+            continue;
+        }
+        let config = EngineConfig {
+            max_commit_group,
+            ..EngineConfig::default()
+        };
+        let seckill = engine_with(fresh().await, config);
         let mut ids = Vec::new();
         for _ in 0..100 {
             ids.push(
@@ -299,7 +316,10 @@ where
             );
         }
         let outcome = run(&seckill, &ids, 1_000, budget, limit).await;
-        rows.push(outcome.row(path, "100 promotions x 10,000, 1,000 callers"));
+        rows.push(outcome.row(
+            path,
+            &format!("100 promotions x 10,000, 1,000 callers{label}"),
+        ));
         seckill.shutdown().await;
     }
     if wanted("storm") {

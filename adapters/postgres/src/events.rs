@@ -103,6 +103,10 @@ impl EventStore for PgStore {
         }
     }
 
+    async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
+        crate::group::append_group(self, commits).await
+    }
+
     async fn load_snapshot(
         &self,
         promotion_id: PromotionId,

@@ -30,6 +30,8 @@
 //! * `options`     – [`PgOptions`]: pool size and timeouts.
 //! * `events`      – the `EventStore` port: batched appends with optimistic
 //!   concurrency, loading, snapshots.
+//! * `group`       – group commit across promotions: many promotions'
+//!   commits in one transaction, each checked and answered on its own.
 //! * `feed`        – the global feed: events in position order, never past a
 //!   transaction still in flight.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
@@ -50,6 +52,7 @@
 mod error;
 mod events;
 mod feed;
+mod group;
 mod options;
 mod ownership;
 mod projections;

@@ -54,12 +54,18 @@ impl<'c> CouponColumns<'c> {
     pub(crate) fn of(coupons: impl Iterator<Item = &'c Coupon>) -> Result<Self, StoreError> {
         let mut columns = Self::default();
         for coupon in coupons {
-            columns.numbers.push(to_int(coupon.number)?);
-            columns.customers.push(coupon.customer_id.as_str());
-            columns.discounts.push(coupon.discount.get());
-            columns.grabbed_at.push(coupon.grabbed_at);
+            columns.push(coupon)?;
         }
         Ok(columns)
+    }
+
+    /// Adds one coupon to the end of every column.
+    pub(crate) fn push(&mut self, coupon: &'c Coupon) -> Result<(), StoreError> {
+        self.numbers.push(to_int(coupon.number)?);
+        self.customers.push(coupon.customer_id.as_str());
+        self.discounts.push(coupon.discount.get());
+        self.grabbed_at.push(coupon.grabbed_at);
+        Ok(())
     }
 
     /// Binds the four arrays, in column order.
@@ -114,6 +120,52 @@ impl<'s> SummaryRow<'s> {
             .push(self.finish_reason)
             .push(self.finished_at)
             .push(self.last_sequence)
+    }
+}
+
+/// Many [`PromotionSummary`]s, one array per `promotion_summaries` column,
+/// for a statement that writes them all (a group of commits).
+#[derive(Debug, Default)]
+pub(crate) struct SummaryColumns<'s> {
+    name: Vec<Option<&'s str>>,
+    number_of_coupons: Vec<i32>,
+    remaining: Vec<i32>,
+    discount: Vec<f64>,
+    publish_time: Vec<DateTime<Utc>>,
+    finish_time: Vec<DateTime<Utc>>,
+    finish_reason: Vec<Option<&'static str>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+    last_sequence: Vec<i64>,
+}
+
+impl<'s> SummaryColumns<'s> {
+    /// Adds one summary to the end of every column.
+    pub(crate) fn push(&mut self, summary: &'s PromotionSummary) -> Result<(), StoreError> {
+        let row = SummaryRow::of(summary)?;
+        self.name.push(row.name);
+        self.number_of_coupons.push(row.number_of_coupons);
+        self.remaining.push(row.remaining);
+        self.discount.push(row.discount);
+        self.publish_time.push(row.publish_time);
+        self.finish_time.push(row.finish_time);
+        self.finish_reason.push(row.finish_reason);
+        self.finished_at.push(row.finished_at);
+        self.last_sequence.push(row.last_sequence);
+        Ok(())
+    }
+
+    /// Binds the nine arrays, in [`SummaryRow::bind`]'s order.
+    pub(crate) fn bind<'q, Q: Binds<'q>>(&'q self, query: Q) -> Q {
+        query
+            .push(&self.name)
+            .push(&self.number_of_coupons)
+            .push(&self.remaining)
+            .push(&self.discount)
+            .push(&self.publish_time)
+            .push(&self.finish_time)
+            .push(&self.finish_reason)
+            .push(&self.finished_at)
+            .push(&self.last_sequence)
     }
 }
 

@@ -5,19 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{created, new_id, Writer};
+use common::{count, created, new_id, Writer};
 use seckill_app::{EventStore, ProjectionStore, StoreError};
 use seckill_domain::{CustomerId, PromotionId};
 use seckill_postgres::{PgOptions, PgStore};
 use seckill_tests::postgres::PgFixture;
 use sqlx::postgres::PgPoolOptions;
-
-async fn count(store: &PgStore, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_with_the_same_expected_sequence_one_wins_the_other_conflicts() {

@@ -14,6 +14,13 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Most commands decided and committed together in one append. At least 1.
     pub max_batch: usize,
+    /// Most promotions whose batches go to the store together, in one
+    /// [`append_group`](crate::EventStore::append_group) (on PostgreSQL, one
+    /// transaction): group commit across promotions, ADR 0012. Writers hand
+    /// their batches to a committer shared by the engine, which appends
+    /// whatever is waiting as one group. 1 turns it off: each writer appends
+    /// alone. At least 1.
+    pub max_commit_group: usize,
     /// A writer with nothing to do for this long hands its promotion back and
     /// stops; the next command loads it again. Not zero.
     pub idle_timeout: Duration,
@@ -51,6 +58,7 @@ impl Default for EngineConfig {
         Self {
             queue_capacity: 65_536,
             max_batch: 4_096,
+            max_commit_group: 128,
             idle_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(5),
             max_conflict_retries: 16,
@@ -96,6 +104,7 @@ impl EngineConfig {
                 "between 1 and tokio's Semaphore::MAX_PERMITS",
             ),
             (self.max_batch >= 1, "max_batch", "at least 1"),
+            (self.max_commit_group >= 1, "max_commit_group", "at least 1"),
             (
                 !self.idle_timeout.is_zero(),
                 "idle_timeout",
@@ -157,6 +166,13 @@ mod tests {
                     ..default()
                 },
                 "max_batch",
+            ),
+            (
+                EngineConfig {
+                    max_commit_group: 0,
+                    ..default()
+                },
+                "max_commit_group",
             ),
             (
                 EngineConfig {

@@ -48,6 +48,8 @@ pub(super) struct EngineMetrics {
     pub(super) batch_size: Histogram,
     /// How long each append took, whatever its outcome.
     pub(super) commit_duration: Histogram,
+    /// Promotions' commits in each group the committer appended together.
+    pub(super) commit_group: Histogram,
 }
 
 impl EngineMetrics {
@@ -122,6 +124,15 @@ impl EngineMetrics {
                     name,
                     Unit::Seconds,
                     "Time one append to the event store took, failed and conflicting ones included."
+                );
+                histogram!(name)
+            },
+            commit_group: {
+                let name = "seckill_commit_group_size";
+                describe_histogram!(
+                    name,
+                    Unit::Count,
+                    "Promotions' commits appended together in one group (one transaction on PostgreSQL), one observation per group."
                 );
                 histogram!(name)
             },

@@ -10,10 +10,12 @@
 //!
 //! This module holds the engine's front: [`Engine::execute`] and the slots
 //! that route each command to its promotion's writer. The writer itself is
-//! in `writer`, finished promotions in `frozen`, the timer that records
+//! in `writer`, the committer that groups writers' commits across promotions
+//! in `committer`, finished promotions in `frozen`, the timer that records
 //! expiries in `expiry`, the settings in `config`.
 
 mod cluster;
+mod committer;
 mod config;
 mod expiry;
 mod frozen;
@@ -31,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use self::cluster::Cluster;
+use self::committer::Committer;
 use self::metrics::EngineMetrics;
 pub use config::{ConfigError, EngineConfig};
 use frozen::FrozenPromotions;
@@ -90,6 +93,8 @@ struct Slot {
 
 struct Shared {
     backend: Arc<dyn Backend>,
+    /// Where writers send their commits: alone, or grouped across promotions.
+    committer: Committer,
     config: EngineConfig,
     // std RwLock, not tokio's: held only for a map lookup or insert, never across an `.await`.
     slots: RwLock<HashMap<PromotionId, Slot>>,
@@ -147,9 +152,16 @@ impl Engine {
             }
             None => (None, None),
         };
+        let metrics = EngineMetrics::register();
+        let committer = Committer::new(
+            Arc::clone(&backend),
+            config.max_commit_group,
+            metrics.commit_group.clone(),
+        );
         let engine = Self {
             shared: Arc::new(Shared {
                 backend,
+                committer,
                 config,
                 slots: RwLock::default(),
                 frozen: ArcSwap::default(),
@@ -160,7 +172,7 @@ impl Engine {
                 clock,
                 expiring: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
-                metrics: EngineMetrics::register(),
+                metrics,
                 cluster,
                 changes: broadcast::channel(1_024).0,
             }),

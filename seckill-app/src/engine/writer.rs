@@ -172,12 +172,14 @@ impl Writer {
                 fail_all(requests, &error);
                 return self.reload().await;
             };
-            let commit = Commit {
+            // Shared with the committer until it answers; then the writer's
+            // alone again, and its events go to the callers without a copy.
+            let commit = Arc::new(Commit {
                 promotion_id: self.promotion_id,
                 expected_sequence: self.sequence,
                 events,
                 summary,
-            };
+            });
             if let Some(cluster) = &self.shared.cluster {
                 if !cluster.holds_lease() {
                     // Past our lease another replica may own the promotion;
@@ -190,7 +192,8 @@ impl Writer {
             }
             let timeout = self.shared.config.store_timeout;
             let started = std::time::Instant::now();
-            let outcome = tokio::time::timeout(timeout, self.shared.backend.append(&commit))
+            let append = self.shared.committer.append(Arc::clone(&commit));
+            let outcome = tokio::time::timeout(timeout, append)
                 .await
                 .unwrap_or(Err(StoreError::Timeout(timeout)));
             // An answer lost on the way back (a timeout, a broken connection)
@@ -218,6 +221,10 @@ impl Writer {
                         cluster.announce(&commit.summary);
                     }
                     self.maybe_snapshot();
+                    // The committer dropped its handle before answering, so
+                    // this does not copy; the clone is only for a committer
+                    // that has not let go yet (it cannot happen today).
+                    let commit = Arc::try_unwrap(commit).unwrap_or_else(|shared| (*shared).clone());
                     let mut events = commit.events.into_iter();
                     for (request, outcome) in requests.into_iter().zip(decided) {
                         let answer = outcome.map(|n| events.by_ref().take(n).collect());

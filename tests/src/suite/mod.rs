@@ -8,6 +8,8 @@
 //! * `commands`    – creating, grabbing, refusing; races; two engines.
 //! * `projections` – restarts, rebuilds, lagging projections, the change feed, snapshots.
 //! * `engine`      – faults, frozen promotions, overload, settings, retiring writers.
+//! * `groups`      – group commit across promotions: each commit answered on
+//!   its own, one promotion's conflict costing no other its grabs.
 //! * `subscriptions` – durable subscriptions: catch-up, resume, retries,
 //!   one consumer per name, takeover after a crash, the lease rules.
 //! * `lifecycle`   – the expiry timer: expired on time by the service's clock, once.
@@ -17,12 +19,14 @@
 
 mod commands;
 mod engine;
+mod groups;
 mod lifecycle;
 mod projections;
 mod subscriptions;
 
 pub use commands::*;
 pub use engine::*;
+pub use groups::*;
 pub use lifecycle::*;
 pub use projections::*;
 pub use subscriptions::*;

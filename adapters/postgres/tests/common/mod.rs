@@ -11,6 +11,14 @@ pub use seckill_domain::testing::{created, opens};
 use seckill_domain::{Coupon, Promotion, PromotionEvent, PromotionId};
 use seckill_postgres::PgStore;
 
+/// The one value `sql` selects, as a bigint.
+pub async fn count(store: &PgStore, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
 /// A new promotion id.
 pub fn new_id() -> PromotionId {
     PromotionId::from_uuid(uuid::Uuid::new_v4())

@@ -1,0 +1,215 @@
+//! Group commit across promotions (ADR 0012): the committer every writer of
+//! the process hands its decided batch to, so the batches of many promotions
+//! reach the store in one [`append_group`](crate::EventStore::append_group)
+//! (on PostgreSQL, one transaction) instead of one transaction each.
+//!
+//! A platform that runs a hundred sales at once has a hundred writers, each
+//! with a small batch: alone, every one of them pays a round trip, a commit
+//! (an fsync) and a turn at the lock that keeps positions in commit order
+//! (ADR 0011). Together they pay once.
+//!
+//! Each commit still carries its own expected sequence, and the store answers
+//! each commit on its own, so one promotion's conflict costs only that
+//! promotion its batch.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use metrics::Histogram;
+use seckill_domain::PromotionId;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::error::StoreError;
+use crate::port::{Backend, Commit};
+
+/// Where a writer sends a commit: straight to the store, or through the
+/// shared committer.
+pub(super) enum Committer {
+    /// Each writer appends alone (`EngineConfig::max_commit_group` is 1).
+    Direct(Arc<dyn Backend>),
+    /// Writers queue their commits for the shared committer's workers.
+    Grouped(Grouped),
+}
+
+/// The queue to the committer's workers, which start with the first commit.
+pub(super) struct Grouped {
+    backend: Arc<dyn Backend>,
+    sender: mpsc::UnboundedSender<Pending>,
+    /// Whether the workers run: they start with the first commit, because
+    /// the engine may be built outside a Tokio runtime and a commit always
+    /// runs inside one.
+    started: OnceLock<()>,
+    /// The queue's far end, until the workers take it.
+    waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
+    max_group: usize,
+    group_size: Histogram,
+}
+
+/// A commit waiting for its group, and where its outcome goes.
+struct Pending {
+    commit: Arc<Commit>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Workers, and so appends in flight at once: while one waits for the
+/// store, the other gathers the next group, so the commits that queue meanwhile
+/// are on their way when the first transaction ends. More would only queue at
+/// the store's events lock (ADR 0011).
+const WORKERS: usize = 2;
+
+/// Events one group carries at most (a single bigger commit goes alone), so
+/// one statement stays a few megabytes and well inside a store timeout.
+const MAX_GROUP_EVENTS: usize = 16_384;
+
+impl Committer {
+    /// A committer for `backend` that puts up to `max_group` commits in one
+    /// append (1: each writer appends alone).
+    pub(super) fn new(backend: Arc<dyn Backend>, max_group: usize, group_size: Histogram) -> Self {
+        if max_group <= 1 {
+            return Self::Direct(backend);
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self::Grouped(Grouped {
+            backend,
+            sender,
+            started: OnceLock::new(),
+            waiting: std::sync::Mutex::new(Some(receiver)),
+            max_group,
+            group_size,
+        })
+    }
+
+    /// Appends `commit`, alone or in a group, and answers what the store
+    /// answered for it.
+    pub(super) async fn append(&self, commit: Arc<Commit>) -> Result<(), StoreError> {
+        match self {
+            Self::Direct(backend) => backend.append(&commit).await,
+            Self::Grouped(grouped) => grouped.append(commit).await,
+        }
+    }
+}
+
+impl Grouped {
+    async fn append(&self, commit: Arc<Commit>) -> Result<(), StoreError> {
+        self.start();
+        let (reply, outcome) = oneshot::channel();
+        // Unbounded: every writer has at most one commit here (it waits for
+        // the answer before deciding again), so the queue holds at most one
+        // commit per live writer.
+        if self.sender.send(Pending { commit, reply }).is_err() {
+            return Err(StoreError::unavailable("the committer has stopped"));
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(StoreError::unavailable("the committer stopped mid-append")))
+    }
+
+    /// Starts the workers once, on the current runtime.
+    fn start(&self) {
+        self.started.get_or_init(|| {
+            let receiver = self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(receiver) = receiver {
+                // tokio's Mutex: a worker holds it across the `.await` that
+                // waits for commits, and the other worker waits its turn.
+                let receiver = Arc::new(Mutex::new(receiver));
+                for _ in 0..WORKERS {
+                    // Not in the engine's task tracker: a worker ends when
+                    // the last writer (and the engine) dropped its sender,
+                    // which is after every writer `shutdown` waits for.
+                    tokio::spawn(work(
+                        Arc::clone(&self.backend),
+                        Arc::clone(&receiver),
+                        self.max_group,
+                        self.group_size.clone(),
+                    ));
+                }
+            }
+        });
+    }
+}
+
+/// One worker: takes whatever commits are queued (up to `max_group`, one per
+/// promotion), appends them as one group, and answers each.
+async fn work(
+    backend: Arc<dyn Backend>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
+    max_group: usize,
+    group_size: Histogram,
+) {
+    // What did not fit the last group waits for the next, first in line: a
+    // group past its limits, or a second commit of a promotion already in it
+    // (its writer gave up on the first and decided again), because the store
+    // takes one commit per stream in a group.
+    let mut carried: Vec<Pending> = Vec::new();
+    loop {
+        let mut queued = Vec::with_capacity(max_group);
+        if carried.len() < max_group {
+            let room = max_group - carried.len();
+            let mut receiver = receiver.lock().await;
+            if carried.is_empty() {
+                if receiver.recv_many(&mut queued, room).await == 0 {
+                    return;
+                }
+            } else {
+                // Something to send already: take only what is there now.
+                while queued.len() < room {
+                    match receiver.try_recv() {
+                        Ok(pending) => queued.push(pending),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let mut group = Vec::with_capacity(carried.len() + queued.len());
+        let mut streams: HashSet<PromotionId> = HashSet::new();
+        let mut events = 0;
+        for pending in std::mem::take(&mut carried).into_iter().chain(queued) {
+            // A writer that gave up (its store timeout passed) has answered
+            // its callers "outcome unknown"; not writing it keeps that true
+            // and spares the store.
+            if pending.reply.is_closed() {
+                continue;
+            }
+            let size = pending.commit.events.len();
+            let full =
+                group.len() >= max_group || (!group.is_empty() && events + size > MAX_GROUP_EVENTS);
+            if full || streams.contains(&pending.commit.promotion_id) {
+                carried.push(pending);
+                continue;
+            }
+            streams.insert(pending.commit.promotion_id);
+            events += size;
+            group.push(pending);
+        }
+        if group.is_empty() {
+            continue;
+        }
+        group_size.record(group.len() as f64);
+        let outcomes = append_all(&*backend, &group).await;
+        for (pending, outcome) in group.into_iter().zip(outcomes) {
+            let Pending { commit, reply } = pending;
+            // Dropped before the answer, so the writer owns the commit again
+            // and can hand its events to the callers without a copy.
+            drop(commit);
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// The group's outcomes, one per commit. A store that answers with the wrong
+/// number of outcomes breaks the port's contract; the commits it did not
+/// answer get an error that says the outcome is unknown, never success.
+async fn append_all(backend: &dyn Backend, group: &[Pending]) -> Vec<Result<(), StoreError>> {
+    let commits: Vec<&Commit> = group.iter().map(|pending| &*pending.commit).collect();
+    let mut outcomes = backend.append_group(&commits).await;
+    outcomes.resize_with(group.len(), || {
+        Err(StoreError::interrupted(
+            "the store answered fewer commits than it was given",
+        ))
+    });
+    outcomes
+}
