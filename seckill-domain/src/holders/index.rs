@@ -80,7 +80,7 @@ impl Index {
     /// Indexes `customer` at `place` (`arena.len()`, before it is pushed
     /// there), or returns the place they already hold.
     pub(super) fn insert(&mut self, arena: &Arena, customer: &str, place: u32) -> Result<(), u32> {
-        if arena.len() == SPLIT_AT && self.tables.len() == 1 {
+        if arena.len() >= SPLIT_AT && self.tables.len() == 1 {
             self.split(arena);
         }
         if self.tables.is_empty() {
