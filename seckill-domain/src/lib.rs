@@ -11,6 +11,8 @@
 //!   and `PromotionStatus`, the one definition of where a sale stands.
 //! * `command`   – what callers ask for (`CreatePromotion`, `GrabCoupon`, ...).
 //! * `event`     – what happened; the only source of truth, serde-stable.
+//! * `holders`   – who holds a coupon: a compact, append-only set whose copy
+//!   shares its full chunks, and its snapshot JSON.
 //! * `coupon`    – what a winning grab hands out.
 //! * `value`     – parsed value types (`Discount`, `CouponCount`, `CustomerId`, ...).
 //! * `error`     – one variant per broken rule, so callers can match on it.
@@ -48,6 +50,7 @@ mod command;
 mod coupon;
 mod error;
 mod event;
+mod holders;
 mod promotion;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,10 +1,6 @@
 //! The `Promotion` aggregate: it decides every command against the rules of a
 //! flash sale and changes only by applying its own events.
 
-use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
-
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -14,6 +10,7 @@ use crate::command::PromotionCommand;
 use crate::coupon::Coupon;
 use crate::error::{PromotionError, ScheduleError};
 use crate::event::{FinishReason, PromotionEvent};
+use crate::holders::HolderSet;
 use crate::value::{CustomerId, PromotionId, PromotionTerms};
 
 /// Where a promotion stands at a given instant.
@@ -58,121 +55,6 @@ impl PromotionStatus {
     }
 }
 
-/// The coupon a customer holds, without what the promotion already knows.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Holding {
-    number: u32,
-    grabbed_at: DateTime<Utc>,
-}
-
-/// How a snapshot writes the holders: one `[customer, number, seconds,
-/// nanoseconds]` array each. Snapshots of big sales are mostly this list, and
-/// integers parse several times faster than RFC 3339 strings inside one
-/// object per holder. Reading also accepts the first format, an object keyed
-/// by customer (`{"alice": {"number": 1, "grabbed_at": "…"}}`), so snapshots
-/// saved before the change still load.
-mod holders_json {
-    use std::collections::HashMap;
-    use std::fmt;
-
-    use chrono::DateTime;
-    use foldhash::fast::RandomState;
-    use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
-    use serde::ser::SerializeSeq;
-    use serde::{Deserializer, Serializer};
-
-    use super::Holding;
-    use crate::value::CustomerId;
-
-    type Holders = HashMap<CustomerId, Holding, RandomState>;
-
-    pub(super) fn serialize<S: Serializer>(
-        holders: &Holders,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(holders.len()))?;
-        for (customer, holding) in holders {
-            let at = holding.grabbed_at;
-            seq.serialize_element(&(
-                customer.as_str(),
-                holding.number,
-                at.timestamp(),
-                at.timestamp_subsec_nanos(),
-            ))?;
-        }
-        seq.end()
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Holders, D::Error> {
-        deserializer.deserialize_any(HoldersVisitor)
-    }
-
-    struct HoldersVisitor;
-
-    /// More than this is not reserved up front, whatever the input claims.
-    const MAX_RESERVE: usize = 1 << 20;
-
-    impl<'de> Visitor<'de> for HoldersVisitor {
-        type Value = Holders;
-
-        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            formatter.write_str("a list of [customer, number, seconds, nanoseconds], or a map of customer to holding")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Holders, A::Error> {
-            let mut holders = reserved(seq.size_hint());
-            while let Some((customer, number, seconds, nanos)) =
-                seq.next_element::<(CustomerId, u32, i64, u32)>()?
-            {
-                let grabbed_at = DateTime::from_timestamp(seconds, nanos).ok_or_else(|| {
-                    A::Error::custom(format!("{seconds} s {nanos} ns is not a time"))
-                })?;
-                insert(&mut holders, customer, Holding { number, grabbed_at })?;
-            }
-            Ok(holders)
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Holders, A::Error> {
-            let mut holders = reserved(map.size_hint());
-            while let Some((customer, holding)) = map.next_entry::<CustomerId, Holding>()? {
-                insert(&mut holders, customer, holding)?;
-            }
-            Ok(holders)
-        }
-    }
-
-    /// An empty map with room for what the input announces, up to
-    /// `MAX_RESERVE`.
-    fn reserved(hint: Option<usize>) -> Holders {
-        Holders::with_capacity_and_hasher(
-            hint.unwrap_or(0).min(MAX_RESERVE),
-            RandomState::default(),
-        )
-    }
-
-    /// A customer listed twice is a corrupt snapshot, not "the last one
-    /// wins": that would under-count the coupons granted and hand a number
-    /// out again.
-    fn insert<E: serde::de::Error>(
-        holders: &mut Holders,
-        customer: CustomerId,
-        holding: Holding,
-    ) -> Result<(), E> {
-        match holders.entry(customer) {
-            std::collections::hash_map::Entry::Occupied(entry) => Err(E::custom(format!(
-                "customer {:?} is listed twice",
-                entry.key().as_str()
-            ))),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(holding);
-                Ok(())
-            }
-        }
-    }
-}
-
 /// The events one winning grab records, in order: the coupon, then the end
 /// of the sale if it took the last one.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,10 +88,8 @@ struct Finished {
 pub struct Promotion {
     id: Option<PromotionId>,
     terms: Option<PromotionTerms>,
-    // foldhash: several times faster than SipHash on short ids, and still
-    // seeded per process, so customers cannot pick colliding ids.
-    #[serde(with = "holders_json")]
-    holders: HashMap<CustomerId, Holding, RandomState>,
+    // Compact, and cheap to copy for a background snapshot: see `holders`.
+    holders: HolderSet,
     finished: Option<Finished>,
 }
 
@@ -267,7 +147,7 @@ impl Promotion {
     /// The coupon `customer` holds, if any.
     pub fn coupon_of(&self, customer: &CustomerId) -> Option<Coupon> {
         let (id, terms) = self.id.zip(self.terms.as_ref())?;
-        self.holders.get(customer).map(|h| Coupon {
+        self.holders.get(customer.as_str()).map(|h| Coupon {
             promotion_id: id,
             number: h.number,
             customer_id: customer.clone(),
@@ -484,13 +364,14 @@ impl Aggregate for Promotion {
             }
             PromotionEvent::PromotionUpdated { terms, .. } => self.terms = Some(terms),
             PromotionEvent::CouponGrabbed { coupon, .. } => {
-                self.holders.insert(
-                    coupon.customer_id,
-                    Holding {
-                        number: coupon.number,
-                        grabbed_at: coupon.grabbed_at,
-                    },
-                );
+                // The set numbers holders by their place, as `decide_grab`
+                // does: `coupon.number` is `granted() + 1` in every stream
+                // this aggregate recorded. A second grab by one customer
+                // cannot be recorded either; were one replayed, the first
+                // holding stands.
+                let _ = self
+                    .holders
+                    .insert(coupon.customer_id.as_str(), coupon.grabbed_at);
             }
             PromotionEvent::PromotionFinished { at, reason } => {
                 self.finished = Some(Finished { at, reason });

@@ -1,7 +1,8 @@
 //! Pins the JSON of a `Promotion` as a snapshot stores it, and proves that
-//! snapshots in the first format (holders as an object keyed by customer)
-//! still load: a snapshot saved by an older build must never stop a
-//! promotion from loading.
+//! snapshots of older builds still load: the first format (holders as an
+//! object keyed by customer) and the list in hash order that builds before
+//! the compact holder set wrote. A snapshot saved by an older build must
+//! never stop a promotion from loading.
 
 use chrono::{Duration, TimeZone, Utc};
 use cqrs_es::Aggregate;
@@ -101,6 +102,12 @@ fn broken_holders_are_errors_not_panics() {
         json!([["", 1, 0, 0]]),
         json!([["alice", 1]]),
         json!([["alice", 1, 0, 0], ["alice", 2, 0, 0]]),
+        // Numbers are places in grab order: 1..=n, each once.
+        json!([["alice", 1, 0, 0], ["bob", 3, 0, 0]]),
+        json!([["alice", 2, 0, 0]]),
+        json!([["alice", 0, 0, 0]]),
+        json!([["alice", 1, 0, 0], ["bob", 1, 0, 0]]),
+        json!({"alice": {"number": 2, "grabbed_at": "2030-11-11T00:00:00Z"}}),
         json!("alice"),
     ] {
         let mut snapshot = serde_json::to_value(promotion_with_two_holders()).unwrap();
@@ -109,5 +116,33 @@ fn broken_holders_are_errors_not_panics() {
             serde_json::from_value::<Promotion>(snapshot).is_err(),
             "{holders} was accepted"
         );
+    }
+}
+
+/// The whole snapshot as this build writes it: holders in number order.
+const PINNED: &str = r#"{"id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z"},"holders":[["alice",1,1920585600,123456789],["bob",2,1920585600,0]],"finished":null}"#;
+
+#[test]
+fn the_snapshot_json_is_pinned() {
+    assert_eq!(
+        serde_json::to_string(&promotion_with_two_holders()).unwrap(),
+        PINNED
+    );
+    let back: Promotion = serde_json::from_str(PINNED).unwrap();
+    assert_eq!(back, promotion_with_two_holders());
+}
+
+#[test]
+fn older_snapshots_load_from_their_stored_text() {
+    for stored in [
+        // The list, in the hash order of builds with a HashMap of holders.
+        r#"{"id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z"},"holders":[["bob",2,1920585600,0],["alice",1,1920585600,123456789]],"finished":null}"#,
+        // The first format.
+        r#"{"id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z"},"holders":{"bob":{"number":2,"grabbed_at":"2030-11-11T00:00:00Z"},"alice":{"number":1,"grabbed_at":"2030-11-11T00:00:00.123456789Z"}},"finished":null}"#,
+    ] {
+        let old: Promotion = serde_json::from_str(stored).unwrap();
+        assert_eq!(old, promotion_with_two_holders(), "{stored}");
+        // Saved again, it is written the way this build writes.
+        assert_eq!(serde_json::to_string(&old).unwrap(), PINNED);
     }
 }

@@ -305,7 +305,9 @@ impl Writer {
 
     /// Saves a snapshot in the background once enough events have piled up
     /// since the last one. The copy is taken here, between batches; the write
-    /// happens on its own task so the writer goes on deciding.
+    /// happens on its own task so the writer goes on deciding. The copy is
+    /// cheap at any size: it shares the holder set's full chunks and index
+    /// tables (docs/adr/0013-compact-holder-set.md).
     fn maybe_snapshot(&mut self) {
         let every = self.shared.config.snapshot_after;
         let since = self.sequence - self.snapshot_sequence;
