@@ -11,10 +11,12 @@
 //!   handler that does nothing: the runner's own rate, per batch size, and
 //!   PostgreSQL's transactional delivery beside it.
 //! * `live`: one hot promotion on PostgreSQL, 64 closed-loop grabbing tasks,
-//!   without a follower, with a counting subscription, with the NATS
-//!   JetStream publisher (needs nats-server at `NATS_URL`), and without again;
-//!   grabs/s of each run against the first, the follower's events/s and the
-//!   worst lag it showed, in positions and in time.
+//!   without a follower, with a counting subscription, and with the NATS
+//!   JetStream publisher (needs nats-server at `NATS_URL`), in ABBA order,
+//!   twice; grabs/s of each run against the median without, the follower's
+//!   events/s and the worst lag it showed, in positions and in time, and the
+//!   CPU that this process, the run's PostgreSQL backends and nats-server
+//!   spent per 1,000 grabs (from `/proc`).
 //!
 //! Printed, never asserted: a timing assertion would only measure the machine.
 
@@ -246,11 +248,100 @@ struct Live {
     /// The longest time an event waited: from the sample whose head first
     /// passed it to the sample whose checkpoint did.
     worst_delay: Duration,
+    /// CPU spent while the tasks grabbed, per 1,000 grabs.
+    cpu: Cpu,
+}
+
+/// CPU milliseconds, by who spent them: this process (engine, follower,
+/// clients), the PostgreSQL backends of the run's database, and nats-server.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    bench: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+impl Cpu {
+    /// What every process has spent so far, from `/proc` (Linux; zeros
+    /// elsewhere). Backends of other databases (other tests on the same
+    /// server) are not counted; PostgreSQL's shared background processes
+    /// are not either.
+    fn now(database: &str) -> Self {
+        let mut cpu = Self::default();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        let own = std::process::id().to_string();
+        let marker = format!(" {database} ");
+        for entry in entries.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let comm = stat
+                .split_once(" (")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(comm, _)| comm);
+            let who = match comm {
+                _ if pid == own => &mut cpu.bench,
+                Some("nats-server") => &mut cpu.nats,
+                Some("postgres") => {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if !String::from_utf8_lossy(&cmdline).contains(&marker) {
+                        continue;
+                    }
+                    &mut cpu.postgres
+                }
+                _ => continue,
+            };
+            *who += ticks_ms(&stat);
+        }
+        cpu
+    }
+
+    /// `later - self`, per 1,000 of `grabs`.
+    fn per_thousand(self, later: Self, grabs: u64) -> Self {
+        let per = |a: f64, b: f64| (b - a) * 1_000.0 / grabs.max(1) as f64;
+        Self {
+            bench: per(self.bench, later.bench),
+            postgres: per(self.postgres, later.postgres),
+            nats: per(self.nats, later.nats),
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.bench + self.postgres + self.nats
+    }
+}
+
+/// A `/proc/<pid>/stat` line's user plus system time, in milliseconds
+/// (clock ticks of 10 ms, Linux's USER_HZ on every common build).
+fn ticks_ms(stat: &str) -> f64 {
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // After the command: state is field 0, utime 11, stime 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 /// One live run: 64 tasks grab for `seconds`, with `follower` following.
 async fn live_run(seconds: f64, follower: Follower) -> Live {
     let fixture = PgFixture::new().await;
+    let database = fixture
+        .url()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let seckill = service(Arc::new(fixture.pg_store().clone()));
     let promotion = seckill.create_promotion(terms(10_000_000)).await.unwrap();
     let nats = match follower {
@@ -283,6 +374,7 @@ async fn live_run(seconds: f64, follower: Follower) -> Live {
         })
         .collect();
     let started = Instant::now();
+    let cpu_before = Cpu::now(&database);
     // (when, head) of every sample: an event at position p was readable by
     // the first sample whose head reached p.
     let mut heads: Vec<(Instant, u64)> = Vec::new();
@@ -309,6 +401,8 @@ async fn live_run(seconds: f64, follower: Follower) -> Live {
         task.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = Cpu::now(&database);
+    let grabs = granted.load(Ordering::Relaxed);
     let handled = subscription.as_ref().map_or(0, |s| s.status().handled);
     if let Some(subscription) = subscription {
         subscription.stop().await;
@@ -318,6 +412,7 @@ async fn live_run(seconds: f64, follower: Follower) -> Live {
         events_per_second: handled as f64 / elapsed,
         worst_behind,
         worst_delay,
+        cpu: cpu_before.per_thousand(cpu_after, grabs),
     }
 }
 
@@ -325,27 +420,51 @@ async fn live(seconds: f64) {
     println!(
         "\n### Following a hot promotion live (PostgreSQL, 64 grabbing tasks, {seconds} s a run)\n"
     );
-    println!("| run | grabs/s | vs. without | followed, events/s | worst lag (positions) | worst lag (time) |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    let runs = [
-        ("without a follower", Follower::Nobody),
-        ("a counting subscription", Follower::Counting),
-        ("the NATS JetStream publisher", Follower::Nats),
-        ("without a follower, again", Follower::Nobody),
+    println!("| run | grabs/s | vs. without (median) | followed, events/s | worst lag (positions) | worst lag (time) | CPU ms per 1,000 grabs: bench + PostgreSQL + nats-server |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    // ABBA, twice: a machine that drifts during the runs moves both sides
+    // alike, and each ratio is against the median of every run without.
+    use Follower::{Counting, Nats, Nobody};
+    let order = [
+        Nobody, Nats, Nats, Nobody, Nobody, Counting, Counting, Nobody, Nobody, Nats, Nats, Nobody,
     ];
-    let mut baseline = None;
-    for (label, follower) in runs {
-        let run = live_run(seconds, follower).await;
-        let base = *baseline.get_or_insert(run.grabs_per_second);
+    let mut runs = Vec::new();
+    for follower in order {
+        runs.push((follower, live_run(seconds, follower).await));
+    }
+    let median = |follower: Follower| {
+        let mut rates: Vec<f64> = runs
+            .iter()
+            .filter(|(f, _)| *f == follower)
+            .map(|(_, run)| run.grabs_per_second)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let base = median(Nobody);
+    for (follower, run) in &runs {
+        let label = match follower {
+            Nobody => "without a follower",
+            Counting => "a counting subscription",
+            Nats => "the NATS JetStream publisher",
+        };
+        let cpu = run.cpu;
+        let cpu = format!(
+            "{:.0} = {:.0} + {:.0} + {:.0}",
+            cpu.total(),
+            cpu.bench,
+            cpu.postgres,
+            cpu.nats
+        );
         let ratio = run.grabs_per_second / base;
-        if follower == Follower::Nobody {
+        if *follower == Nobody {
             println!(
-                "| {label} | {:.0} | {ratio:.2} | – | – | – |",
+                "| {label} | {:.0} | {ratio:.2} | – | – | – | {cpu} |",
                 run.grabs_per_second
             );
         } else {
             println!(
-                "| {label} | {:.0} | {ratio:.2} | {:.0} | {} | {} ms |",
+                "| {label} | {:.0} | {ratio:.2} | {:.0} | {} | {} ms | {cpu} |",
                 run.grabs_per_second,
                 run.events_per_second,
                 run.worst_behind,
@@ -353,6 +472,11 @@ async fn live(seconds: f64) {
             );
         }
     }
+    println!(
+        "\nmedians against the median without: counting {:.2}, NATS publisher {:.2}",
+        median(Counting) / base,
+        median(Nats) / base
+    );
 }
 
 #[tokio::main]
