@@ -41,9 +41,10 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread,
-    /// spread-alone (spread without group commit across promotions), storm,
-    /// and (PostgreSQL only) cold1m.
-    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "spread-alone", "storm", "cold1m"].map(String::from).to_vec())]
+    /// spread-alone (spread without group commit across promotions),
+    /// active10k (10,000 promotions at once), storm, and (PostgreSQL only)
+    /// cold1m.
+    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// Most grabs one workload attempts.
     #[arg(long, default_value_t = 1_000_000)]
@@ -322,6 +323,19 @@ where
         ));
         seckill.shutdown().await;
     }
+    if wanted("active10k") {
+        // Many sales at once: a writer, a queue and a state for each, and a
+        // caller on every one of them.
+        let seckill = engine(fresh().await);
+        let ids = create_many(&seckill, 10_000, 1_000).await;
+        let outcome = run(&seckill, &ids, 10_000, budget, limit).await;
+        let writers = seckill.stats().writers;
+        rows.push(outcome.row(
+            path,
+            &format!("10,000 promotions x 1,000, 10,000 callers ({writers} writers alive)"),
+        ));
+        seckill.shutdown().await;
+    }
     if wanted("storm") {
         let seckill = engine(fresh().await);
         let id = seckill.create_promotion(terms(1)).await.expect("create");
@@ -332,6 +346,24 @@ where
         seckill.shutdown().await;
     }
     rows
+}
+
+/// Creates `count` promotions of `coupons` each, 100 at a time (so their
+/// creations share group commits), and returns their ids.
+async fn create_many(seckill: &SecKill, count: usize, coupons: u64) -> Vec<PromotionId> {
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let wave: Vec<_> = (0..100.min(count - ids.len()))
+            .map(|_| {
+                let seckill = seckill.clone();
+                tokio::spawn(async move { seckill.create_promotion(terms(coupons)).await })
+            })
+            .collect();
+        for created in wave {
+            ids.push(created.await.expect("create task").expect("create"));
+        }
+    }
+    ids
 }
 
 /// The naive path on its own fresh database, one hot promotion.
