@@ -61,6 +61,18 @@ impl PgFixture {
     /// [`new`](Self::new) on the server at `server_url`; when nothing answers
     /// there, on the shared throwaway cluster.
     pub async fn on_server(server_url: &str) -> Self {
+        Self::on_server_with(server_url, options()).await
+    }
+
+    /// [`new`](Self::new) with the store opened with `options` (the
+    /// fixture's small pool and application name are [`options`]).
+    pub async fn with_options(options: PgOptions) -> Self {
+        let server_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
+        Self::on_server_with(&server_url, options).await
+    }
+
+    async fn on_server_with(server_url: &str, options: PgOptions) -> Self {
         let (server_url, mut admin) = admin_connection(server_url).await;
         remove_stale_databases(&mut admin).await;
         // UUID v7: unique, and its timestamp tells the stale sweep the age.
@@ -71,7 +83,7 @@ impl PgFixture {
             .unwrap_or_else(|e| panic!("creating test database {database}: {e}"));
         let _ = admin.close().await;
         let url = with_database(&server_url, &database);
-        let store = Arc::new(open(&url).await);
+        let store = Arc::new(open(&url, options).await);
         Self {
             server_url,
             database,
@@ -90,9 +102,19 @@ impl PgFixture {
         &self.store
     }
 
-    /// A new store with its own pool on this fixture's database.
+    /// A new store with its own pool on this fixture's database, with the
+    /// fixture's [`options`].
     pub async fn open(&self) -> PgStore {
-        open(&self.url).await
+        open(&self.url, options()).await
+    }
+
+    /// A connection of its own to this fixture's database, set up as the
+    /// store's are (its schema on the `search_path`), outside its pool.
+    pub async fn connection(&self) -> PgConnection {
+        let options = self.store.pool().connect_options().as_ref().clone();
+        PgConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the test database: {e}"))
     }
 }
 
@@ -126,16 +148,15 @@ impl Drop for PgFixture {
 }
 
 /// Small pools: the suite runs its tests in parallel against one server.
-fn options() -> PgOptions {
-    PgOptions {
-        max_connections: 5,
-        application_name: "seckill-tests".to_owned(),
-        ..PgOptions::default()
-    }
+/// Otherwise the defaults, so the schema is `seckill`.
+pub fn options() -> PgOptions {
+    PgOptions::default()
+        .with_max_connections(5)
+        .with_application_name("seckill-tests")
 }
 
-async fn open(url: &str) -> PgStore {
-    PgStore::connect_with(url, options())
+async fn open(url: &str, options: PgOptions) -> PgStore {
+    PgStore::connect_with(url, options)
         .await
         .unwrap_or_else(|e| panic!("opening a PgStore on the test database: {e}"))
 }
