@@ -1,6 +1,7 @@
-//! PostgreSQL for the tests: [`PgFixture`] gives each test its own fresh
+//! PostgreSQL for the tests: [`TestDatabase`] gives each test its own fresh
 //! database on the server at `DATABASE_URL` (defaulted in
-//! `.cargo/config.toml`), and drops it again when the fixture goes.
+//! `.cargo/config.toml`), and drops it again when it goes; [`PgFixture`] is
+//! one with a migrated store on it.
 //!
 //! When nothing answers there, the fixture uses a throwaway cluster started
 //! from the installed PostgreSQL binaries instead (`fallback`), and says so on
@@ -36,18 +37,19 @@ const KEEP_VAR: &str = "SECKILL_KEEP_TEST_DB";
 /// absent.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One test's own PostgreSQL database, dropped when the fixture is.
+/// A fresh, empty PostgreSQL database of its own, dropped when this is.
+/// For a test (or the README's doctest) that sets SecKill up itself;
+/// [`PgFixture`] is one with a store already open on it.
 #[derive(Debug)]
-pub struct PgFixture {
+pub struct TestDatabase {
     server_url: String,
     database: String,
     url: String,
-    store: Arc<PgStore>,
 }
 
-impl PgFixture {
-    /// Creates a fresh, migrated database and a store on it, on the server
-    /// at `DATABASE_URL` (or [`DEFAULT_SERVER_URL`]).
+impl TestDatabase {
+    /// Creates a fresh database on the server at `DATABASE_URL` (or
+    /// [`DEFAULT_SERVER_URL`]).
     ///
     /// # Panics
     /// If that server refuses us, or none answers and no throwaway cluster
@@ -61,18 +63,6 @@ impl PgFixture {
     /// [`new`](Self::new) on the server at `server_url`; when nothing answers
     /// there, on the shared throwaway cluster.
     pub async fn on_server(server_url: &str) -> Self {
-        Self::on_server_with(server_url, options()).await
-    }
-
-    /// [`new`](Self::new) with the store opened with `options` (the
-    /// fixture's small pool and application name are [`options`]).
-    pub async fn with_options(options: PgOptions) -> Self {
-        let server_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
-        Self::on_server_with(&server_url, options).await
-    }
-
-    async fn on_server_with(server_url: &str, options: PgOptions) -> Self {
         let (server_url, mut admin) = admin_connection(server_url).await;
         remove_stale_databases(&mut admin).await;
         // UUID v7: unique, and its timestamp tells the stale sweep the age.
@@ -83,18 +73,75 @@ impl PgFixture {
             .unwrap_or_else(|e| panic!("creating test database {database}: {e}"));
         let _ = admin.close().await;
         let url = with_database(&server_url, &database);
-        let store = Arc::new(open(&url, options).await);
         Self {
             server_url,
             database,
             url,
-            store,
         }
+    }
+
+    /// The URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os(KEEP_VAR).is_some() {
+            eprintln!("kept test database {} ({KEEP_VAR} is set)", self.database);
+            return;
+        }
+        let server_url = self.server_url.clone();
+        let database = self.database.clone();
+        let what = format!("dropping test database {database}");
+        crate::fixture::clean_up(&what, move || async move {
+            let mut admin = PgConnection::connect(&server_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            drop_database(&mut admin, &database).await
+        });
+    }
+}
+
+/// One test's own PostgreSQL database with a migrated store on it, dropped
+/// when the fixture is.
+#[derive(Debug)]
+pub struct PgFixture {
+    database: TestDatabase,
+    store: Arc<PgStore>,
+}
+
+impl PgFixture {
+    /// Creates a fresh, migrated database and a store on it, on the server
+    /// at `DATABASE_URL` (or [`DEFAULT_SERVER_URL`]).
+    ///
+    /// # Panics
+    /// As [`TestDatabase::new`], or if the store cannot open on it.
+    pub async fn new() -> Self {
+        Self::on(TestDatabase::new().await, options()).await
+    }
+
+    /// [`new`](Self::new) on the server at `server_url`; when nothing answers
+    /// there, on the shared throwaway cluster.
+    pub async fn on_server(server_url: &str) -> Self {
+        Self::on(TestDatabase::on_server(server_url).await, options()).await
+    }
+
+    /// [`new`](Self::new) with the store opened with `options` (start from
+    /// [`options`] to keep the fixture's small pool and application name).
+    pub async fn with_options(options: PgOptions) -> Self {
+        Self::on(TestDatabase::new().await, options).await
+    }
+
+    async fn on(database: TestDatabase, options: PgOptions) -> Self {
+        let store = Arc::new(open(database.url(), options).await);
+        Self { database, store }
     }
 
     /// The URL of this fixture's database.
     pub fn url(&self) -> &str {
-        &self.url
+        self.database.url()
     }
 
     /// The fixture's store, as its concrete type.
@@ -105,7 +152,7 @@ impl PgFixture {
     /// A new store with its own pool on this fixture's database, with the
     /// fixture's [`options`].
     pub async fn open(&self) -> PgStore {
-        open(&self.url, options()).await
+        open(self.url(), options()).await
     }
 
     /// A connection of its own to this fixture's database, set up as the
@@ -126,24 +173,6 @@ impl Fixture for PgFixture {
 
     async fn reopen(&self) -> Arc<dyn Backend> {
         Arc::new(self.open().await)
-    }
-}
-
-impl Drop for PgFixture {
-    fn drop(&mut self) {
-        if std::env::var_os(KEEP_VAR).is_some() {
-            eprintln!("kept test database {} ({KEEP_VAR} is set)", self.database);
-            return;
-        }
-        let server_url = self.server_url.clone();
-        let database = self.database.clone();
-        let what = format!("dropping test database {database}");
-        crate::fixture::clean_up(&what, move || async move {
-            let mut admin = PgConnection::connect(&server_url)
-                .await
-                .map_err(|e| e.to_string())?;
-            drop_database(&mut admin, &database).await
-        });
     }
 }
 
