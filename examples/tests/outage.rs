@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{create_open, violations, ServerProcess};
 use reqwest::StatusCode;
 use seckill_examples::client::{ClientError, Grab};
+use seckill_postgres::PgOptions;
 use seckill_tests::cluster::Cluster;
 
 /// The longest a grab or probe may take while the database is down: the
@@ -100,7 +101,9 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     }
     client.ready().await.expect("ready again");
 
-    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("pool");
+    // The server's schema (the default) on the search_path, as its own pool has it.
+    let connect = PgOptions::default().apply_to(cluster.url().parse().expect("the cluster's URL"));
+    let pool = sqlx::PgPool::connect_with(connect).await.expect("pool");
     let found = violations(&client, &pool, &promotion, &acknowledged).await;
     assert!(found.is_empty(), "{found:#?}");
     eprintln!(

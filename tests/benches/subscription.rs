@@ -38,7 +38,7 @@ use seckill_postgres::{PgStore, TransactionalHandler};
 use seckill_tests::nats::NatsFixture;
 use seckill_tests::postgres::PgFixture;
 use seckill_tests::suite::service_with;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -131,8 +131,9 @@ async fn catch_up(label: &str, seckill: &SecKill, head: u64, batch: usize, how: 
 }
 
 /// Stores `events` CouponGrabbed rows, 1,000 per promotion, in one statement
-/// on a connection of its own (the store's pool cuts statements at 5 s).
-async fn seed_postgres(store: &PgStore, url: &str, events: u64) {
+/// on a connection of its own (the store's pool cuts statements at 5 s); it
+/// starts with the same 5 s, hence `SET statement_timeout = 0`.
+async fn seed_postgres(fixture: &PgFixture, store: &PgStore, events: u64) {
     let seckill = service(Arc::new(store.clone()));
     let promotion = seckill.create_promotion(terms(10)).await.unwrap();
     seckill.grab(promotion, customer("sample")).await.unwrap();
@@ -146,7 +147,7 @@ async fn seed_postgres(store: &PgStore, url: &str, events: u64) {
     let PromotionEvent::CouponGrabbed { .. } = &sample else {
         panic!("the sample is a grab");
     };
-    let mut seeding = PgConnection::connect(url).await.unwrap();
+    let mut seeding = fixture.connection().await;
     sqlx::query("SET statement_timeout = 0")
         .execute(&mut seeding)
         .await
@@ -177,7 +178,7 @@ async fn catchup(events: u64) {
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
     let seeding = Instant::now();
-    seed_postgres(&store, fixture.url(), events).await;
+    seed_postgres(&fixture, &store, events).await;
     eprintln!(
         "seeded {events} events in {:.1} s",
         seeding.elapsed().as_secs_f64()

@@ -1,6 +1,7 @@
-//! PostgreSQL for the tests: [`PgFixture`] gives each test its own fresh
+//! PostgreSQL for the tests: [`TestDatabase`] gives each test its own fresh
 //! database on the server at `DATABASE_URL` (defaulted in
-//! `.cargo/config.toml`), and drops it again when the fixture goes.
+//! `.cargo/config.toml`), and drops it again when it goes; [`PgFixture`] is
+//! one with a migrated store on it.
 //!
 //! When nothing answers there, the fixture uses a throwaway cluster started
 //! from the installed PostgreSQL binaries instead (`fallback`), and says so on
@@ -36,18 +37,19 @@ const KEEP_VAR: &str = "SECKILL_KEEP_TEST_DB";
 /// absent.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One test's own PostgreSQL database, dropped when the fixture is.
+/// A fresh, empty PostgreSQL database of its own, dropped when this is.
+/// For a test (or the README's doctest) that sets SecKill up itself;
+/// [`PgFixture`] is one with a store already open on it.
 #[derive(Debug)]
-pub struct PgFixture {
+pub struct TestDatabase {
     server_url: String,
     database: String,
     url: String,
-    store: Arc<PgStore>,
 }
 
-impl PgFixture {
-    /// Creates a fresh, migrated database and a store on it, on the server
-    /// at `DATABASE_URL` (or [`DEFAULT_SERVER_URL`]).
+impl TestDatabase {
+    /// Creates a fresh database on the server at `DATABASE_URL` (or
+    /// [`DEFAULT_SERVER_URL`]).
     ///
     /// # Panics
     /// If that server refuses us, or none answers and no throwaway cluster
@@ -71,43 +73,20 @@ impl PgFixture {
             .unwrap_or_else(|e| panic!("creating test database {database}: {e}"));
         let _ = admin.close().await;
         let url = with_database(&server_url, &database);
-        let store = Arc::new(open(&url).await);
         Self {
             server_url,
             database,
             url,
-            store,
         }
     }
 
-    /// The URL of this fixture's database.
+    /// The URL of this database.
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// The fixture's store, as its concrete type.
-    pub fn pg_store(&self) -> &PgStore {
-        &self.store
-    }
-
-    /// A new store with its own pool on this fixture's database.
-    pub async fn open(&self) -> PgStore {
-        open(&self.url).await
-    }
 }
 
-#[async_trait]
-impl Fixture for PgFixture {
-    async fn store(&self) -> Arc<dyn Backend> {
-        self.store.clone()
-    }
-
-    async fn reopen(&self) -> Arc<dyn Backend> {
-        Arc::new(self.open().await)
-    }
-}
-
-impl Drop for PgFixture {
+impl Drop for TestDatabase {
     fn drop(&mut self) {
         if std::env::var_os(KEEP_VAR).is_some() {
             eprintln!("kept test database {} ({KEEP_VAR} is set)", self.database);
@@ -125,17 +104,88 @@ impl Drop for PgFixture {
     }
 }
 
-/// Small pools: the suite runs its tests in parallel against one server.
-fn options() -> PgOptions {
-    PgOptions {
-        max_connections: 5,
-        application_name: "seckill-tests".to_owned(),
-        ..PgOptions::default()
+/// One test's own PostgreSQL database with a migrated store on it, dropped
+/// when the fixture is.
+#[derive(Debug)]
+pub struct PgFixture {
+    database: TestDatabase,
+    store: Arc<PgStore>,
+}
+
+impl PgFixture {
+    /// Creates a fresh, migrated database and a store on it, on the server
+    /// at `DATABASE_URL` (or [`DEFAULT_SERVER_URL`]).
+    ///
+    /// # Panics
+    /// As [`TestDatabase::new`], or if the store cannot open on it.
+    pub async fn new() -> Self {
+        Self::on(TestDatabase::new().await, options()).await
+    }
+
+    /// [`new`](Self::new) on the server at `server_url`; when nothing answers
+    /// there, on the shared throwaway cluster.
+    pub async fn on_server(server_url: &str) -> Self {
+        Self::on(TestDatabase::on_server(server_url).await, options()).await
+    }
+
+    /// [`new`](Self::new) with the store opened with `options` (start from
+    /// [`options`] to keep the fixture's small pool and application name).
+    pub async fn with_options(options: PgOptions) -> Self {
+        Self::on(TestDatabase::new().await, options).await
+    }
+
+    async fn on(database: TestDatabase, options: PgOptions) -> Self {
+        let store = Arc::new(open(database.url(), options).await);
+        Self { database, store }
+    }
+
+    /// The URL of this fixture's database.
+    pub fn url(&self) -> &str {
+        self.database.url()
+    }
+
+    /// The fixture's store, as its concrete type.
+    pub fn pg_store(&self) -> &PgStore {
+        &self.store
+    }
+
+    /// A new store with its own pool on this fixture's database, with the
+    /// fixture's [`options`].
+    pub async fn open(&self) -> PgStore {
+        open(self.url(), options()).await
+    }
+
+    /// A connection of its own to this fixture's database, set up as the
+    /// store's are (its schema on the `search_path`), outside its pool.
+    pub async fn connection(&self) -> PgConnection {
+        let options = self.store.pool().connect_options().as_ref().clone();
+        PgConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the test database: {e}"))
     }
 }
 
-async fn open(url: &str) -> PgStore {
-    PgStore::connect_with(url, options())
+#[async_trait]
+impl Fixture for PgFixture {
+    async fn store(&self) -> Arc<dyn Backend> {
+        self.store.clone()
+    }
+
+    async fn reopen(&self) -> Arc<dyn Backend> {
+        Arc::new(self.open().await)
+    }
+}
+
+/// Small pools: the suite runs its tests in parallel against one server.
+/// Otherwise the defaults, so the schema is `seckill`.
+pub fn options() -> PgOptions {
+    PgOptions::default()
+        .with_max_connections(5)
+        .with_application_name("seckill-tests")
+}
+
+async fn open(url: &str, options: PgOptions) -> PgStore {
+    PgStore::connect_with(url, options)
         .await
         .unwrap_or_else(|e| panic!("opening a PgStore on the test database: {e}"))
 }

@@ -6,11 +6,19 @@ use std::time::Duration;
 use seckill_app::StoreError;
 use thiserror::Error;
 
-/// Why [`PgStore::connect`](crate::PgStore::connect) failed.
+use crate::options::OptionsError;
+
+/// Why [`PgStore::connect`](crate::PgStore::connect) failed, or
+/// [`migrate`](crate::PgStore::migrate) or [`verify`](crate::PgStore::verify).
 ///
 /// The messages never repeat the database URL: it may hold a password.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConnectError {
+    /// A [`PgOptions`](crate::PgOptions) setting breaks its rule; nothing
+    /// was connected.
+    #[error("invalid PostgreSQL options: {0}")]
+    Options(#[from] OptionsError),
     /// The database URL does not parse.
     #[error("the database URL is invalid: {0}")]
     Url(#[source] sqlx::Error),
@@ -20,6 +28,55 @@ pub enum ConnectError {
     /// The schema migrations failed.
     #[error("cannot migrate the SecKill schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Creating the schema, or moving an old layout's tables into it
+    /// (`doing` says which), failed; the transaction was rolled back.
+    #[error("cannot prepare the SecKill schema ({doing}): {source}")]
+    Schema {
+        /// What was being done.
+        doing: String,
+        /// What the server said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// `public` holds SecKill's tables from before the schema option, but
+    /// the target schema already has an object of the same name, so neither
+    /// can be chosen for the other: move or drop one by hand (docs/schema.md).
+    #[error(
+        "public holds SecKill's old tables, but schema {schema:?} already has {object}: \
+         nothing was moved; move or drop one of them by hand"
+    )]
+    Moving {
+        /// The target schema.
+        schema: String,
+        /// The object of `public` whose name is taken there.
+        object: String,
+    },
+    /// A pool given to [`PgStore::from_pool_with`](crate::PgStore::from_pool_with)
+    /// resolves unqualified names to another schema than the options name, so
+    /// SecKill's tables would be created or looked for in the wrong place.
+    #[error(
+        "the pool's connections resolve unqualified names to schema {found:?}, not {expected:?}: \
+         build the pool from PgOptions::apply_to, or put {expected:?} first on its search_path"
+    )]
+    SearchPath {
+        /// The schema the options name.
+        expected: String,
+        /// What `current_schema()` answered (`None`: no schema on the path exists).
+        found: Option<String>,
+    },
+    /// A pool given to [`PgStore::from_pool_with`](crate::PgStore::from_pool_with)
+    /// cuts statements off at another limit than the options say, so timeouts
+    /// would be reported with the wrong limit.
+    #[error(
+        "the pool's connections have statement_timeout {found:?} (None: no limit), the options say \
+         {expected:?}: build the pool from PgOptions::apply_to, or give the options its limit"
+    )]
+    StatementTimeout {
+        /// The options' limit.
+        expected: Duration,
+        /// The pool's limit.
+        found: Option<Duration>,
+    },
 }
 
 /// A database call that failed, and what it was for.

@@ -10,6 +10,10 @@
 //! written. See `docs/schema.md` for the tables and `docs/adr/0003` for why
 //! projections share the event transaction.
 //!
+//! Everything SecKill creates, its `_sqlx_migrations` included, lives in one
+//! schema ([`PgOptions::schema`], default `seckill`), so an application's own
+//! tables and sqlx migrations in `public` never meet ours (docs/adr/0014).
+//!
 //! ```no_run
 //! use seckill_app::SecKill;
 //! use seckill_postgres::{PgOptions, PgStore};
@@ -17,9 +21,9 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PgStore::connect_with(
 //!     "postgres://postgres@127.0.0.1:5432/seckill",
-//!     PgOptions { max_connections: 5, ..PgOptions::default() },
+//!     PgOptions::default().with_max_connections(5), // in the schema `seckill`
 //! )
-//! .await?; // connects and migrates
+//! .await?; // connects, creates the schema, migrates
 //! let seckill = SecKill::new(store);
 //! # Ok(())
 //! # }
@@ -27,7 +31,10 @@
 //!
 //! # Layout
 //! * `store`       – [`PgStore`]: the pool, connecting, migrating ([`MIGRATOR`]).
-//! * `options`     – [`PgOptions`]: pool size and timeouts.
+//! * `options`     – [`PgOptions`]: pool size, timeouts and the schema, their
+//!   rules ([`OptionsError`]), and how they shape a pool.
+//! * `schema`      – the schema: created when missing, checked against the
+//!   pool's `search_path`, filled from an old layout in `public`.
 //! * `events`      – the `EventStore` port: batched appends with optimistic
 //!   concurrency, loading, snapshots.
 //! * `group`       – group commit across promotions: many promotions'
@@ -57,12 +64,13 @@ mod options;
 mod ownership;
 mod projections;
 mod rows;
+mod schema;
 mod store;
 mod subscriptions;
 mod upcast;
 
 pub use error::ConnectError;
-pub use options::PgOptions;
+pub use options::{OptionsError, PgOptions, DEFAULT_SCHEMA};
 pub use ownership::{PgOwnership, DEFAULT_LEASE};
 pub use store::{PgStore, MIGRATOR};
 pub use subscriptions::{Transactional, TransactionalHandler};

@@ -8,6 +8,7 @@
 //! renewed, and only the database's clock is compared, so the replicas'
 //! clocks never matter.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +40,12 @@ const LISTEN_QUEUE: usize = 16_384;
 #[derive(Serialize, Deserialize)]
 struct Announcement {
     replica: Uuid,
+    /// The announcing store's schema. NOTIFY channels are per database, so
+    /// another SecKill in another schema of it hears us too, and must not
+    /// show our promotions. Missing in announcements from before schemas:
+    /// those came from `public`.
+    #[serde(default)]
+    schema: Option<String>,
     summary: PromotionSummary,
 }
 
@@ -56,6 +63,9 @@ pub struct PgOwnership {
     pool: PgPool,
     replica: Replica,
     lease: Duration,
+    /// The store's schema, to tell our announcements from another
+    /// installation's; shared by clones.
+    schema: Arc<str>,
 }
 
 impl PgOwnership {
@@ -76,6 +86,7 @@ impl PgOwnership {
             pool,
             replica,
             lease,
+            schema: store.schema().into(),
         }
     }
 
@@ -180,6 +191,7 @@ impl Ownership for PgOwnership {
             .filter_map(|summary| {
                 let announcement = Announcement {
                     replica,
+                    schema: Some(self.schema.to_string()),
                     summary: summary.clone(),
                 };
                 serde_json::to_string(&announcement).ok()
@@ -205,6 +217,7 @@ impl Ownership for PgOwnership {
             .map_err(|error| self.error("listening for announcements", error))?;
         let (sender, receiver) = mpsc::channel(LISTEN_QUEUE);
         let me = self.replica.id.as_uuid();
+        let schema = Arc::clone(&self.schema);
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects after a lost connection; what was
@@ -225,7 +238,8 @@ impl Ownership for PgOwnership {
                     );
                     continue;
                 };
-                if announcement.replica == me {
+                let from_schema = announcement.schema.as_deref().unwrap_or("public");
+                if announcement.replica == me || from_schema != &*schema {
                     continue;
                 }
                 match sender.try_send(announcement.summary) {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, created, new_id, Writer};
+use common::{append_behind_a_lock, count, created, new_id, Writer};
 use seckill_app::{EventStore, ProjectionStore, StoreError};
 use seckill_domain::{CustomerId, PromotionId};
 use seckill_postgres::{PgOptions, PgStore};
@@ -201,31 +201,18 @@ async fn a_statement_past_the_statement_timeout_is_a_timeout() {
     let limit = Duration::from_millis(200);
     let store = PgStore::connect_with(
         fixture.url(),
-        PgOptions {
-            max_connections: 2,
-            statement_timeout: Some(limit),
-            ..PgOptions::default()
-        },
+        PgOptions::default()
+            .with_max_connections(2)
+            .with_statement_timeout(Some(limit)),
     )
     .await
     .unwrap();
     store.ping().await.unwrap();
-    // Another session holds the events table, so the append waits past its limit.
-    let mut blocker = fixture.pg_store().pool().begin().await.unwrap();
-    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let id = new_id();
-    let error = store
-        .append(&Writer::new(id).commit(vec![created(id, 1)]))
-        .await
-        .unwrap_err();
+    let error = append_behind_a_lock(fixture.pg_store(), &store).await;
     assert!(
         matches!(error, StoreError::Timeout(d) if d == limit),
         "{error:?}"
     );
-    blocker.rollback().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

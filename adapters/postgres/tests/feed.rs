@@ -9,7 +9,7 @@ use cqrs_es::DomainEvent;
 use seckill_app::EventStore;
 use seckill_domain::{PromotionEvent, PromotionId};
 use seckill_tests::postgres::PgFixture;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 /// Inserts `event` as event #1 of `id` on `connection`, inside whatever
 /// transaction it has open, as another writer's append would.
@@ -47,8 +47,8 @@ async fn feed_of(
 async fn a_transaction_in_flight_holds_back_every_later_position() {
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store();
-    let mut early = PgConnection::connect(fixture.url()).await.unwrap();
-    let mut late = PgConnection::connect(fixture.url()).await.unwrap();
+    let mut early = fixture.connection().await;
+    let mut late = fixture.connection().await;
     let (first, second) = (new_id(), new_id());
 
     // The first transaction inserts and stays open ...
@@ -94,8 +94,8 @@ async fn a_transaction_in_flight_holds_back_every_later_position() {
 async fn an_older_transaction_that_inserts_later_never_hides_a_lower_position() {
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store();
-    let mut older = PgConnection::connect(fixture.url()).await.unwrap();
-    let mut younger = PgConnection::connect(fixture.url()).await.unwrap();
+    let mut older = fixture.connection().await;
+    let mut younger = fixture.connection().await;
     let (first, second) = (new_id(), new_id());
 
     // The older transaction takes its id before the younger one exists.

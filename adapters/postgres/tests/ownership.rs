@@ -7,18 +7,22 @@ use std::time::Duration;
 
 use seckill_app::{Claim, Ownership, Replica, ReplicaId};
 use seckill_domain::PromotionId;
-use seckill_postgres::PgOwnership;
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::{PgOwnership, PgStore};
+use seckill_tests::postgres::{options, PgFixture};
 
 /// Long enough that no lease lapses by itself while a test runs.
 const LONG: Duration = Duration::from_secs(60);
 
 fn replica(fixture: &PgFixture, name: &str, lease: Duration) -> PgOwnership {
+    replica_on(fixture.pg_store(), name, lease)
+}
+
+fn replica_on(store: &PgStore, name: &str, lease: Duration) -> PgOwnership {
     let replica = Replica {
         id: ReplicaId::random(),
         address: format!("http://{name}.invalid"),
     };
-    PgOwnership::new(fixture.pg_store(), replica, lease)
+    PgOwnership::new(store, replica, lease)
 }
 
 /// Three replicas that have all joined.
@@ -384,4 +388,41 @@ async fn only_the_owner_records_an_expiry() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(recorded, owned, "each replica expired exactly what it owns");
+}
+
+/// NOTIFY channels are per database: a SecKill in another schema of it hears
+/// our announcements, and must drop them (ADR 0014), or its live feeds would
+/// show our promotions.
+#[tokio::test]
+async fn announcements_reach_only_replicas_of_the_same_schema() {
+    use cqrs_es::Aggregate;
+    use seckill_app::PromotionSummary;
+    use seckill_domain::testing::created;
+    use seckill_domain::Promotion;
+
+    let summary = || {
+        let id = new_promotion();
+        let mut promotion = Promotion::default();
+        promotion.apply(created(id, 5));
+        PromotionSummary::of(&promotion, 1).unwrap()
+    };
+    let fixture = PgFixture::new().await;
+    let elsewhere = PgStore::connect_with(fixture.url(), options().with_schema("elsewhere"))
+        .await
+        .unwrap();
+    let listener = replica(&fixture, "listener", LONG);
+    let mut heard = listener.listen().await.unwrap().unwrap();
+    let (foreign, ours) = (summary(), summary());
+    replica_on(&elsewhere, "neighbour", LONG)
+        .announce(std::slice::from_ref(&foreign))
+        .await
+        .unwrap();
+    replica(&fixture, "colleague", LONG)
+        .announce(std::slice::from_ref(&ours))
+        .await
+        .unwrap();
+    // Notifications arrive in commit order: had the foreign one got
+    // through, it would be first.
+    let first = heard.recv().await.unwrap();
+    assert_eq!(first.promotion_id, ours.promotion_id);
 }

@@ -33,7 +33,7 @@ use seckill_app::{Backend, EngineConfig, EventStore, Replica, ReplicaId, SecKill
 use seckill_examples::server::{self, ClusterSecret, HttpForward};
 use seckill_memory::MemoryStore;
 use seckill_nats::{Publisher, StreamSettings, Subjects};
-use seckill_postgres::{PgOptions, PgOwnership, PgStore};
+use seckill_postgres::{PgOptions, PgOwnership, PgStore, DEFAULT_SCHEMA};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
@@ -80,11 +80,35 @@ enum Command {
     Publish(PublishArgs),
 }
 
+/// The PostgreSQL schema SecKill's tables are in, shared by every subcommand
+/// that opens the store.
+#[derive(Debug, Clone, ClapArgs)]
+struct PgSchemaArg {
+    /// PostgreSQL schema holding SecKill's tables and its migrations table;
+    /// created if missing. `public` keeps the layout from before this flag
+    /// (and shares `public._sqlx_migrations` with other migrations there).
+    #[arg(long = "pg-schema", env = "SECKILL_PG_SCHEMA", default_value = DEFAULT_SCHEMA,
+          value_parser = parse_pg_schema)]
+    pg_schema: String,
+}
+
+/// A schema name `PgOptions` accepts.
+fn parse_pg_schema(raw: &str) -> Result<String, String> {
+    PgOptions::default()
+        .with_schema(raw)
+        .validate()
+        .map(|()| raw.to_owned())
+        .map_err(|error| error.to_string())
+}
+
 #[derive(Debug, ClapArgs)]
 struct RebuildArgs {
     /// PostgreSQL URL of the store to rebuild.
     #[arg(long, env = "SECKILL_DATABASE_URL")]
     database_url: String,
+
+    #[command(flatten)]
+    schema: PgSchemaArg,
 
     /// How long one database call may take before it fails.
     #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -102,6 +126,9 @@ struct Args {
     /// sets it for the tests, and `cargo run` would inherit it.
     #[arg(long, env = "SECKILL_DATABASE_URL")]
     database_url: Option<String>,
+
+    #[command(flatten)]
+    schema: PgSchemaArg,
 
     /// Most PostgreSQL connections, at least 1 (ignored in memory).
     #[arg(long, env = "SECKILL_POOL_SIZE", default_value_t = 16,
@@ -211,15 +238,17 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
-/// Pool settings whose every wait is bounded by `timeout`.
-fn pg_options(pool_size: u32, timeout: Duration) -> PgOptions {
-    PgOptions {
-        max_connections: pool_size,
-        acquire_timeout: timeout,
-        statement_timeout: Some(timeout),
-        ping_timeout: timeout.min(PgOptions::default().ping_timeout),
-        ..PgOptions::default()
-    }
+/// Pool settings whose every wait is bounded by `timeout`, in `schema`. The
+/// statement timeout equals the engine's `store_timeout` (`--db-timeout`
+/// sets both), so the server cuts a stuck statement off as the engine gives
+/// up on it (the rule in `PgOptions`' docs: statement_timeout <= store_timeout).
+fn pg_options(pool_size: u32, timeout: Duration, schema: &PgSchemaArg) -> PgOptions {
+    PgOptions::default()
+        .with_max_connections(pool_size)
+        .with_acquire_timeout(timeout)
+        .with_statement_timeout(Some(timeout))
+        .with_ping_timeout(timeout.min(PgOptions::default().ping_timeout))
+        .with_schema(schema.pg_schema.as_str())
 }
 
 /// The one place that picks the storage backend.
@@ -231,12 +260,12 @@ async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<P
             Ok((Arc::new(MemoryStore::new()), None))
         }
         Some(url) => {
-            let options = pg_options(args.pool_size, args.db_timeout);
+            let options = pg_options(args.pool_size, args.db_timeout, &args.schema);
             // The URL may carry a password: it is never logged.
             let store = PgStore::connect_with(url, options)
                 .await
                 .context("connecting to PostgreSQL and migrating it")?;
-            tracing::info!(pool_size = args.pool_size, "storage: PostgreSQL");
+            tracing::info!(pool_size = args.pool_size, schema = %args.schema.pg_schema, "storage: PostgreSQL");
             let ownership = args.advertise_url.as_ref().map(|address| {
                 let replica = Replica {
                     id: ReplicaId::random(),
@@ -345,7 +374,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 /// `seckill-server rebuild`: every promotion's projections from its events.
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     init_logging("warn", LogFormat::Human)?;
-    let store = PgStore::connect_with(&args.database_url, pg_options(2, args.db_timeout))
+    let options = pg_options(2, args.db_timeout, &args.schema);
+    let store = PgStore::connect_with(&args.database_url, options)
         .await
         .context("connecting to PostgreSQL and migrating it")?;
     let total = store
@@ -394,6 +424,31 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_schema_flag_defaults_to_the_library_and_refuses_bad_names() {
+        let cli = Cli::try_parse_from(["seckill-server"]).expect("no flags parse");
+        assert_eq!(cli.serve.schema.pg_schema, DEFAULT_SCHEMA);
+        let cli = Cli::try_parse_from(["seckill-server", "--pg-schema", "shop"]).expect("parses");
+        assert_eq!(cli.serve.schema.pg_schema, "shop");
+        for bad in ["Shop", "a;b", "pg_x", ""] {
+            let refused = Cli::try_parse_from(["seckill-server", "--pg-schema", bad]);
+            assert!(refused.is_err(), "--pg-schema {bad:?} was accepted");
+        }
+        let rebuild = Cli::try_parse_from([
+            "seckill-server",
+            "rebuild",
+            "--database-url",
+            "postgres://h/db",
+            "--pg-schema",
+            "shop",
+        ])
+        .expect("rebuild parses");
+        let Some(Command::Rebuild(rebuild)) = rebuild.command else {
+            panic!("not rebuild: {rebuild:?}");
+        };
+        assert_eq!(rebuild.schema.pg_schema, "shop");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use chrono::Duration;
 use cqrs_es::Aggregate;
-use seckill_app::{Commit, EventStore, PromotionSummary};
+use seckill_app::{Commit, EventStore, PromotionSummary, StoreError};
 use seckill_domain::testing;
 pub use seckill_domain::testing::{created, opens};
 use seckill_domain::{Coupon, Promotion, PromotionEvent, PromotionId};
@@ -102,4 +102,22 @@ impl Writer {
         }
         events
     }
+}
+
+/// The error of an append through `store` while another session (on
+/// `blocker`'s pool) holds the events table, so the append waits until
+/// something gives up: its statement timeout, when it has one.
+pub async fn append_behind_a_lock(blocker: &PgStore, store: &PgStore) -> StoreError {
+    let mut lock = blocker.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let id = new_id();
+    let error = store
+        .append(&Writer::new(id).commit(vec![created(id, 1)]))
+        .await
+        .unwrap_err();
+    lock.rollback().await.unwrap();
+    error
 }

@@ -14,6 +14,9 @@ pub(crate) struct PublishArgs {
     #[arg(long, env = "SECKILL_DATABASE_URL")]
     pub(crate) database_url: String,
 
+    #[command(flatten)]
+    pub(crate) schema: PgSchemaArg,
+
     /// How long one database call may take before it fails.
     #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub(crate) db_timeout: Duration,
@@ -94,7 +97,8 @@ pub(crate) async fn start_publishing(
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     init_logging("warn", LogFormat::Human)?;
     let settings = args.nats.settings().context("the NATS stream flags")?;
-    let store = PgStore::connect_with(&args.database_url, pg_options(2, args.db_timeout))
+    let options = pg_options(2, args.db_timeout, &args.schema);
+    let store = PgStore::connect_with(&args.database_url, options)
         .await
         .context("connecting to PostgreSQL and migrating it")?;
     let seckill = SecKill::builder(Arc::new(store))
