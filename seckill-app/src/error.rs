@@ -1,5 +1,10 @@
 //! Errors: `StoreError` is what a storage port reports; `SecKillError` is the
 //! one enum callers of the application service match on.
+//!
+//! Both are `#[non_exhaustive]`, so a new failure is not a breaking change;
+//! a caller that must handle everything branches on
+//! [`SecKillError::is_retryable`] and [`SecKillError::code`], which every
+//! variant, old or new, answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +20,7 @@ pub type SourceError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a storage port (event store or projection store) reports.
 #[derive(Debug, Clone, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Someone else appended to the promotion's stream first. Nothing was
     /// written; reload and decide again.
@@ -82,12 +88,26 @@ impl StoreError {
     pub const fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// Whether the same call may succeed if made again: every failure but
+    /// [`CorruptEvent`](Self::CorruptEvent), which the next read finds again.
+    pub const fn is_retryable(&self) -> bool {
+        !matches!(self, Self::CorruptEvent { .. })
+    }
 }
 
 /// Why the application service could not do what was asked.
-#[derive(Debug, Error)]
+///
+/// Each variant has a stable [`code`](Self::code), the slug of the problem
+/// type the HTTP server answers it with (`docs/api.md`), and says whether
+/// [retrying](Self::is_retryable) may help. `Clone`, so one failure can be
+/// handed to several waiters.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
 pub enum SecKillError {
     /// The promotion's rules refused the command. Nothing was recorded.
+    /// Never [`PromotionError::UnknownPromotion`]: that is
+    /// [`NotFound`](Self::NotFound).
     #[error(transparent)]
     Rejected(PromotionError),
     /// There is no promotion with this id.
@@ -100,8 +120,9 @@ pub enum SecKillError {
     #[error("the service is shutting down")]
     ShuttingDown,
     /// Another replica owns the promotion and this service was given no way
-    /// to forward to it (see [`Forward`](crate::Forward)): send the command
-    /// to `owner`. Nothing was recorded here.
+    /// to forward to it (see [`Forward`](crate::Forward)), or forwarding gave
+    /// up while the owner kept changing: send the command to `owner`.
+    /// Nothing was recorded here.
     #[error("promotion {promotion_id} is owned by replica {} at {}", owner.id, owner.address)]
     NotOwner {
         /// The promotion.
@@ -109,9 +130,19 @@ pub enum SecKillError {
         /// The replica that owns it now.
         owner: Replica,
     },
+    /// Another writer kept appending to the promotion's stream, and the
+    /// engine's [`max_conflict_retries`](crate::EngineConfig::max_conflict_retries)
+    /// ran out (two processes selling one promotion without an
+    /// [`Ownership`](crate::Ownership)). Nothing was recorded; retrying is
+    /// safe.
+    #[error("promotion {promotion_id}: another writer kept appending to its stream; nothing was recorded, retry shortly")]
+    Conflict {
+        /// The promotion.
+        promotion_id: PromotionId,
+    },
     /// The store failed and nothing was recorded. Retrying is safe.
     #[error("storage failure: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     /// The commit was sent, but the store's answer never came (a timeout, a
     /// broken connection), and the command may have been recorded or not.
     /// Retrying is safe: a grab that was recorded is answered
@@ -125,11 +156,216 @@ pub enum SecKillError {
     },
 }
 
+/// A store's conflict is [`SecKillError::Conflict`]; anything else is
+/// [`SecKillError::Storage`].
+impl From<StoreError> for SecKillError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { promotion_id, .. } => Self::Conflict { promotion_id },
+            other => Self::Storage(other),
+        }
+    }
+}
+
 impl SecKillError {
-    pub(crate) fn from_domain(promotion_id: PromotionId, error: PromotionError) -> Self {
+    /// Every [`code`](Self::code) there is, for a caller that maps them (the
+    /// HTTP server's table is checked against this list).
+    pub const CODES: &'static [&'static str] = &[
+        "unknown-promotion",
+        "already-exists",
+        "already-grabbed",
+        "not-started",
+        "ended",
+        "sold-out",
+        "already-started",
+        "already-finished",
+        "not-yet-expired",
+        "invalid-schedule",
+        "overloaded",
+        "shutting-down",
+        "not-owner",
+        "conflict",
+        "storage-unavailable",
+        "outcome-unknown",
+    ];
+
+    /// The refusal of `error` by promotion `promotion_id`'s rules: the one
+    /// way a [`PromotionError`] becomes a `SecKillError`, so an unknown
+    /// promotion is always [`NotFound`](Self::NotFound).
+    pub fn rejected(promotion_id: PromotionId, error: PromotionError) -> Self {
         match error {
             PromotionError::UnknownPromotion => Self::NotFound(promotion_id),
             other => Self::Rejected(other),
         }
+    }
+
+    /// A stable, machine-readable name of what went wrong: the slug of the
+    /// problem type the HTTP API answers with (`/problems/{code}`, listed in
+    /// `docs/api.md`), one of [`CODES`](Self::CODES). A rejection has its
+    /// rule's code (`sold-out`, `not-started`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rejected(rejection) => rejection.code(),
+            Self::NotFound(_) => "unknown-promotion",
+            Self::Overloaded(_) => "overloaded",
+            Self::ShuttingDown => "shutting-down",
+            Self::NotOwner { .. } => "not-owner",
+            Self::Conflict { .. } => "conflict",
+            Self::Storage(_) => "storage-unavailable",
+            Self::OutcomeUnknown { .. } => "outcome-unknown",
+        }
+    }
+
+    /// Whether sending the same command again, unchanged, may succeed: the
+    /// failure was the service's or the store's, not the command's, and
+    /// retrying is safe (a grab that was recorded after all is answered with
+    /// its coupon). `false` for a rejection and for an unknown promotion,
+    /// which the same command meets again (a grab refused `not-started`
+    /// succeeds only once the sale opens, as a new command with a new time),
+    /// and for a corrupt stored event.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rejected(_) | Self::NotFound(_) => false,
+            Self::Overloaded(_)
+            | Self::ShuttingDown
+            | Self::NotOwner { .. }
+            | Self::Conflict { .. }
+            | Self::OutcomeUnknown { .. } => true,
+            Self::Storage(error) => error.is_retryable(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use seckill_domain::ScheduleError;
+
+    use super::*;
+    use crate::ownership::ReplicaId;
+
+    fn id() -> PromotionId {
+        PromotionId::from_uuid(uuid::Uuid::from_u128(7))
+    }
+
+    /// One of every variant (and of every rejection), with whether a retry
+    /// may succeed.
+    fn every_error() -> Vec<(SecKillError, bool)> {
+        let at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let rejections = [
+            PromotionError::AlreadyExists,
+            PromotionError::NotStarted { publish_time: at },
+            PromotionError::Ended { finished_at: at },
+            PromotionError::SoldOut {
+                number_of_coupons: 1,
+            },
+            PromotionError::AlreadyStarted { publish_time: at },
+            PromotionError::AlreadyFinished,
+            PromotionError::NotYetExpired { finish_time: at },
+            PromotionError::Schedule(ScheduleError::FinishInPast {
+                finish_time: at,
+                at,
+            }),
+        ];
+        let mut all: Vec<_> = rejections
+            .into_iter()
+            .map(|rejection| (SecKillError::Rejected(rejection), false))
+            .collect();
+        let owner = Replica {
+            id: ReplicaId::random(),
+            address: "http://127.0.0.1:1".to_owned(),
+        };
+        all.extend([
+            (SecKillError::NotFound(id()), false),
+            (SecKillError::Overloaded(id()), true),
+            (SecKillError::ShuttingDown, true),
+            (
+                SecKillError::NotOwner {
+                    promotion_id: id(),
+                    owner,
+                },
+                true,
+            ),
+            (SecKillError::Conflict { promotion_id: id() }, true),
+            (SecKillError::Storage(StoreError::unavailable("down")), true),
+            (
+                SecKillError::Storage(StoreError::CorruptEvent {
+                    aggregate_type: "Promotion".to_owned(),
+                    aggregate_id: id().to_string(),
+                    sequence: 1,
+                    reason: "not JSON".to_owned(),
+                }),
+                false,
+            ),
+            (
+                SecKillError::OutcomeUnknown {
+                    promotion_id: id(),
+                    source: StoreError::Timeout(Duration::from_secs(1)),
+                },
+                true,
+            ),
+        ]);
+        all
+    }
+
+    #[test]
+    fn every_code_is_listed_and_only_the_listed_codes_are_produced() {
+        let produced: std::collections::HashSet<_> = every_error()
+            .iter()
+            .map(|(error, _)| error.code())
+            .collect();
+        // The rejection of `AlreadyGrabbed` needs a coupon; its code is the
+        // domain's, checked by the domain's tests.
+        let mut listed: std::collections::HashSet<_> =
+            SecKillError::CODES.iter().copied().collect();
+        listed.remove("already-grabbed");
+        assert_eq!(produced, listed);
+    }
+
+    #[test]
+    fn retryable_means_the_failure_was_not_the_commands() {
+        for (error, retryable) in every_error() {
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_promotion_is_not_found_never_a_rejection() {
+        let error = SecKillError::rejected(id(), PromotionError::UnknownPromotion);
+        assert!(matches!(error, SecKillError::NotFound(found) if found == id()));
+        assert_eq!(error.code(), "unknown-promotion");
+        let sold_out = PromotionError::SoldOut {
+            number_of_coupons: 3,
+        };
+        assert!(matches!(
+            SecKillError::rejected(id(), sold_out.clone()),
+            SecKillError::Rejected(rejection) if rejection == sold_out
+        ));
+    }
+
+    #[test]
+    fn a_stores_conflict_is_its_own_variant_and_other_failures_are_storage() {
+        let conflict = StoreError::Conflict {
+            promotion_id: id(),
+            expected: 4,
+        };
+        assert!(matches!(
+            SecKillError::from(conflict),
+            SecKillError::Conflict { promotion_id } if promotion_id == id()
+        ));
+        assert!(matches!(
+            SecKillError::from(StoreError::backend("disk full")),
+            SecKillError::Storage(StoreError::Backend(_))
+        ));
+    }
+
+    #[test]
+    fn an_error_clones_with_its_cause() {
+        let error = SecKillError::Storage(StoreError::unavailable("connection refused"));
+        let copy = error.clone();
+        assert_eq!(copy.to_string(), error.to_string());
+        assert!(copy.to_string().contains("connection refused"), "{copy}");
     }
 }

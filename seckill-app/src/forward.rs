@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use seckill_domain::{PromotionCommand, PromotionError, PromotionEvent, PromotionId};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Done;
 use crate::error::{SecKillError, StoreError};
 use crate::ownership::Replica;
+use crate::projection::PromotionSummary;
 
 /// One command for a promotion another replica owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +30,14 @@ pub struct ForwardedCommand {
 }
 
 /// The owner's answer to one [`ForwardedCommand`], as it crosses the wire.
-/// [`into_result`](Self::into_result) turns it back into what the owner's
-/// `SecKill` answered, so the caller gets the owner's answer unchanged.
+/// The engine turns it back into what the owner's `SecKill` answered, so the
+/// caller gets the owner's answer unchanged.
+///
+/// Replicas of different versions understand each other: fields are only
+/// ever added, with defaults, and an older replica ignores the ones it does
+/// not know. A newer replica that asks an older owner gets no `summary` and
+/// reads the promotion back instead; an older one that asks a newer owner
+/// gets codes it maps as before (`conflict` arrives as `unavailable`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 #[non_exhaustive]
@@ -38,6 +46,10 @@ pub enum ForwardedReply {
     Recorded {
         /// What the command recorded (nothing for a no-op).
         events: Vec<PromotionEvent>,
+        /// For a command other than a grab: the promotion after it. Absent
+        /// from owners older than this field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<PromotionSummary>,
     },
     /// The promotion's rules refused it.
     Rejected {
@@ -74,9 +86,9 @@ pub enum ForwardedReply {
 
 impl ForwardedReply {
     /// The owner's answer for the wire.
-    pub fn from_result(result: Result<Vec<PromotionEvent>, SecKillError>) -> Self {
+    pub(crate) fn from_result(result: Result<Done, SecKillError>) -> Self {
         match result {
-            Ok(events) => Self::Recorded { events },
+            Ok(Done { events, summary }) => Self::Recorded { events, summary },
             Err(SecKillError::Rejected(error)) => Self::Rejected { error },
             Err(SecKillError::NotFound(_)) => Self::NotFound,
             Err(SecKillError::Overloaded(_)) => Self::Overloaded,
@@ -91,23 +103,29 @@ impl ForwardedReply {
             Err(SecKillError::OutcomeUnknown { source, .. }) => Self::OutcomeUnknown {
                 reason: source.to_string(),
             },
-            Err(SecKillError::Storage(error)) => Self::Unavailable {
-                reason: error.to_string(),
-            },
+            // Nothing was recorded, as with a store that failed; older
+            // replicas know no other name for it.
+            Err(error @ (SecKillError::Storage(_) | SecKillError::Conflict { .. })) => {
+                Self::Unavailable {
+                    reason: error.to_string(),
+                }
+            }
         }
     }
 
     /// What the owner answered, as this replica's `SecKill` answers it.
     /// `NotOwner` is returned as [`SecKillError::NotOwner`] naming `owner`,
     /// the replica that said so.
-    pub fn into_result(
+    pub(crate) fn into_result(
         self,
         promotion_id: PromotionId,
         owner: &Replica,
-    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+    ) -> Result<Done, SecKillError> {
         match self {
-            Self::Recorded { events } => Ok(events),
-            Self::Rejected { error } => Err(SecKillError::Rejected(error)),
+            Self::Recorded { events, summary } => Ok(Done { events, summary }),
+            // Through the one conversion, so an unknown promotion is
+            // `NotFound` here as on the owner.
+            Self::Rejected { error } => Err(SecKillError::rejected(promotion_id, error)),
             Self::NotFound => Err(SecKillError::NotFound(promotion_id)),
             Self::Overloaded => Err(SecKillError::Overloaded(promotion_id)),
             Self::ShuttingDown => Err(SecKillError::ShuttingDown),
@@ -148,4 +166,86 @@ pub trait Forward: Send + Sync + 'static {
         owner: &Replica,
         commands: Vec<ForwardedCommand>,
     ) -> Result<Vec<ForwardedReply>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use seckill_domain::testing::terms;
+
+    use super::*;
+    use crate::ownership::ReplicaId;
+
+    fn owner() -> Replica {
+        Replica {
+            id: ReplicaId::random(),
+            address: "http://127.0.0.1:1".to_owned(),
+        }
+    }
+
+    fn summary() -> PromotionSummary {
+        let id = PromotionId::from_uuid(uuid::Uuid::from_u128(9));
+        let mut promotion = seckill_domain::Promotion::default();
+        let created = PromotionEvent::PromotionCreated {
+            promotion_id: id,
+            terms: terms(5),
+        };
+        cqrs_es::Aggregate::apply(&mut promotion, created);
+        PromotionSummary::of(&promotion, 1).expect("created")
+    }
+
+    #[test]
+    fn an_answer_with_its_summary_crosses_the_wire_unchanged() {
+        let done = Done {
+            events: Vec::new(),
+            summary: Some(summary()),
+        };
+        let reply = ForwardedReply::from_result(Ok(done.clone()));
+        let json = serde_json::to_string(&reply).unwrap();
+        let back: ForwardedReply = serde_json::from_str(&json).unwrap();
+        let id = summary().promotion_id;
+        assert_eq!(back.into_result(id, &owner()).unwrap(), done);
+    }
+
+    #[test]
+    fn an_older_owners_answer_without_a_summary_still_reads() {
+        // What an owner from before the summary field sends.
+        let old = r#"{"outcome":"recorded","events":[]}"#;
+        let reply: ForwardedReply = serde_json::from_str(old).unwrap();
+        let id = summary().promotion_id;
+        assert_eq!(
+            reply.into_result(id, &owner()).unwrap(),
+            Done::nothing(None)
+        );
+    }
+
+    #[test]
+    fn an_answer_to_an_older_replica_keeps_the_fields_it_reads() {
+        let reply = ForwardedReply::from_result(Ok(Done::nothing(Some(summary()))));
+        let json: serde_json::Value = serde_json::to_value(&reply).unwrap();
+        assert_eq!(json["outcome"], "recorded");
+        assert_eq!(json["events"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_forwarded_unknown_promotion_is_not_found() {
+        let reply = ForwardedReply::Rejected {
+            error: PromotionError::UnknownPromotion,
+        };
+        let id = summary().promotion_id;
+        assert!(matches!(
+            reply.into_result(id, &owner()),
+            Err(SecKillError::NotFound(found)) if found == id
+        ));
+    }
+
+    #[test]
+    fn a_conflict_crosses_as_unavailable_which_older_replicas_know() {
+        let id = summary().promotion_id;
+        let reply = ForwardedReply::from_result(Err(SecKillError::Conflict { promotion_id: id }));
+        assert!(matches!(reply, ForwardedReply::Unavailable { .. }));
+        assert!(matches!(
+            reply.into_result(id, &owner()),
+            Err(SecKillError::Storage(StoreError::Unavailable(_)))
+        ));
+    }
 }

@@ -16,7 +16,8 @@
 //! `seckill-postgres`, or implement [`EventStore`] and [`ProjectionStore`].
 //!
 //! # Layout
-//! * `service`    – [`SecKill`], the application service and its builder.
+//! * `service`    – [`SecKill`], the application service and its builder,
+//!   and [`IntoBackend`], what both take as a store.
 //! * `engine`     – the grab engine, in seven rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
@@ -42,7 +43,8 @@
 //!   writer when several processes share one store.
 //! * `projection` – what the read side stores for each event.
 //! * `clock`      – the clock port; the domain never reads one.
-//! * `error`      – [`SecKillError`] for callers, [`StoreError`] for adapters.
+//! * `error`      – [`SecKillError`] for callers (each with a stable
+//!   `code()` and `is_retryable()`), [`StoreError`] for adapters.
 //!
 //! # Example
 //! ```
@@ -61,7 +63,7 @@
 //!     now + chrono::Duration::hours(1),
 //!     None,
 //! )?;
-//! let promotion = seckill.create_promotion(terms).await?;
+//! let promotion = seckill.create_promotion(terms).await?.id();
 //! let alice = CustomerId::parse("alice")?;
 //! let coupon = seckill.grab(promotion, alice.clone()).await?;
 //! assert_eq!(coupon.number, 1);
@@ -87,7 +89,7 @@ pub use forward::{Forward, ForwardedCommand, ForwardedReply};
 pub use ownership::{Claim, Ownership, Replica, ReplicaId};
 pub use port::{Backend, Commit, EventStore, PositionedEvent, ProjectionStore, Snapshot};
 pub use projection::{coupons_in, PromotionSummary, PromotionView};
-pub use service::{SecKill, SecKillBuilder};
+pub use service::{IntoBackend, SecKill, SecKillBuilder};
 pub use subscription::{
     AtLeastOnce, BatchFailure, Delivery, DeliveryFailure, EventHandler, HandlerError, Start,
     Subscription, SubscriptionBuilder, SubscriptionError, SubscriptionLag, SubscriptionLease,

@@ -74,6 +74,13 @@ pub struct PromotionView {
     pub status: PromotionStatus,
 }
 
+impl PromotionView {
+    /// The promotion's id.
+    pub const fn id(&self) -> PromotionId {
+        self.summary.promotion_id
+    }
+}
+
 /// The coupons granted by `events`, in grab order.
 pub fn coupons_in(events: &[PromotionEvent]) -> impl Iterator<Item = &Coupon> + '_ {
     events.iter().filter_map(|event| match event {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use seckill_domain::{
     Coupon, CustomerId, PromotionCommand, PromotionEvent, PromotionId, PromotionTerms,
 };
+use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{ConfigError, Engine, EngineConfig, EngineStats, Replication};
+use crate::engine::{ConfigError, Done, Engine, EngineConfig, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
 use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::Ownership;
@@ -96,85 +97,124 @@ impl SecKillBuilder {
     }
 }
 
+/// A store the service can run on: any [`Backend`] by value (an adapter such
+/// as `MemoryStore` or `PgStore`), or one already shared as an
+/// `Arc<dyn Backend>` or `Arc<B>`. So [`SecKill::new`] and
+/// [`SecKill::builder`] take the same things.
+pub trait IntoBackend {
+    /// The backend, shared.
+    fn into_backend(self) -> Arc<dyn Backend>;
+}
+
+impl<B: Backend> IntoBackend for B {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        Arc::new(self)
+    }
+}
+
+impl<B: Backend> IntoBackend for Arc<B> {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        self
+    }
+}
+
+impl IntoBackend for Arc<dyn Backend> {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        self
+    }
+}
+
 impl SecKill {
     /// A service over `backend`, with the system clock and default settings.
-    pub fn new(backend: impl Backend) -> Self {
+    pub fn new(backend: impl IntoBackend) -> Self {
         // Infallible: the defaults are valid (a unit test of `EngineConfig`
         // says so), so there is nothing to check.
-        Self::builder(Arc::new(backend)).assemble()
+        Self::builder(backend).assemble()
     }
 
     /// Starts building a service over `backend`.
-    pub fn builder(backend: Arc<dyn Backend>) -> SecKillBuilder {
+    pub fn builder(backend: impl IntoBackend) -> SecKillBuilder {
         SecKillBuilder {
-            backend,
+            backend: backend.into_backend(),
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
             ownership: None,
         }
     }
 
-    /// Opens a new promotion and returns its id.
+    /// Opens a new promotion under a fresh id, and returns it as it stands
+    /// once created (its id is [`PromotionView::id`]).
     pub async fn create_promotion(
         &self,
         terms: PromotionTerms,
-    ) -> Result<PromotionId, SecKillError> {
+    ) -> Result<PromotionView, SecKillError> {
         let promotion_id = PromotionId::from_uuid(uuid::Uuid::new_v4());
-        self.create_promotion_with_id(promotion_id, terms).await?;
-        Ok(promotion_id)
+        self.create_promotion_with_id(promotion_id, terms).await
     }
 
-    /// Opens a new promotion under an id the caller chose.
+    /// Opens a new promotion under an id the caller chose, and returns it as
+    /// it stands once created.
     pub async fn create_promotion_with_id(
         &self,
         promotion_id: PromotionId,
         terms: PromotionTerms,
-    ) -> Result<(), SecKillError> {
-        self.engine
-            .execute(
-                promotion_id,
-                PromotionCommand::CreatePromotion {
-                    promotion_id,
-                    terms,
-                    at: self.clock.now(),
-                },
-            )
-            .await
-            .map(drop)
+    ) -> Result<PromotionView, SecKillError> {
+        let at = self.clock.now();
+        let command = PromotionCommand::CreatePromotion {
+            promotion_id,
+            terms,
+            at,
+        };
+        self.administer(promotion_id, command).await
     }
 
-    /// Replaces the terms of a promotion that has not started.
+    /// Replaces the terms of a promotion that has not started, and returns
+    /// it as it stands after.
     pub async fn update_promotion(
         &self,
         promotion_id: PromotionId,
         terms: PromotionTerms,
-    ) -> Result<(), SecKillError> {
+    ) -> Result<PromotionView, SecKillError> {
         let at = self.clock.now();
-        self.engine
-            .execute(
-                promotion_id,
-                PromotionCommand::UpdatePromotion { terms, at },
-            )
-            .await
-            .map(drop)
+        let command = PromotionCommand::UpdatePromotion { terms, at };
+        self.administer(promotion_id, command).await
     }
 
-    /// Closes a promotion early.
-    pub async fn cancel_promotion(&self, promotion_id: PromotionId) -> Result<(), SecKillError> {
+    /// Closes a promotion early, and returns it as it stands after.
+    pub async fn cancel_promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<PromotionView, SecKillError> {
         let at = self.clock.now();
-        self.engine
-            .execute(promotion_id, PromotionCommand::CancelPromotion { at })
-            .await
-            .map(drop)
+        let command = PromotionCommand::CancelPromotion { at };
+        self.administer(promotion_id, command).await
     }
 
-    /// Records that a promotion's finish time has passed.
-    pub async fn expire_promotion(&self, promotion_id: PromotionId) -> Result<(), SecKillError> {
+    /// Records that a promotion's finish time has passed, and returns it as
+    /// it stands after.
+    pub async fn expire_promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<PromotionView, SecKillError> {
         let at = self.clock.now();
-        self.engine
-            .execute(promotion_id, PromotionCommand::ExpirePromotion { at })
-            .await
-            .map(drop)
+        let command = PromotionCommand::ExpirePromotion { at };
+        self.administer(promotion_id, command).await
+    }
+
+    /// Runs an admin command and answers the promotion after it: from the
+    /// writer's summary, which it holds after the commit, so no second read.
+    async fn administer(
+        &self,
+        promotion_id: PromotionId,
+        command: PromotionCommand,
+    ) -> Result<PromotionView, SecKillError> {
+        let done = self.engine.execute(promotion_id, command).await?;
+        match done.summary {
+            Some(summary) => Ok(self.view(summary)),
+            // Only from an owner replica older than the summary in its
+            // answer: the projection was written with the events.
+            None => self.promotion(promotion_id).await,
+        }
     }
 
     /// One customer grabs one coupon. Returns it only once it is durable in
@@ -186,21 +226,17 @@ impl SecKill {
         customer_id: CustomerId,
     ) -> Result<Coupon, SecKillError> {
         let at = self.clock.now();
-        let events = self
-            .engine
-            .execute(
+        let command = PromotionCommand::GrabCoupon { customer_id, at };
+        let done: Done = self.engine.execute(promotion_id, command).await?;
+        // A grab recorded here always carries its coupon; only a forwarding
+        // owner that broke the protocol answers without one. The grab was
+        // recorded, so a retry is answered with the coupon.
+        done.into_coupon()
+            .ok_or_else(|| SecKillError::OutcomeUnknown {
                 promotion_id,
-                PromotionCommand::GrabCoupon { customer_id, at },
-            )
-            .await?;
-        events
-            .into_iter()
-            .find_map(|event| match event {
-                PromotionEvent::CouponGrabbed { coupon, .. } => Some(coupon),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                SecKillError::Storage(StoreError::backend("a successful grab recorded no coupon"))
+                source: StoreError::backend(
+                    "the promotion's owner recorded the grab but sent no coupon",
+                ),
             })
     }
 
@@ -404,10 +440,37 @@ impl SecKill {
 
     /// A feed of promotion summaries, one after every commit that changed a
     /// promotion (batches are coalesced, so one update may cover many grabs).
-    /// A receiver that falls behind gets `RecvError::Lagged` and should
-    /// re-read the promotion instead.
+    /// It holds [`EngineConfig::watch_capacity`] summaries for a slow
+    /// receiver; one that falls further behind gets `RecvError::Lagged` and
+    /// should re-read the promotions it cares about instead. To follow one
+    /// promotion, [`watch_promotion`](Self::watch_promotion) never lags.
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<PromotionSummary> {
         self.engine.watch()
+    }
+
+    /// Follows one promotion: the receiver holds its latest summary, from
+    /// the projection now and then after every commit that changes it
+    /// (here, or on another replica of a replicated service). It never lags:
+    /// a slow reader skips to the newest summary (`changed()` then
+    /// `borrow_and_update()`), and what it reads never goes back to an
+    /// older one. [`SecKillError::NotFound`] for a promotion that does not
+    /// exist.
+    pub async fn watch_promotion(
+        &self,
+        promotion_id: PromotionId,
+    ) -> Result<watch::Receiver<PromotionSummary>, SecKillError> {
+        let current = self
+            .backend
+            .promotion(promotion_id)
+            .await?
+            .ok_or(SecKillError::NotFound(promotion_id))?;
+        let receiver = self.engine.watch_promotion(current);
+        // A commit between the read and the subscription told no watcher;
+        // the projection, written with the events, has it.
+        if let Some(newer) = self.backend.promotion(promotion_id).await? {
+            self.engine.offer(&newer);
+        }
+        Ok(receiver)
     }
 
     /// The grab engine's counters.

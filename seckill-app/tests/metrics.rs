@@ -32,7 +32,7 @@ async fn a_sale_shows_in_the_engine_series_and_matches_its_stats() {
         None,
     )
     .unwrap();
-    let promotion = seckill.create_promotion(terms).await.unwrap();
+    let promotion = seckill.create_promotion(terms).await.unwrap().id();
     for name in ["alice", "bob"] {
         let customer = CustomerId::parse(name).unwrap();
         seckill.grab(promotion, customer).await.unwrap();

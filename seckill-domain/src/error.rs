@@ -11,6 +11,7 @@ use crate::coupon::Coupon;
 // Serde: a refusal crosses the wire unchanged when a replica forwards a
 // command to the promotion's owner.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ValueError {
     /// The promotion id is not a UUID.
     #[error("promotion id {0:?} is not a UUID")]
@@ -41,9 +42,17 @@ pub enum ValueError {
 }
 
 /// A command the `Promotion` aggregate refused. Nothing was recorded.
+///
+/// Non-exhaustive: a new rule may bring a new reason, and that must not break
+/// a caller's `match`.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum PromotionError {
     /// The command needs a promotion, and none was created under this id.
+    /// The aggregate does not know its own id before it is created, so it
+    /// says only this; the application service reports it as its own "not
+    /// found" (`SecKillError::NotFound`, with the id) and never passes it on
+    /// as a rejection.
     #[error("no promotion has been created under this id")]
     UnknownPromotion,
     /// `CreatePromotion` for an id that already has a promotion.
@@ -91,9 +100,26 @@ pub enum PromotionError {
     /// The schedule is not one a sale can run on, judged at the command's time.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
-    /// An input value broke its own rule.
-    #[error(transparent)]
-    Invalid(#[from] ValueError),
+}
+
+impl PromotionError {
+    /// A stable, machine-readable name of the broken rule, in kebab case
+    /// (`sold-out`, `not-started`, ...). The application service's error
+    /// codes and the HTTP API's problem types use these names.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownPromotion => "unknown-promotion",
+            Self::AlreadyExists => "already-exists",
+            Self::AlreadyGrabbed(_) => "already-grabbed",
+            Self::NotStarted { .. } => "not-started",
+            Self::Ended { .. } => "ended",
+            Self::SoldOut { .. } => "sold-out",
+            Self::AlreadyStarted { .. } => "already-started",
+            Self::AlreadyFinished => "already-finished",
+            Self::NotYetExpired { .. } => "not-yet-expired",
+            Self::Schedule(_) => "invalid-schedule",
+        }
+    }
 }
 
 /// Why a promotion's publish and finish times were refused when it was
@@ -101,6 +127,7 @@ pub enum PromotionError {
 /// the aggregate's decision, not in [`PromotionTerms`](crate::PromotionTerms):
 /// events already stored stay readable whatever these limits become.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ScheduleError {
     /// The sale would be over before it could be created.
     #[error("finish time {finish_time} has already passed (it is now {at})")]

@@ -288,7 +288,8 @@ where
         let id = seckill
             .create_promotion(terms(1_000_000))
             .await
-            .expect("create");
+            .expect("create")
+            .id();
         let outcome = run(&seckill, &[id], callers, budget, limit).await;
         rows.push(outcome.row(path, &format!("1 hot promotion, {callers} callers")));
         seckill.shutdown().await;
@@ -302,10 +303,7 @@ where
         if !wanted(workload) {
             continue;
         }
-        let config = EngineConfig {
-            max_commit_group,
-            ..EngineConfig::default()
-        };
+        let config = EngineConfig::default().with_max_commit_group(max_commit_group);
         let seckill = engine_with(fresh().await, config);
         let mut ids = Vec::new();
         for _ in 0..100 {
@@ -313,7 +311,8 @@ where
                 seckill
                     .create_promotion(terms(10_000))
                     .await
-                    .expect("create"),
+                    .expect("create")
+                    .id(),
             );
         }
         let outcome = run(&seckill, &ids, 1_000, budget, limit).await;
@@ -338,7 +337,11 @@ where
     }
     if wanted("storm") {
         let seckill = engine(fresh().await);
-        let id = seckill.create_promotion(terms(1)).await.expect("create");
+        let id = seckill
+            .create_promotion(terms(1))
+            .await
+            .expect("create")
+            .id();
         let winner = CustomerId::parse("winner").expect("valid id");
         seckill.grab(id, winner).await.expect("the only coupon");
         let outcome = run(&seckill, &[id], 64, budget, limit * 4).await;
@@ -360,7 +363,8 @@ async fn create_many(seckill: &SecKill, count: usize, coupons: u64) -> Vec<Promo
             })
             .collect();
         for created in wave {
-            ids.push(created.await.expect("create task").expect("create"));
+            let view = created.await.expect("create task").expect("create");
+            ids.push(view.id());
         }
     }
     ids
@@ -408,7 +412,8 @@ async fn cold_start(grabs: u64, keep: &mut Vec<PgFixture>) -> Vec<String> {
     let id = writer
         .create_promotion(terms(grabs + 1_000))
         .await
-        .expect("create");
+        .expect("create")
+        .id();
     let filled = run(&writer, &[id], 1_024, grabs, Duration::from_secs(3_600)).await;
     assert_eq!(filled.granted, grabs, "every grab of the fill succeeds");
     writer.shutdown().await; // saves the final snapshot

@@ -135,7 +135,7 @@ async fn catch_up(label: &str, seckill: &SecKill, head: u64, batch: usize, how: 
 /// starts with the same 5 s, hence `SET statement_timeout = 0`.
 async fn seed_postgres(fixture: &PgFixture, store: &PgStore, events: u64) {
     let seckill = service(Arc::new(store.clone()));
-    let promotion = seckill.create_promotion(terms(10)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(10)).await.unwrap().id();
     seckill.grab(promotion, customer("sample")).await.unwrap();
     let sample = seckill
         .events_after(0, 10)
@@ -207,7 +207,8 @@ async fn catchup(events: u64) {
         let promotion = seckill
             .create_promotion(terms(per_promotion))
             .await
-            .unwrap();
+            .unwrap()
+            .id();
         let grabs: Vec<_> = (0..per_promotion - 1)
             .map(|i| {
                 let seckill = seckill.clone();
@@ -344,7 +345,11 @@ async fn live_run(seconds: f64, follower: Follower) -> Live {
         .unwrap_or_default()
         .to_owned();
     let seckill = service(Arc::new(fixture.pg_store().clone()));
-    let promotion = seckill.create_promotion(terms(10_000_000)).await.unwrap();
+    let promotion = seckill
+        .create_promotion(terms(10_000_000))
+        .await
+        .unwrap()
+        .id();
     let nats = match follower {
         Follower::Nats => Some(NatsFixture::new().await),
         _ => None,

@@ -38,7 +38,8 @@ async fn sale(coupons: u64, customers: usize) -> (SecKill, Vec<PositionedEvent>)
         let promotion = seckill
             .create_promotion(terms.clone())
             .await
-            .expect("create");
+            .expect("create")
+            .id();
         for i in 0..customers {
             let customer = CustomerId::parse(format!("customer-{i}")).expect("customer");
             // Some are sold out: those record nothing more.

@@ -241,7 +241,7 @@ async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
     let promotion = new_promotion();
     let (first, _) = &services[0];
     let owner = match first.create_promotion_with_id(promotion, terms(5)).await {
-        Ok(()) => 0,
+        Ok(_) => 0,
         Err(SecKillError::NotOwner {
             owner,
             promotion_id,
@@ -312,7 +312,7 @@ async fn only_the_owner_records_an_expiry() {
             .create_promotion_with_id(promotion, terms(5))
             .await
         {
-            Ok(()) => 0,
+            Ok(_) => 0,
             Err(SecKillError::NotOwner { .. }) => {
                 services[1]
                     .0

@@ -89,7 +89,7 @@ fn consume(seckill: &SecKill, store: &PgStore, applier: Applier) -> Subscription
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_transactional_consumer_applies_every_event_exactly_once() {
     let (fixture, store, seckill) = setup().await;
-    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap().id();
     for i in 0..300 {
         seckill
             .grab(promotion, customer(format!("c{i}")))
@@ -156,7 +156,7 @@ async fn a_killed_transactional_consumer_applies_every_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transactional_delivery_under_a_lost_lease_writes_nothing() {
     let (_fixture, store, seckill) = setup().await;
-    let promotion = seckill.create_promotion(terms(10)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(10)).await.unwrap().id();
     seckill.grab(promotion, customer("alice")).await.unwrap();
     let events = seckill.events_after(0, 10).await.unwrap();
 

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         now + Duration::hours(1),
         Some(PromotionName::parse("In-process flash sale")?),
     )?;
-    let promotion = seckill.create_promotion(terms).await?;
+    let promotion = seckill.create_promotion(terms).await?.id();
     println!(
         "promotion {promotion}: {} coupons, {} customers racing",
         args.coupons, args.customers

@@ -310,15 +310,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // the recorder installed now.
     let metrics = server::Metrics::install().context("installing the metrics recorder")?;
     let (backend, ownership) = open_backend(&args).await?;
-    let config = EngineConfig {
-        queue_capacity: args.queue_capacity,
-        max_batch: args.max_batch,
-        store_timeout: args.db_timeout,
-        snapshot_after: args.snapshot_after,
-        frozen_ttl: args.frozen_ttl,
-        expiry_interval: args.expiry_interval,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_queue_capacity(args.queue_capacity)
+        .with_max_batch(args.max_batch)
+        .with_store_timeout(args.db_timeout)
+        .with_snapshot_after(args.snapshot_after)
+        .with_frozen_ttl(args.frozen_ttl)
+        .with_expiry_interval(args.expiry_interval);
     let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);
     let mut builder = SecKill::builder(backend).config(config);
     if let (Some(ownership), Some(secret)) = (ownership, &secret) {

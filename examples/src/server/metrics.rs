@@ -49,7 +49,8 @@ pub enum GrabOutcome {
     Forbidden,
     /// The customer grabbed more often than their limit.
     RateLimited,
-    /// The store failed.
+    /// The store failed, the promotion's owner could not be reached, or a
+    /// rival writer kept winning: nothing was recorded.
     StorageFailed,
     /// The commit's answer was lost: it may have been recorded.
     OutcomeUnknown,
@@ -89,8 +90,10 @@ impl GrabOutcome {
             SecKillError::NotFound(_) => Self::UnknownPromotion,
             SecKillError::Overloaded(_) => Self::Overloaded,
             SecKillError::ShuttingDown => Self::ShuttingDown,
-            SecKillError::Storage(_) | SecKillError::NotOwner { .. } => Self::StorageFailed,
             SecKillError::OutcomeUnknown { .. } => Self::OutcomeUnknown,
+            // Nothing was recorded, whatever failed: the store, the owner,
+            // a rival writer, or a failure added to the library later.
+            _ => Self::StorageFailed,
         }
     }
 }

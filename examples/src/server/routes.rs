@@ -68,12 +68,13 @@ pub(super) async fn create_promotion(
 ) -> Result<Response, Problem> {
     let terms = request.into_terms()?;
     let promotion_id = PromotionId::from_uuid(uuid::Uuid::new_v4());
-    state
+    // The command answers with the promotion as created: no second read.
+    let promotion = state
         .seckill
         .create_promotion_with_id(promotion_id, terms)
         .await
+        .map(PromotionDto::from)
         .map_err(|error| Problem::from_error(promotion_id, error))?;
-    let promotion = view(&state, promotion_id).await?;
     tracing::info!(promotion = %promotion_id, coupons = promotion.number_of_coupons, "promotion created");
     let location = HeaderValue::from_str(&format!("/query/promotions/{promotion_id}"))
         .map_err(|error| Problem::new(ProblemType::Internal, error.to_string()))?;
@@ -105,13 +106,14 @@ pub(super) async fn update_promotion(
 ) -> Result<Json<PromotionDto>, Problem> {
     let promotion_id = parse_promotion_id(&raw)?;
     let terms = request.into_terms()?;
-    state
+    let promotion = state
         .seckill
         .update_promotion(promotion_id, terms)
         .await
+        .map(PromotionDto::from)
         .map_err(|error| Problem::from_error(promotion_id, error))?;
     tracing::info!(promotion = %promotion_id, "promotion updated");
-    view(&state, promotion_id).await.map(Json)
+    Ok(Json(promotion))
 }
 
 /// Closes a promotion early.
@@ -131,13 +133,14 @@ pub(super) async fn cancel_promotion(
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<PromotionDto>, Problem> {
     let promotion_id = parse_promotion_id(&raw)?;
-    state
+    let promotion = state
         .seckill
         .cancel_promotion(promotion_id)
         .await
+        .map(PromotionDto::from)
         .map_err(|error| Problem::from_error(promotion_id, error))?;
     tracing::info!(promotion = %promotion_id, "promotion cancelled");
-    view(&state, promotion_id).await.map(Json)
+    Ok(Json(promotion))
 }
 
 /// Grabs a coupon for a customer; answers once the coupon is durable.

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use seckill_domain::{PromotionCommand, PromotionEvent, PromotionId};
+use seckill_domain::{PromotionCommand, PromotionId};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use super::metrics::EngineMetrics;
-use super::{frozen, writer, Shared};
+use super::{frozen, writer, Reply, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
 use crate::ownership::{Claim, Ownership, Replica, ReplicaId};
@@ -165,7 +165,7 @@ impl Cluster {
         owner: &Replica,
         promotion_id: PromotionId,
         command: PromotionCommand,
-    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+    ) -> Reply {
         let Some(forward) = &self.forward else {
             return Err(SecKillError::NotOwner {
                 promotion_id,
@@ -405,7 +405,7 @@ pub(super) async fn follow_others(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let _ = shared.changes.send(summary.clone());
+        shared.publish(&summary);
         if summary.finish_reason.is_some() {
             freeze_here(&shared, summary.promotion_id);
         }
@@ -427,8 +427,8 @@ fn freeze_here(shared: &Arc<Shared>, promotion_id: PromotionId) {
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         match writer::load(&shared, promotion_id).await {
-            Ok((state, _, _)) if state.is_finished() => {
-                frozen::publish(&shared, promotion_id, Arc::new(state));
+            Ok((state, sequence, _)) if state.is_finished() => {
+                frozen::publish(&shared, promotion_id, Arc::new(state), sequence);
             }
             Ok(_) => {}
             Err(error) => {

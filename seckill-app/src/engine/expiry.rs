@@ -265,7 +265,7 @@ async fn expire(engine: &Engine, promotion_id: PromotionId, at: DateTime<Utc>) -
     // forwarded, so only the owner records it and no replica asks another.
     let command = PromotionCommand::ExpirePromotion { at };
     match engine.execute_forwarded(promotion_id, command).await {
-        Ok(events) if events.iter().any(is_expiry) => Outcome::Expired,
+        Ok(done) if done.events.iter().any(is_expiry) => Outcome::Expired,
         Ok(_)
         | Err(
             SecKillError::NotFound(_) | SecKillError::Rejected(PromotionError::AlreadyFinished),

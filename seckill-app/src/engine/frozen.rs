@@ -12,8 +12,9 @@ use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionId};
 use tokio::time::Instant;
 
-use super::{metrics, Reply, Shared};
+use super::{metrics, Done, Reply, Shared};
 use crate::error::SecKillError;
+use crate::projection::PromotionSummary;
 
 /// Finished promotions: their state never changes again, so callers read it
 /// directly and need neither a queue nor a writer.
@@ -22,6 +23,9 @@ pub(super) type FrozenPromotions = HashMap<PromotionId, Frozen>;
 #[derive(Clone)]
 pub(super) struct Frozen {
     promotion: Arc<Promotion>,
+    /// The sequence number of its last event, for the summary a no-op
+    /// answers with.
+    sequence: u64,
     usage: Arc<Usage>,
 }
 
@@ -36,13 +40,14 @@ struct Usage {
 }
 
 impl Frozen {
-    fn new(promotion: Arc<Promotion>, now_ms: u64) -> Self {
+    fn new(promotion: Arc<Promotion>, sequence: u64, now_ms: u64) -> Self {
         let usage = Usage {
             used: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(now_ms),
         };
         Self {
             promotion,
+            sequence,
             usage: Arc::new(usage),
         }
     }
@@ -64,20 +69,21 @@ pub(super) async fn answer(
     promotion_id: PromotionId,
     command: &PromotionCommand,
 ) -> Option<Reply> {
-    let promotion = {
+    let (promotion, sequence) = {
         let all = shared.frozen.load();
-        let promotion = all.get(&promotion_id)?.touch();
+        let frozen = all.get(&promotion_id)?;
+        let promotion = frozen.touch();
         if let PromotionCommand::GrabCoupon { customer_id, at } = command {
             // The sold-out storm's path: decided on the shared state, with
             // no clone of it.
             if let Err(error) = promotion.decide_grab(customer_id, *at) {
-                return Some(Err(SecKillError::from_domain(promotion_id, error)));
+                return Some(Err(SecKillError::rejected(promotion_id, error)));
             }
         }
         // Cloned, not borrowed: the map's guard is not held across `.await`.
-        Arc::clone(promotion)
+        (Arc::clone(promotion), frozen.sequence)
     };
-    let answer = decide_on(&promotion, promotion_id, command).await;
+    let answer = decide_on(&promotion, sequence, promotion_id, command).await;
     if answer.is_none() {
         // Frozen state cannot record events; should a command ever want to,
         // a writer decides it instead.
@@ -88,10 +94,17 @@ pub(super) async fn answer(
 
 /// Publishes a finished promotion's final state for callers to read, and
 /// makes sure the sweeper runs to drop it once unused.
-pub(super) fn publish(shared: &Arc<Shared>, promotion_id: PromotionId, promotion: Arc<Promotion>) {
+/// `sequence` is the number of its last event.
+pub(super) fn publish(
+    shared: &Arc<Shared>,
+    promotion_id: PromotionId,
+    promotion: Arc<Promotion>,
+    sequence: u64,
+) {
     let now_ms = millis_since(shared.epoch);
     change(shared, |all| {
-        all.insert(promotion_id, Frozen::new(Arc::clone(&promotion), now_ms));
+        let frozen = Frozen::new(Arc::clone(&promotion), sequence, now_ms);
+        all.insert(promotion_id, frozen);
     });
     start_sweeping(shared);
 }
@@ -121,8 +134,10 @@ fn unfreeze(shared: &Shared, promotion_id: PromotionId) {
 /// Answers a command from a finished promotion's frozen state, or `None` if
 /// the command would record events (which no rule allows once finished).
 /// Used by [`answer`], and by a freezing writer for what is still queued.
+/// `sequence` is the number of the promotion's last event.
 pub(super) async fn decide_on(
     promotion: &Promotion,
+    sequence: u64,
     promotion_id: PromotionId,
     command: &PromotionCommand,
 ) -> Option<Reply> {
@@ -132,14 +147,17 @@ pub(super) async fn decide_on(
         PromotionCommand::GrabCoupon { customer_id, at } => promotion
             .decide_grab(customer_id, *at)
             .err()
-            .map(|error| Err(SecKillError::from_domain(promotion_id, error))),
+            .map(|error| Err(SecKillError::rejected(promotion_id, error))),
         // Admin commands are rare; deciding them on a copy keeps one rule book.
         other => {
             let mut copy = promotion.clone();
             let sink = EventSink::default();
             match copy.handle(other.clone(), &(), &sink).await {
-                Err(error) => Some(Err(SecKillError::from_domain(promotion_id, error))),
-                Ok(()) if sink.collect().await.is_empty() => Some(Ok(Vec::new())),
+                Err(error) => Some(Err(SecKillError::rejected(promotion_id, error))),
+                Ok(()) if sink.collect().await.is_empty() => {
+                    let summary = PromotionSummary::of(promotion, sequence);
+                    Some(Ok(Done::nothing(summary)))
+                }
                 Ok(()) => None,
             }
         }

@@ -22,13 +22,14 @@ mod frozen;
 mod metrics;
 mod writer;
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use arc_swap::ArcSwap;
-use seckill_domain::{PromotionCommand, PromotionEvent, PromotionId};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use seckill_domain::{Coupon, PromotionCommand, PromotionEvent, PromotionId};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -46,8 +47,12 @@ use crate::ownership::Ownership;
 use crate::port::Backend;
 use crate::projection::PromotionSummary;
 
-/// Counters of the grab engine since start, for metrics.
+/// Counters of the grab engine since start, for metrics. Non-exhaustive: a
+/// new counter is not a breaking change; read the fields, and build one (in
+/// a test of your own code) from [`EngineStats::default`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct EngineStats {
     /// Appends that succeeded.
     pub commits: u64,
@@ -73,7 +78,38 @@ pub struct EngineStats {
     pub expired_promotions: u64,
 }
 
-type Reply = Result<Vec<PromotionEvent>, SecKillError>;
+/// What the engine answers a command it carried out, once it is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Done {
+    /// The events it recorded, in order; none for a no-op.
+    pub(crate) events: Vec<PromotionEvent>,
+    /// For any command but a grab: the promotion's summary after it (the
+    /// writer holds it already). A grab's caller needs only its coupon, and
+    /// a copy of the summary per grab would cost the hot path. Also `None`
+    /// from an owner replica older than this field (the caller reads the
+    /// projection instead).
+    pub(crate) summary: Option<PromotionSummary>,
+}
+
+impl Done {
+    /// What a command that recorded nothing answers.
+    pub(crate) const fn nothing(summary: Option<PromotionSummary>) -> Self {
+        Self {
+            events: Vec::new(),
+            summary,
+        }
+    }
+
+    /// The coupon a grab was granted: its `CouponGrabbed` event.
+    pub(crate) fn into_coupon(self) -> Option<Coupon> {
+        self.events.into_iter().find_map(|event| match event {
+            PromotionEvent::CouponGrabbed { coupon, .. } => Some(coupon),
+            _ => None,
+        })
+    }
+}
+
+type Reply = Result<Done, SecKillError>;
 
 /// What a replicated engine is given: who owns what, and how to reach them.
 pub(crate) type Replication = (Arc<dyn Ownership>, Option<Arc<dyn Forward>>);
@@ -119,6 +155,11 @@ struct Shared {
     // broadcast: many watchers, and a slow one only misses updates (it sees
     // `Lagged`) instead of slowing the writer down.
     changes: broadcast::Sender<PromotionSummary>,
+    /// The promotions someone watches alone, each with its latest summary.
+    // watch, not broadcast: a watcher of one promotion wants its state, not
+    // every step, so it never lags. std RwLock: a lookup per commit, an
+    // insert per new watch, never held across an `.await`.
+    watched: RwLock<HashMap<PromotionId, Arc<watch::Sender<PromotionSummary>>>>,
 }
 
 /// The grab engine. Cheap to clone; all clones share the writers.
@@ -158,6 +199,7 @@ impl Engine {
             config.max_commit_group,
             metrics.commit_group.clone(),
         );
+        let watch_capacity = config.watch_capacity;
         let engine = Self {
             shared: Arc::new(Shared {
                 backend,
@@ -174,7 +216,8 @@ impl Engine {
                 tasks: TaskTracker::new(),
                 metrics,
                 cluster,
-                changes: broadcast::channel(1_024).0,
+                changes: broadcast::channel(watch_capacity).0,
+                watched: RwLock::default(),
             }),
         };
         if let Some(announcements) = announcements {
@@ -222,7 +265,7 @@ impl Engine {
         &self,
         promotion_id: PromotionId,
         command: PromotionCommand,
-    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+    ) -> Reply {
         self.run(promotion_id, command, true).await
     }
 
@@ -233,7 +276,7 @@ impl Engine {
         &self,
         promotion_id: PromotionId,
         command: PromotionCommand,
-    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+    ) -> Reply {
         self.run(promotion_id, command, false).await
     }
 
@@ -242,7 +285,7 @@ impl Engine {
         promotion_id: PromotionId,
         mut command: PromotionCommand,
         may_forward: bool,
-    ) -> Result<Vec<PromotionEvent>, SecKillError> {
+    ) -> Reply {
         self.start_expiry();
         // A few rounds are plenty: a round ends early only when the queue it
         // found was closed, and then the next round finds the successor.
@@ -290,10 +333,15 @@ impl Engine {
             let (reply, answer) = oneshot::channel();
             match queue.try_send(Request { command, reply }) {
                 Ok(()) => {
+                    // A writer that stops without answering (its task
+                    // dropped with the runtime) may have been mid-commit.
                     let answer = answer.await.unwrap_or_else(|_| {
-                        Err(SecKillError::Storage(StoreError::backend(
-                            "the promotion's writer stopped before answering",
-                        )))
+                        Err(SecKillError::OutcomeUnknown {
+                            promotion_id,
+                            source: StoreError::interrupted(
+                                "the promotion's writer stopped before answering",
+                            ),
+                        })
                     });
                     match (answer, again) {
                         (Err(SecKillError::NotOwner { .. }), Some(again)) => command = again,
@@ -345,6 +393,45 @@ impl Engine {
     /// A feed of every promotion's summary after each commit that changed it.
     pub(crate) fn watch(&self) -> broadcast::Receiver<PromotionSummary> {
         self.shared.changes.subscribe()
+    }
+
+    /// Watches one promotion, starting from `current` (or a newer summary
+    /// already held): the receiver holds the latest summary after every
+    /// commit from now on. The channel is dropped once nobody watches.
+    pub(crate) fn watch_promotion(
+        &self,
+        current: PromotionSummary,
+    ) -> watch::Receiver<PromotionSummary> {
+        let promotion_id = current.promotion_id;
+        let mut watched = self
+            .shared
+            .watched
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match watched.entry(promotion_id) {
+            Entry::Occupied(entry) => {
+                let sender = entry.get();
+                sender.send_if_modified(|latest| advance(latest, &current));
+                sender.subscribe()
+            }
+            Entry::Vacant(entry) => {
+                let (sender, receiver) = watch::channel(current);
+                let sender = Arc::new(sender);
+                entry.insert(Arc::clone(&sender));
+                tokio::spawn(forget_when_unwatched(
+                    Arc::downgrade(&self.shared),
+                    promotion_id,
+                    sender,
+                ));
+                receiver
+            }
+        }
+    }
+
+    /// Offers `summary` to the promotion's watchers, who take it if it is
+    /// newer than what they hold.
+    pub(crate) fn offer(&self, summary: &PromotionSummary) {
+        self.shared.offer(summary);
     }
 
     pub(crate) fn stats(&self) -> EngineStats {
@@ -409,6 +496,24 @@ impl Engine {
 }
 
 impl Shared {
+    /// Tells everyone watching that a commit changed `summary`'s promotion:
+    /// the feed of all promotions, and the promotion's own watchers.
+    fn publish(&self, summary: &PromotionSummary) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.changes.send(summary.clone());
+        self.offer(summary);
+    }
+
+    /// Hands `summary` to its promotion's watchers, if any, unless they
+    /// hold a newer one (a commit announced by another replica may arrive
+    /// after a newer read).
+    fn offer(&self, summary: &PromotionSummary) {
+        let watched = self.watched.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = watched.get(&summary.promotion_id) {
+            sender.send_if_modified(|latest| advance(latest, summary));
+        }
+    }
+
     /// Drops the promotion's slot if it still belongs to writer `generation`:
     /// a successor's slot is never touched. Both a writer that stops and a
     /// caller that found the writer's queue closed go through here.
@@ -419,6 +524,48 @@ impl Shared {
             .is_some_and(|slot| slot.generation == generation)
         {
             slots.remove(&promotion_id);
+        }
+    }
+}
+
+/// Replaces `latest` by `newer` if `newer` includes more events; whether it did.
+fn advance(latest: &mut PromotionSummary, newer: &PromotionSummary) -> bool {
+    if newer.last_sequence > latest.last_sequence {
+        *latest = newer.clone();
+        true
+    } else {
+        false
+    }
+}
+
+/// Drops a promotion's watch channel once its last receiver is gone, so a
+/// long-running service does not keep one for every promotion ever watched.
+/// Holds the engine weakly: it must not keep a dropped engine alive.
+async fn forget_when_unwatched(
+    shared: Weak<Shared>,
+    promotion_id: PromotionId,
+    sender: Arc<watch::Sender<PromotionSummary>>,
+) {
+    loop {
+        sender.closed().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut watched = shared
+            .watched
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !watched
+            .get(&promotion_id)
+            .is_some_and(|current| Arc::ptr_eq(current, &sender))
+        {
+            return;
+        }
+        // Checked under the lock new watchers subscribe under: one who came
+        // since `closed` keeps the channel, and this waits again.
+        if sender.receiver_count() == 0 {
+            watched.remove(&promotion_id);
+            return;
         }
     }
 }

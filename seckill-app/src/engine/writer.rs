@@ -13,7 +13,7 @@ use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionId};
 use tokio::sync::mpsc;
 
 use super::{frozen, metrics};
-use super::{Request, Shared};
+use super::{Done, Request, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::ownership::{Claim, Replica};
 use crate::port::{Backend, Commit, Snapshot};
@@ -153,13 +153,19 @@ impl Writer {
                     }
                 };
                 decided.push(
-                    outcome.map_err(|error| SecKillError::from_domain(self.promotion_id, error)),
+                    outcome.map_err(|error| SecKillError::rejected(self.promotion_id, error)),
                 );
             }
             if events.is_empty() {
                 // Nothing speculative happened: every answer is already true.
                 for (request, outcome) in requests.into_iter().zip(decided) {
-                    let _ = request.reply.send(outcome.map(|_| Vec::new()));
+                    let answer = outcome.map(|_| {
+                        let summary = (!is_grab(&request.command))
+                            .then(|| PromotionSummary::of(&self.state, self.sequence))
+                            .flatten();
+                        Done::nothing(summary)
+                    });
+                    let _ = request.reply.send(answer);
                 }
                 return Ok(());
             }
@@ -215,8 +221,7 @@ impl Writer {
                     metrics.commits.add(1);
                     metrics.committed_events.add(count);
                     metrics.committed_commands.add(requests.len() as u64);
-                    // No receivers is fine: nobody is watching.
-                    let _ = self.shared.changes.send(commit.summary.clone());
+                    self.shared.publish(&commit.summary);
                     if let Some(cluster) = &self.shared.cluster {
                         cluster.announce(&commit.summary);
                     }
@@ -227,7 +232,11 @@ impl Writer {
                     let commit = Arc::try_unwrap(commit).unwrap_or_else(|shared| (*shared).clone());
                     let mut events = commit.events.into_iter();
                     for (request, outcome) in requests.into_iter().zip(decided) {
-                        let answer = outcome.map(|n| events.by_ref().take(n).collect());
+                        let answer = outcome.map(|n| Done {
+                            events: events.by_ref().take(n).collect(),
+                            // Admin commands only: they are rare, grabs are not.
+                            summary: (!is_grab(&request.command)).then(|| commit.summary.clone()),
+                        });
                         let _ = request.reply.send(answer);
                     }
                     return Ok(());
@@ -426,7 +435,12 @@ impl Writer {
         let frozen = Arc::new(std::mem::take(&mut self.state));
         if !self.shared.stopping.load(Ordering::Acquire) {
             // Published before the slot goes, so no caller finds neither.
-            frozen::publish(&self.shared, self.promotion_id, Arc::clone(&frozen));
+            frozen::publish(
+                &self.shared,
+                self.promotion_id,
+                Arc::clone(&frozen),
+                self.sequence,
+            );
         }
         self.shared.drop_slot(self.promotion_id, self.generation);
         if self.shared.config.snapshot_after != 0 && self.sequence > self.snapshot_sequence {
@@ -447,9 +461,10 @@ impl Writer {
         }
         self.requests.close();
         while let Some(request) = self.requests.recv().await {
-            let answer = frozen::decide_on(&frozen, self.promotion_id, &request.command)
-                .await
-                .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
+            let answer =
+                frozen::decide_on(&frozen, self.sequence, self.promotion_id, &request.command)
+                    .await
+                    .unwrap_or(Err(SecKillError::Rejected(PromotionError::AlreadyFinished)));
             let _ = request.reply.send(answer);
         }
     }
@@ -521,10 +536,16 @@ fn redirect_all(requests: Vec<Request>, promotion_id: PromotionId, owner: &Repli
     }
 }
 
+/// Answers every request with `error`: a conflict whose retries ran out is
+/// [`SecKillError::Conflict`], any other failure [`SecKillError::Storage`].
 fn fail_all(requests: Vec<Request>, error: &StoreError) {
+    let error = SecKillError::from(error.clone());
     for request in requests {
-        let _ = request
-            .reply
-            .send(Err(SecKillError::Storage(error.clone())));
+        let _ = request.reply.send(Err(error.clone()));
     }
+}
+
+/// Whether `command` is a grab, whose caller gets a coupon, not a summary.
+const fn is_grab(command: &PromotionCommand) -> bool {
+    matches!(command, PromotionCommand::GrabCoupon { .. })
 }

@@ -138,10 +138,7 @@ pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
     // One grab per commit, so "all queued" is observable: one in the stalled
     // append, the other 79 in the queue.
     let seckill = SecKill::builder(stalling.clone())
-        .config(EngineConfig {
-            max_batch: 1,
-            ..EngineConfig::default()
-        })
+        .config(EngineConfig::default().with_max_batch(1))
         .build()
         .expect("valid engine settings");
     let mut server = TestServer::serving(seckill).await;

@@ -401,10 +401,7 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
         },
     ));
     let seckill = SecKill::builder(failing.clone())
-        .config(EngineConfig {
-            queue_capacity: 1,
-            ..EngineConfig::default()
-        })
+        .config(EngineConfig::default().with_queue_capacity(1))
         .build()
         .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;
@@ -474,10 +471,7 @@ pub async fn a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_
         },
     ));
     let seckill = SecKill::builder(late.clone())
-        .config(EngineConfig {
-            store_timeout: StdDuration::from_millis(200),
-            ..EngineConfig::default()
-        })
+        .config(EngineConfig::default().with_store_timeout(StdDuration::from_millis(200)))
         .build()
         .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;

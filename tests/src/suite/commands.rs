@@ -9,7 +9,7 @@ pub async fn creates_updates_grabs_and_queries(fixture: impl Fixture) {
     let (seckill, clock) = service(store.clone());
     clock.set(opens() - Duration::minutes(10));
 
-    let id = seckill.create_promotion(terms(3)).await.unwrap();
+    let id = seckill.create_promotion(terms(3)).await.unwrap().id();
     let view = seckill.promotion(id).await.unwrap();
     assert_eq!(view.status, PromotionStatus::Upcoming);
     assert_eq!(
@@ -17,14 +17,7 @@ pub async fn creates_updates_grabs_and_queries(fixture: impl Fixture) {
         (3, 3)
     );
 
-    let renamed = PromotionTerms::new(
-        CouponCount::new(5).unwrap(),
-        Discount::new(0.5).unwrap(),
-        opens(),
-        opens() + Duration::hours(2),
-        Some(PromotionName::parse("Singles' Day").unwrap()),
-    )
-    .unwrap();
+    let renamed = renamed_terms();
     seckill.update_promotion(id, renamed).await.unwrap();
     let view = seckill.promotion(id).await.unwrap();
     assert_eq!(view.summary.name.as_deref(), Some("Singles' Day"));
@@ -72,11 +65,9 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
     // one that records it (the timer's own test is in `lifecycle`).
     let (seckill, clock) = service_with(
         store.clone(),
-        EngineConfig {
-            idle_timeout: StdDuration::from_millis(500),
-            expiry_interval: StdDuration::from_secs(3_600),
-            ..EngineConfig::default()
-        },
+        EngineConfig::default()
+            .with_idle_timeout(StdDuration::from_millis(500))
+            .with_expiry_interval(StdDuration::from_secs(3_600)),
     );
     let unknown = PromotionId::from_uuid(uuid::Uuid::new_v4());
     assert!(matches!(
@@ -93,7 +84,7 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
     ));
 
     clock.set(opens() - Duration::minutes(1));
-    let id = seckill.create_promotion(terms(1)).await.unwrap();
+    let id = seckill.create_promotion(terms(1)).await.unwrap().id();
     assert!(matches!(
         seckill.create_promotion_with_id(id, terms(1)).await,
         Err(SecKillError::Rejected(PromotionError::AlreadyExists))
@@ -131,7 +122,7 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
         PromotionStatus::SoldOut
     );
 
-    let late = seckill.create_promotion(terms(5)).await.unwrap();
+    let late = seckill.create_promotion(terms(5)).await.unwrap().id();
     clock.set(opens() + Duration::hours(1));
     assert!(matches!(
         rejection(seckill.grab(late, customer("carol")).await),
@@ -144,7 +135,7 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
     seckill.expire_promotion(late).await.unwrap();
 
     clock.set(opens() + Duration::seconds(1));
-    let cancelled = seckill.create_promotion(terms(5)).await.unwrap();
+    let cancelled = seckill.create_promotion(terms(5)).await.unwrap().id();
     seckill.cancel_promotion(cancelled).await.unwrap();
     assert!(matches!(
         rejection(seckill.grab(cancelled, customer("dave")).await),
@@ -172,7 +163,7 @@ pub async fn every_rejection_is_typed_and_records_nothing(fixture: impl Fixture)
 pub async fn ten_thousand_tasks_race_for_one_hundred_coupons(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (seckill, _clock) = service(store.clone());
-    let id = seckill.create_promotion(terms(100)).await.unwrap();
+    let id = seckill.create_promotion(terms(100)).await.unwrap().id();
 
     let mut won = race(std::slice::from_ref(&seckill), id, 10_000, "customer").await;
 
@@ -201,7 +192,7 @@ pub async fn two_instances_grab_one_promotion_without_oversell(fixture: impl Fix
     let first_store = fixture.store().await;
     let (first, _) = service(first_store.clone());
     let (second, _) = service(fixture.reopen().await);
-    let id = first.create_promotion(terms(300)).await.unwrap();
+    let id = first.create_promotion(terms(300)).await.unwrap().id();
 
     // Every customer tries on both instances: the second try must not win again.
     let tasks: Vec<_> = (0..2_000)
@@ -247,7 +238,7 @@ pub(super) async fn sell_out_many(
 ) {
     let mut ids = Vec::new();
     for _ in 0..promotions {
-        ids.push(seckill.create_promotion(terms(coupons)).await.unwrap());
+        ids.push(seckill.create_promotion(terms(coupons)).await.unwrap().id());
     }
     let customers = promotions * coupons as usize * 2;
     let tasks: Vec<_> = (0..customers)

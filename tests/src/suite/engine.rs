@@ -18,7 +18,7 @@ pub async fn a_commit_whose_answer_is_lost_is_confirmed_or_reported_unknown(fixt
         },
     ));
     let (seckill, _) = service(losing.clone());
-    let id = seckill.create_promotion(terms(100)).await.unwrap();
+    let id = seckill.create_promotion(terms(100)).await.unwrap().id();
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let seckill = seckill.clone();
@@ -43,10 +43,7 @@ pub async fn a_commit_whose_answer_is_lost_is_confirmed_or_reported_unknown(fixt
     ));
     let (seckill, _) = service_with(
         late.clone(),
-        EngineConfig {
-            store_timeout: StdDuration::from_millis(200),
-            ..EngineConfig::default()
-        },
+        EngineConfig::default().with_store_timeout(StdDuration::from_millis(200)),
     );
     late.pause();
     let dana = customer("dana");
@@ -100,14 +97,14 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
     let seckill = SecKill::builder(faulty.clone())
         .clock(clock)
-        .config(EngineConfig {
-            idle_timeout: StdDuration::from_millis(500),
-            max_batch: 8,
-            ..EngineConfig::default()
-        })
+        .config(
+            EngineConfig::default()
+                .with_idle_timeout(StdDuration::from_millis(500))
+                .with_max_batch(8),
+        )
         .build()
         .expect("valid engine settings");
-    let id = seckill.create_promotion(terms(500)).await.unwrap();
+    let id = seckill.create_promotion(terms(500)).await.unwrap().id();
 
     let mut acknowledged = Vec::new();
     let mut storage_errors = 0;
@@ -176,13 +173,10 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
     let seckill = SecKill::builder(store.clone())
         .clock(clock)
-        .config(EngineConfig {
-            frozen_ttl: StdDuration::from_millis(200),
-            ..EngineConfig::default()
-        })
+        .config(EngineConfig::default().with_frozen_ttl(StdDuration::from_millis(200)))
         .build()
         .expect("valid engine settings");
-    let id = seckill.create_promotion(terms(1)).await.unwrap();
+    let id = seckill.create_promotion(terms(1)).await.unwrap().id();
     let won = seckill.grab(id, customer("first")).await.unwrap();
 
     let frozen = || seckill.stats().frozen_promotions;
@@ -236,17 +230,15 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
     let real = fixture.store().await;
     let store = Arc::new(FaultyStore::new(real.clone(), FaultPlan::default()));
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let config = EngineConfig {
-        queue_capacity: 8,
-        max_batch: 4,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_queue_capacity(8)
+        .with_max_batch(4);
     let seckill = SecKill::builder(store.clone())
         .clock(clock)
         .config(config)
         .build()
         .expect("valid engine settings");
-    let id = seckill.create_promotion(terms(1_000)).await.unwrap();
+    let id = seckill.create_promotion(terms(1_000)).await.unwrap().id();
 
     store.pause();
     let first = {
@@ -304,10 +296,7 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
 pub async fn engine_settings_that_would_hang_are_refused(fixture: impl Fixture) {
     let store = fixture.store().await;
     let built = SecKill::builder(store)
-        .config(EngineConfig {
-            max_batch: 0,
-            ..EngineConfig::default()
-        })
+        .config(EngineConfig::default().with_max_batch(0))
         .build();
     assert!(
         matches!(
@@ -334,16 +323,15 @@ pub async fn writers_retiring_between_waves_of_grabs_answer_every_grab(fixture: 
     const WAVES: usize = 30;
     const PER_WAVE: usize = 20;
     let store = fixture.store().await;
-    let config = EngineConfig {
-        idle_timeout: StdDuration::from_millis(1),
-        max_batch: 3,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_idle_timeout(StdDuration::from_millis(1))
+        .with_max_batch(3);
     let (seckill, _clock) = service_with(store.clone(), config);
     let id = seckill
         .create_promotion(terms((WAVES * PER_WAVE) as u64))
         .await
-        .unwrap();
+        .unwrap()
+        .id();
 
     let waves = async {
         let mut won = Vec::new();

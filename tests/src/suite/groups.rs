@@ -48,7 +48,7 @@ pub async fn a_group_append_answers_each_commit_on_its_own(fixture: impl Fixture
     let (seckill, _) = service(store.clone());
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(seckill.create_promotion(terms(10)).await.unwrap());
+        ids.push(seckill.create_promotion(terms(10)).await.unwrap().id());
     }
     // The middle promotion moves on after its commit was decided.
     let stale = grab_commit(&store, ids[1], "late", 1).await;
@@ -88,10 +88,10 @@ pub async fn a_conflict_in_a_shared_group_costs_only_its_promotion(fixture: impl
     let store = fixture.store().await;
     let (first, _) = service(store.clone());
     let (second, _) = service(fixture.reopen().await);
-    let contested = first.create_promotion(terms(200)).await.unwrap();
+    let contested = first.create_promotion(terms(200)).await.unwrap().id();
     let mut quiet = Vec::new();
     for _ in 0..3 {
-        quiet.push(first.create_promotion(terms(200)).await.unwrap());
+        quiet.push(first.create_promotion(terms(200)).await.unwrap().id());
     }
 
     let mut tasks = Vec::new();
@@ -148,10 +148,7 @@ pub async fn a_conflict_in_a_shared_group_costs_only_its_promotion(fixture: impl
 /// and many promotions still sell out exactly.
 pub async fn writers_append_alone_when_group_commit_is_off(fixture: impl Fixture) {
     let store = fixture.store().await;
-    let config = EngineConfig {
-        max_commit_group: 1,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default().with_max_commit_group(1);
     let (seckill, _) = service_with(store.clone(), config);
     sell_out_many(&seckill, &store, 5, 40).await;
 }

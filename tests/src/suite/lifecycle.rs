@@ -105,7 +105,7 @@ pub async fn a_promotion_with_coupons_left_expires_at_its_finish_time(fixture: i
             .expect("valid engine settings")
     };
     let first = build(store.clone());
-    let id = first.create_promotion(terms(5)).await.unwrap();
+    let id = first.create_promotion(terms(5)).await.unwrap().id();
     first.grab(id, customer("alice")).await.unwrap();
     first.shutdown().await;
     drop(first);
@@ -161,13 +161,14 @@ pub async fn a_finished_promotion_is_never_expired_and_none_twice(fixture: impl 
             .expect("valid engine settings")
     };
     let one = build(store.clone());
-    let sold_out = one.create_promotion(terms(1)).await.unwrap();
+    let sold_out = one.create_promotion(terms(1)).await.unwrap().id();
     one.grab(sold_out, customer("alice")).await.unwrap();
-    let first = one.create_promotion(terms(3)).await.unwrap();
+    let first = one.create_promotion(terms(3)).await.unwrap().id();
     let second = one
         .create_promotion(closing_at(3, closes() + Duration::minutes(1)))
         .await
-        .unwrap();
+        .unwrap()
+        .id();
     // Built after the creations, so its timer loads both from the store and
     // races the first service's for each expiry.
     let two = build(fixture.reopen().await);
@@ -212,7 +213,7 @@ pub async fn the_expiry_timer_ends_with_the_service(fixture: impl Fixture) {
     let store = fixture.store().await;
     let baseline = Arc::strong_count(&store);
     let (seckill, _clock) = service(store.clone());
-    seckill.create_promotion(terms(3)).await.unwrap();
+    seckill.create_promotion(terms(3)).await.unwrap().id();
     assert!(Arc::strong_count(&store) > baseline);
     seckill.shutdown().await;
     drop(seckill);

@@ -8,6 +8,7 @@
 //! * `commands`    – creating, grabbing, refusing; races; two engines.
 //! * `projections` – restarts, rebuilds, lagging projections, the change feed, snapshots.
 //! * `engine`      – faults, frozen promotions, overload, settings, retiring writers.
+//! * `replies`     – typed replies, the per-promotion watch, error codes.
 //! * `groups`      – group commit across promotions: each commit answered on
 //!   its own, one promotion's conflict costing no other its grabs.
 //! * `subscriptions` – durable subscriptions: catch-up, resume, retries,
@@ -22,6 +23,7 @@ mod engine;
 mod groups;
 mod lifecycle;
 mod projections;
+mod replies;
 mod subscriptions;
 
 pub use commands::*;
@@ -29,6 +31,7 @@ pub use engine::*;
 pub use groups::*;
 pub use lifecycle::*;
 pub use projections::*;
+pub use replies::*;
 pub use subscriptions::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -54,10 +57,7 @@ pub use seckill_domain::testing::{customer, opens, terms};
 pub fn service(store: Arc<dyn Backend>) -> (SecKill, Arc<FixedClock>) {
     service_with(
         store,
-        EngineConfig {
-            idle_timeout: StdDuration::from_millis(500),
-            ..EngineConfig::default()
-        },
+        EngineConfig::default().with_idle_timeout(StdDuration::from_millis(500)),
     )
 }
 
@@ -70,6 +70,19 @@ pub fn service_with(store: Arc<dyn Backend>, config: EngineConfig) -> (SecKill, 
         .build()
         .expect("valid engine settings");
     (seckill, clock)
+}
+
+/// New terms for a promotion made with [`terms`] that has not opened yet:
+/// five coupons at half price, named, running two hours from [`opens`].
+fn renamed_terms() -> PromotionTerms {
+    PromotionTerms::new(
+        CouponCount::new(5).unwrap(),
+        Discount::new(0.5).unwrap(),
+        opens(),
+        opens() + Duration::hours(2),
+        Some(PromotionName::parse("Singles' Day").unwrap()),
+    )
+    .unwrap()
 }
 
 /// Checks one promotion's stored truth against the rules and the projections:

@@ -11,7 +11,7 @@ pub async fn a_restarted_instance_sees_every_promotion_and_coupon(fixture: impl 
     let (before, _) = service(store.clone());
     let mut promotions = Vec::new();
     for n in 1..=3u64 {
-        let id = before.create_promotion(terms(10 * n)).await.unwrap();
+        let id = before.create_promotion(terms(10 * n)).await.unwrap().id();
         for c in 0..n * 3 {
             before
                 .grab(id, customer(format!("p{n}-c{c}")))
@@ -59,7 +59,7 @@ pub async fn rebuilt_projections_match_the_live_ones(fixture: impl Fixture) {
     let (seckill, _) = service(store.clone());
     let mut ids = Vec::new();
     for n in 0..3 {
-        let id = seckill.create_promotion(terms(5)).await.unwrap();
+        let id = seckill.create_promotion(terms(5)).await.unwrap().id();
         for c in 0..(n + 3) {
             // Customer c grabs from several promotions, so lists mix promotions.
             let _ = seckill.grab(id, customer(format!("c{c}"))).await;
@@ -101,7 +101,7 @@ pub async fn rebuilt_projections_match_the_live_ones(fixture: impl Fixture) {
 pub async fn a_stale_rebuild_never_erases_newer_coupons(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
-    let id = seckill.create_promotion(terms(10)).await.unwrap();
+    let id = seckill.create_promotion(terms(10)).await.unwrap().id();
     for c in 0..3 {
         seckill
             .grab(id, customer(format!("early-{c}")))
@@ -150,8 +150,8 @@ pub async fn a_stale_rebuild_never_erases_newer_coupons(fixture: impl Fixture) {
 pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
-    let behind = seckill.create_promotion(terms(10)).await.unwrap();
-    let current = seckill.create_promotion(terms(10)).await.unwrap();
+    let behind = seckill.create_promotion(terms(10)).await.unwrap().id();
+    let current = seckill.create_promotion(terms(10)).await.unwrap().id();
     let mut stale = None;
     for c in 0..4 {
         if c == 1 {
@@ -195,7 +195,7 @@ pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture)
 pub async fn watchers_see_every_commit(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
-    let id = seckill.create_promotion(terms(3)).await.unwrap();
+    let id = seckill.create_promotion(terms(3)).await.unwrap().id();
     let mut feed = seckill.watch();
     seckill.grab(id, customer("alice")).await.unwrap();
     let update = feed.recv().await.unwrap();
@@ -216,17 +216,15 @@ pub async fn watchers_see_every_commit(fixture: impl Fixture) {
 pub async fn snapshots_equal_the_replayed_state(fixture: impl Fixture) {
     let store = fixture.store().await;
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let config = EngineConfig {
-        snapshot_after: 7,
-        idle_timeout: StdDuration::from_millis(100),
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_snapshot_after(7)
+        .with_idle_timeout(StdDuration::from_millis(100));
     let seckill = SecKill::builder(store.clone())
         .clock(clock.clone())
         .config(config.clone())
         .build()
         .expect("valid engine settings");
-    let id = seckill.create_promotion(terms(200)).await.unwrap();
+    let id = seckill.create_promotion(terms(200)).await.unwrap().id();
     for c in 0..60 {
         seckill
             .grab(id, customer(format!("early-{c}")))
@@ -288,8 +286,8 @@ pub async fn the_global_feed_lists_every_event_once_in_order(fixture: impl Fixtu
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
     let ids = [
-        seckill.create_promotion(terms(10)).await.unwrap(),
-        seckill.create_promotion(terms(10)).await.unwrap(),
+        seckill.create_promotion(terms(10)).await.unwrap().id(),
+        seckill.create_promotion(terms(10)).await.unwrap().id(),
     ];
     for c in 0..6 {
         for id in ids {

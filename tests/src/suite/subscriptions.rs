@@ -140,7 +140,7 @@ pub async fn a_subscription_catches_up_then_follows_live_without_gap_or_duplicat
     fixture: impl Fixture,
 ) {
     let (seckill, _) = service(fixture.store().await);
-    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap().id();
     grab_many(&seckill, promotion, "before", 150).await;
     let recorder = Recorder::default();
     let subscription = quick(&seckill, "catch-up")
@@ -195,7 +195,7 @@ pub async fn a_subscription_catches_up_then_follows_live_without_gap_or_duplicat
 /// one that starts "now" sees nothing older.
 pub async fn a_subscription_resumes_from_its_checkpoint(fixture: impl Fixture) {
     let (seckill, _) = service(fixture.store().await);
-    let promotion = seckill.create_promotion(terms(100)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(100)).await.unwrap().id();
     grab_many(&seckill, promotion, "first", 10).await;
     let first = Recorder::default();
     let subscription = quick(&seckill, "resume").run(first.clone()).unwrap();
@@ -250,7 +250,7 @@ pub async fn a_subscription_resumes_from_its_checkpoint(fixture: impl Fixture) {
 /// and the failures show in the status.
 pub async fn a_failing_handler_is_retried_and_nothing_is_skipped(fixture: impl Fixture) {
     let (seckill, _) = service(fixture.store().await);
-    let promotion = seckill.create_promotion(terms(100)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(100)).await.unwrap().id();
     grab_many(&seckill, promotion, "retry", 20).await;
     let positions = positions_when(&seckill, 21).await;
     let recorder = Recorder::default();
@@ -282,7 +282,7 @@ pub async fn a_failing_handler_is_retried_and_nothing_is_skipped(fixture: impl F
 pub async fn one_consumer_is_active_per_name_and_a_standby_takes_over(fixture: impl Fixture) {
     let (one, _) = service(fixture.store().await);
     let (two, _) = service(fixture.reopen().await);
-    let promotion = one.create_promotion(terms(100)).await.unwrap();
+    let promotion = one.create_promotion(terms(100)).await.unwrap().id();
     grab_many(&one, promotion, "a", 10).await;
     let (first, second) = (Recorder::default(), Recorder::default());
     let a = quick(&one, "shared").run(first.clone()).unwrap();
@@ -325,7 +325,7 @@ pub async fn one_consumer_is_active_per_name_and_a_standby_takes_over(fixture: i
 /// and nothing is missed across the crash.
 pub async fn a_crashed_consumer_is_taken_over_and_nothing_is_missed(fixture: impl Fixture) {
     let (seckill, _) = service(fixture.store().await);
-    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap();
+    let promotion = seckill.create_promotion(terms(1_000)).await.unwrap().id();
     grab_many(&seckill, promotion, "before", 100).await;
     let crashed = Recorder::default();
     // The doomed consumer runs on a runtime of its own, which is then torn
