@@ -39,8 +39,8 @@
 //!   concurrency, loading, snapshots.
 //! * `group`       – group commit across promotions: many promotions'
 //!   commits in one transaction, each checked and answered on its own.
-//! * `feed`        – the global feed: events in position order, never past a
-//!   transaction still in flight.
+//! * `feed`        – the global feed: events in position order, which is
+//!   commit order (ADR 0011), so a follower never skips one.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
 //!   promotion summaries.
 //! * `rows`        – the column encoding both ports share: coupons and
