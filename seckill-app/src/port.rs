@@ -100,6 +100,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// many streams in one transaction (PostgreSQL: one function call)
     /// overrides it: that is where a platform with many sales at once gets its
     /// throughput back.
+    /// Whether [`append_group`](Self::append_group) writes a group faster
+    /// than one commit after another (it does on PostgreSQL: one
+    /// transaction). The engine hands commits to its shared committer only
+    /// for such a store; otherwise every writer appends on its own, because
+    /// the committer's hop would only add a queue (measured in memory: 10,000
+    /// promotions at once ran 3× slower through it). Default `false`.
+    fn groups_commits(&self) -> bool {
+        false
+    }
+
     async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
         let mut outcomes = Vec::with_capacity(commits.len());
         for &commit in commits {

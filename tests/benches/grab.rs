@@ -42,8 +42,8 @@ struct Args {
     seconds: f64,
     /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread,
     /// spread-alone (spread without group commit across promotions),
-    /// active10k (10,000 promotions at once), storm, and (PostgreSQL only)
-    /// cold1m.
+    /// active10k (10,000 promotions at once), active10k-alone (without
+    /// group commit), storm, and (PostgreSQL only) cold1m.
     #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// Most grabs one workload attempts.
@@ -322,16 +322,24 @@ where
         ));
         seckill.shutdown().await;
     }
-    if wanted("active10k") {
+    // `active10k-alone`: the same without group commit across promotions.
+    for (workload, max_commit_group, label) in [
+        ("active10k", EngineConfig::default().max_commit_group, ""),
+        ("active10k-alone", 1, ", each promotion appends alone"),
+    ] {
+        if !wanted(workload) {
+            continue;
+        }
         // Many sales at once: a writer, a queue and a state for each, and a
         // caller on every one of them.
-        let seckill = engine(fresh().await);
+        let config = EngineConfig::default().with_max_commit_group(max_commit_group);
+        let seckill = engine_with(fresh().await, config);
         let ids = create_many(&seckill, 10_000, 1_000).await;
         let outcome = run(&seckill, &ids, 10_000, budget, limit).await;
         let writers = seckill.stats().writers;
         rows.push(outcome.row(
             path,
-            &format!("10,000 promotions x 1,000, 10,000 callers ({writers} writers alive)"),
+            &format!("10,000 promotions x 1,000, 10,000 callers{label} ({writers} writers alive)"),
         ));
         seckill.shutdown().await;
     }

@@ -111,6 +111,13 @@ impl EventStore for FaultyStore {
         self.inner.load_events(promotion_id, after).await
     }
 
+    /// As the wrapped store, so a faulty PostgreSQL still runs its writers'
+    /// commits through the engine's committer; each commit of a group then
+    /// meets its faults one by one (the default `append_group`).
+    fn groups_commits(&self) -> bool {
+        self.inner.groups_commits()
+    }
+
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
         let mut paused = self.paused.subscribe();

@@ -103,6 +103,10 @@ impl EventStore for PgStore {
         }
     }
 
+    fn groups_commits(&self) -> bool {
+        true
+    }
+
     async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
         crate::group::append_group(self, commits).await
     }

@@ -25,7 +25,8 @@ use crate::port::{Backend, Commit};
 /// Where a writer sends a commit: straight to the store, or through the
 /// shared committer.
 pub(super) enum Committer {
-    /// Each writer appends alone (`EngineConfig::max_commit_group` is 1).
+    /// Each writer appends alone (`EngineConfig::max_commit_group` is 1, or
+    /// the store writes a group no faster than one commit at a time).
     Direct(Arc<dyn Backend>),
     /// Writers queue their commits for the shared committer's workers.
     Grouped(Grouped),
@@ -63,9 +64,10 @@ const MAX_GROUP_EVENTS: usize = 16_384;
 
 impl Committer {
     /// A committer for `backend` that puts up to `max_group` commits in one
-    /// append (1: each writer appends alone).
+    /// append (1, or a store that does not group commits: each writer
+    /// appends alone).
     pub(super) fn new(backend: Arc<dyn Backend>, max_group: usize, group_size: Histogram) -> Self {
-        if max_group <= 1 {
+        if max_group <= 1 || !backend.groups_commits() {
             return Self::Direct(backend);
         }
         let (sender, receiver) = mpsc::unbounded_channel();
