@@ -80,6 +80,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// sequence is not `commit.expected_sequence`.
     async fn append(&self, commit: &Commit) -> Result<(), StoreError>;
 
+    /// Whether [`append_group`](Self::append_group) writes a group faster
+    /// than one commit after another (it does on PostgreSQL: one
+    /// transaction). The engine hands commits to its shared committer only
+    /// for such a store; otherwise every writer appends on its own, because
+    /// the committer's hop would only add a queue (measured in memory: 10,000
+    /// promotions at once ran 3× slower through it). Default `false`.
+    fn groups_commits(&self) -> bool {
+        false
+    }
+
     /// Appends the commits of several promotions together (group commit
     /// across promotions, ADR 0012), answering each on its own, in order:
     /// `outcomes[i]` is what [`append`](Self::append) would have answered
@@ -100,16 +110,6 @@ pub trait EventStore: Send + Sync + 'static {
     /// many streams in one transaction (PostgreSQL: one function call)
     /// overrides it: that is where a platform with many sales at once gets its
     /// throughput back.
-    /// Whether [`append_group`](Self::append_group) writes a group faster
-    /// than one commit after another (it does on PostgreSQL: one
-    /// transaction). The engine hands commits to its shared committer only
-    /// for such a store; otherwise every writer appends on its own, because
-    /// the committer's hop would only add a queue (measured in memory: 10,000
-    /// promotions at once ran 3× slower through it). Default `false`.
-    fn groups_commits(&self) -> bool {
-        false
-    }
-
     async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
         let mut outcomes = Vec::with_capacity(commits.len());
         for &commit in commits {
