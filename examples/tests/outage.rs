@@ -18,8 +18,11 @@ use seckill_postgres::PgOptions;
 use seckill_tests::cluster::Cluster;
 
 /// The longest a grab or probe may take while the database is down: the
-/// server's `--db-timeout` (2 s) for the append and again for the reload, plus slack.
-const FAIL_FAST: Duration = Duration::from_secs(6);
+/// server's `--db-timeout` (2 s) three times, plus slack. A grab queued
+/// behind a failing batch waits for that batch's append, for the read that
+/// asks whether an append whose answer was lost landed after all, and for
+/// the writer's reload, each bounded by the store timeout.
+const FAIL_FAST: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() {
