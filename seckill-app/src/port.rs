@@ -108,7 +108,9 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// The default appends one commit after another. A store that can write
     /// many streams in one transaction (PostgreSQL: one function call)
-    /// overrides it: that is where a platform with many sales at once gets its
+    /// overrides it, and answers `true` from
+    /// [`groups_commits`](Self::groups_commits) so the engine sends it
+    /// groups: that is where a platform with many sales at once gets its
     /// throughput back.
     async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
         let mut outcomes = Vec::with_capacity(commits.len());

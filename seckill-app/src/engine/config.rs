@@ -42,10 +42,11 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Most promotions whose batches go to the store together, in one
     /// [`append_group`](crate::EventStore::append_group) (on PostgreSQL, one
-    /// transaction): group commit across promotions, ADR 0012. Writers hand
-    /// their batches to a committer shared by the engine, which appends
-    /// whatever is waiting as one group. 1 turns it off: each writer appends
-    /// alone. Default 128; between 1 and 65,536 (the committer reserves room
+    /// transaction): group commit across promotions, ADR 0012. On a store
+    /// that groups commits ([`groups_commits`](crate::EventStore::groups_commits)),
+    /// writers hand their batches to a committer shared by the engine, which
+    /// appends whatever is waiting as one group; on any other store, or with
+    /// 1, each writer appends alone. Default 128; between 1 and 65,536 (the committer reserves room
     /// for a whole group each round).
     pub max_commit_group: usize,
     /// A writer with nothing to do for this long hands its promotion back and

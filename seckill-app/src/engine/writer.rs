@@ -226,9 +226,11 @@ impl Writer {
                         cluster.announce(&commit.summary);
                     }
                     self.maybe_snapshot();
-                    // The committer dropped its handle before answering, so
-                    // this does not copy; the clone is only for a committer
-                    // that has not let go yet (it cannot happen today).
+                    // The committer drops its handle before answering, so
+                    // this does not copy. It clones only when the committer
+                    // still holds the commit: an append that timed out here
+                    // but was found landed (`landed`) while its group is
+                    // still on its way.
                     let commit = Arc::try_unwrap(commit).unwrap_or_else(|shared| (*shared).clone());
                     let mut events = commit.events.into_iter();
                     for (request, outcome) in requests.into_iter().zip(decided) {
