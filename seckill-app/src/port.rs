@@ -203,6 +203,37 @@ pub trait ProjectionStore: Send + Sync + 'static {
 /// A complete storage backend: both sides, over one store, so a commit can
 /// update events and projections atomically; and the checkpoints of the
 /// subscriptions that follow it.
+///
+/// # The contract
+/// What the engine relies on, beyond each method's own promise. The
+/// conformance suite, `seckill-testkit`, checks every point; docs/backends.md
+/// walks through writing a backend that keeps them.
+///
+/// - **Shared state.** Every handle opened on the same data (another pool,
+///   another process, another replica) sees the same streams, projections
+///   and checkpoints. Two engines on one store sell one promotion without
+///   overselling only because the store tells the second its stream moved.
+/// - **Conflicts.** [`EventStore::append`] writes only if the stream's last
+///   sequence is the commit's `expected_sequence`; of two appends expecting
+///   the same sequence, exactly one lands and the other gets
+///   [`StoreError::Conflict`] with nothing written. A conflict is only ever
+///   about that one stream: it never fails another promotion's commit.
+/// - **Atomic projections.** A commit's events, its summary and its coupons
+///   become visible together or not at all: no reader, in this process or
+///   another, ever sees a coupon in [`ProjectionStore::coupons_of`] whose
+///   event is not stored, nor a stored grab without its coupon. A backend
+///   may write the projections in the events' transaction, or derive them
+///   from the events when read (atomic by construction).
+/// - **Honest outcomes.** An error after which the write may have happened
+///   is [`StoreError::Timeout`] or [`StoreError::Interrupted`]
+///   ([`StoreError::outcome_unknown`]); the engine then reads the stream
+///   back instead of telling the customer "failed". [`StoreError::Unavailable`]
+///   means nothing was written.
+/// - **A gap-free global order** for [`EventStore::read_all`]: positions in
+///   commit order, never an event behind one already read.
+/// - **Optional:** snapshots ([`EventStore::save_snapshot`] may ignore them,
+///   [`EventStore::load_snapshot`] then answers `None`), and group commit
+///   ([`EventStore::append_group`] defaults to one commit after another).
 pub trait Backend: EventStore + ProjectionStore + SubscriptionStore {}
 
 impl<T: EventStore + ProjectionStore + SubscriptionStore> Backend for T {}

@@ -1,48 +1,16 @@
-//! How the behaviour suite gets its storage: every backend provides a
-//! [`Fixture`] that hands out a fresh, empty store per test.
+//! How the suites get their storage: the [`Fixture`] trait comes from
+//! seckill-testkit; the in-memory backend's fixture and the clean-up the
+//! PostgreSQL and NATS fixtures share live here.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use async_trait::async_trait;
-use seckill_app::Backend;
+pub use seckill_testkit::{Capabilities, Fixture, InProcess};
+
 use seckill_memory::MemoryStore;
-
-/// One test's storage.
-#[async_trait]
-pub trait Fixture: Send + Sync + 'static {
-    /// A handle on this test's store.
-    async fn store(&self) -> Arc<dyn Backend>;
-
-    /// A second, independent handle on the same stored data, as a restarted
-    /// process or a second server would open it (for PostgreSQL: a new pool).
-    async fn reopen(&self) -> Arc<dyn Backend>;
-}
 
 /// The in-memory backend. "Reopening" shares the same store, which is what a
 /// second application instance in the same process would do.
-#[derive(Debug, Default)]
-pub struct MemoryFixture {
-    store: Arc<MemoryStore>,
-}
-
-impl MemoryFixture {
-    /// A fresh, empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl Fixture for MemoryFixture {
-    async fn store(&self) -> Arc<dyn Backend> {
-        self.store.clone()
-    }
-
-    async fn reopen(&self) -> Arc<dyn Backend> {
-        self.store.clone()
-    }
-}
+pub type MemoryFixture = InProcess<MemoryStore>;
 
 /// Runs a fixture's clean-up from its `Drop`, and waits for it. Drop runs
 /// inside the test's runtime, which cannot be blocked on; a thread with its

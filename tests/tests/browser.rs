@@ -154,7 +154,7 @@ struct LivePage {
 impl LivePage {
     async fn start() -> Self {
         let driver = Driver::start();
-        let server = TestServer::start(&MemoryFixture::new()).await;
+        let server = TestServer::start(&MemoryFixture::default()).await;
         let browser = driver.browser().await;
         Self {
             browser,

@@ -1,4 +1,4 @@
-//! The behaviour suite on PostgreSQL: each test gets its own fresh database
+//! The conformance suite on PostgreSQL: each test gets its own fresh database
 //! on the server at `DATABASE_URL`.
 
-seckill_tests::suite!(behaviour, seckill_tests::postgres::PgFixture::new().await);
+seckill_testkit::conformance!(seckill_tests::postgres::PgFixture::new().await);

@@ -1,8 +1,8 @@
-//! The behaviour suite: what every backend must do, written once.
+//! The conformance tests: what every backend must do, written once.
 //!
-//! Each test is an `async fn` taking a [`Fixture`]; [`suite!`](crate::suite)
-//! turns them into `#[tokio::test]`s for one backend, so the in-memory
-//! adapter provably behaves like PostgreSQL.
+//! Each test is an `async fn` taking a [`Fixture`];
+//! [`conformance!`](crate::conformance) turns them into `#[tokio::test]`s
+//! for one backend, so every backend provably behaves like every other.
 //!
 //! # Layout
 //! * `commands`    – creating, grabbing, refusing; races; two engines.
