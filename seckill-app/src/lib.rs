@@ -21,8 +21,9 @@
 //! * `engine`     – the grab engine, in seven rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
-//!   * `writer`  – the writer task: batches, group commit, conflict reload,
-//!     snapshots, idle retirement.
+//!   * `writer`  – the writer task: batches, conflict reload, snapshots,
+//!     idle retirement; `writer/pipeline` decides the next batch while a
+//!     commit is in flight (ADR 0015).
 //!   * `frozen`  – finished promotions answered from their final state
 //!     without a writer, and the sweeper that drops unused ones.
 //!   * `expiry`  – the timer that records a promotion expired at its finish

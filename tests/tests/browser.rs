@@ -28,9 +28,21 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const INSTALL: &str = "apt-get install -y chromium chromium-driver";
 
-/// Installs Debian's Chromium and its driver; panics with the command to run
-/// by hand if apt-get cannot (not root, no network).
+/// Installs Debian's Chromium and its driver unless they are there; panics
+/// with the command to run by hand if apt-get cannot (not root, no network).
+/// One test at a time: the tests start in parallel, and a second apt-get
+/// fails on the first one's lock.
 fn install_chromium() {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if [CHROMIUM, CHROMEDRIVER]
+        .iter()
+        .all(|b| Path::new(b).exists())
+    {
+        return;
+    }
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)

@@ -81,6 +81,7 @@ macro_rules! conformance {
             errors_name_their_code_and_whether_a_retry_may_help,
             snapshots_equal_the_replayed_state,
             a_full_queue_answers_overloaded_at_once_and_loses_nothing,
+            grabs_decided_ahead_of_a_failed_commit_are_decided_again,
             watchers_see_every_commit,
             lagging_projections_catch_up_from_the_events,
             a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back,

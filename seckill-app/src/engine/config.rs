@@ -33,8 +33,10 @@ use tokio::sync::Semaphore;
 pub struct EngineConfig {
     /// Requests one promotion's queue holds before callers get
     /// [`SecKillError::Overloaded`](crate::SecKillError::Overloaded). Bounds
-    /// memory under any burst. Default 65,536; between 1 and tokio's
-    /// `Semaphore::MAX_PERMITS`.
+    /// memory under any burst: a writer holds at most this many queued, plus
+    /// one batch (`max_batch`) decided ahead while a commit is in flight
+    /// ([`decide_ahead`](Self::decide_ahead)). Default 65,536; between 1 and
+    /// tokio's `Semaphore::MAX_PERMITS`.
     pub queue_capacity: usize,
     /// Most commands decided and committed together in one append. Default
     /// 4,096; at least 1 (a batch never holds more than the queue does, so
@@ -49,6 +51,14 @@ pub struct EngineConfig {
     /// 1, each writer appends alone. Default 128; between 1 and 65,536 (the committer reserves room
     /// for a whole group each round).
     pub max_commit_group: usize,
+    /// Whether a writer decides the requests that arrive while its commit is
+    /// in flight (on the state that includes that commit's events), so the
+    /// next commit leaves the moment the last one lands. Its callers are
+    /// answered only after both commits landed; if the first fails, their
+    /// decisions are dropped and made again on the store's state. `false`
+    /// waits for each commit before deciding anything more (the baseline the
+    /// grab bench compares with). Default `true`.
+    pub decide_ahead: bool,
     /// A writer with nothing to do for this long hands its promotion back and
     /// stops; the next command loads it again. Default 30 s; not zero (a
     /// writer would retire after every batch).
@@ -109,6 +119,7 @@ impl Default for EngineConfig {
             queue_capacity: 65_536,
             max_batch: 4_096,
             max_commit_group: 128,
+            decide_ahead: true,
             idle_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(5),
             max_conflict_retries: 16,
@@ -144,6 +155,8 @@ setters! {
     with_max_batch => max_batch: usize;
     /// Sets [`max_commit_group`](Self::max_commit_group).
     with_max_commit_group => max_commit_group: usize;
+    /// Sets [`decide_ahead`](Self::decide_ahead).
+    with_decide_ahead => decide_ahead: bool;
     /// Sets [`idle_timeout`](Self::idle_timeout).
     with_idle_timeout => idle_timeout: Duration;
     /// Sets [`store_timeout`](Self::store_timeout).
@@ -308,6 +321,7 @@ mod tests {
             .with_queue_capacity(7)
             .with_max_batch(6)
             .with_max_commit_group(5)
+            .with_decide_ahead(false)
             .with_idle_timeout(Duration::from_secs(4))
             .with_store_timeout(Duration::from_secs(3))
             .with_max_conflict_retries(2)
@@ -319,6 +333,7 @@ mod tests {
             queue_capacity: 7,
             max_batch: 6,
             max_commit_group: 5,
+            decide_ahead: false,
             idle_timeout: Duration::from_secs(4),
             store_timeout: Duration::from_secs(3),
             max_conflict_retries: 2,

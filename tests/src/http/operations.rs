@@ -135,8 +135,8 @@ pub async fn probes_openapi_and_pages_answer(fixture: impl Fixture) {
 pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
     let store = fixture.store().await;
     let stalling = Arc::new(FaultyStore::new(store.clone(), FaultPlan::default()));
-    // One grab per commit, so "all queued" is observable: one in the stalled
-    // append, the other 79 in the queue.
+    // One grab per batch, so "all queued" is observable: one in the stalled
+    // append, one decided ahead of it, the other 78 in the queue.
     let seckill = SecKill::builder(stalling.clone())
         .config(EngineConfig::default().with_max_batch(1))
         .build()
@@ -154,7 +154,7 @@ pub async fn graceful_shutdown_answers_queued_grabs(fixture: impl Fixture) {
     let shutdown = async {
         // Shutdown starts only once every grab is queued behind the stalled commit.
         wait_until("the grabs queue up", || {
-            server_ref.seckill.stats().queue_depth >= 79
+            server_ref.seckill.stats().queue_depth >= 78
         })
         .await;
         let _ = stop.send(());

@@ -401,7 +401,11 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
         },
     ));
     let seckill = SecKill::builder(failing.clone())
-        .config(EngineConfig::default().with_queue_capacity(1))
+        .config(
+            EngineConfig::default()
+                .with_queue_capacity(1)
+                .with_max_batch(1),
+        )
         .build()
         .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;
@@ -423,8 +427,9 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
         "the store's own message stays in the log: {body}"
     );
 
-    // A stalled store holds one grab in the writer and one in the queue of
-    // one; the rest are turned away at once.
+    // A stalled store holds one grab in the stalled commit, one decided
+    // ahead of it (batches of one) and one in the queue of one; the rest are
+    // turned away at once.
     failing.pause();
     let server_ref = &server;
     let open_ref = &open;
@@ -432,8 +437,8 @@ pub async fn unavailable_answers_are_503_with_retry_after_never_500(fixture: imp
         (0..20).map(|i| async move { server_ref.grab(open_ref, &format!("customer-{i}")).await }),
     );
     let resume = async {
-        // At most two grabs get past the queue of one (one taken into the
-        // stalled batch, one waiting); resume once the others were refused.
+        // At most three grabs get past the queue of one; resume once the
+        // others were refused.
         wait_until("the queue overflows", || {
             server_ref.seckill.stats().overloaded >= 17
         })

@@ -225,7 +225,8 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
 
 /// A stalled store fills the promotion's queue: further grabs are refused at
 /// once with `Overloaded`, and every grab that was queued completes once the
-/// store recovers.
+/// store recovers. The writer holds at most a queue and one batch decided
+/// ahead of the stalled commit.
 pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: impl Fixture) {
     let real = fixture.store().await;
     let store = Arc::new(FaultyStore::new(real.clone(), FaultPlan::default()));
@@ -233,6 +234,8 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
     let config = EngineConfig::default()
         .with_queue_capacity(8)
         .with_max_batch(4);
+    // Queued, plus decided ahead while the stalled commit is in flight.
+    let held = 8 + if config.decide_ahead { 4 } else { 0 };
     let seckill = SecKill::builder(store.clone())
         .clock(clock)
         .config(config)
@@ -240,34 +243,21 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
         .expect("valid engine settings");
     let id = seckill.create_promotion(terms(1_000)).await.unwrap().id();
 
-    store.pause();
-    let first = {
-        let seckill = seckill.clone();
-        tokio::spawn(async move { seckill.grab(id, customer("first")).await })
-    };
-    // Wait until the writer is stuck in the paused append.
-    while store.counts().appends < 2 {
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
-    let burst: Vec<_> = (0..100)
-        .map(|i| {
-            let seckill = seckill.clone();
-            tokio::spawn(async move { seckill.grab(id, customer(format!("burst-{i}"))).await })
-        })
-        .collect();
+    let first = hold_a_grab_in_flight(&seckill, &store, id).await;
+    let burst = spawn_grabs(&seckill, id, "burst", 100);
     // While the store is stalled nothing queued can finish, so whatever
     // finishes now was refused without waiting.
     let waiting_since = std::time::Instant::now();
     let mut refused_early = 0;
     while waiting_since.elapsed() < StdDuration::from_secs(5) {
         refused_early = burst.iter().filter(|t| t.is_finished()).count();
-        if refused_early >= 100 - 8 {
+        if refused_early >= 100 - held {
             break;
         }
         tokio::time::sleep(StdDuration::from_millis(10)).await;
     }
     assert!(
-        refused_early >= 100 - 8,
+        refused_early >= 100 - held,
         "only {refused_early} grabs were refused while the store stalled"
     );
 
@@ -283,12 +273,111 @@ pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: 
     }
     assert_eq!(overloaded + acknowledged.len(), 101);
     assert!(
-        acknowledged.len() <= 1 + 8,
-        "more grabs completed than the queue holds"
+        acknowledged.len() <= 1 + held,
+        "more grabs completed than the writer holds"
     );
     acknowledged.sort_by_key(|c| c.number);
     assert_eq!(assert_consistent(&real, id).await, acknowledged);
-    assert!(seckill.stats().overloaded >= 92);
+    assert!(seckill.stats().overloaded >= 100 - held as u64);
+}
+
+/// Grabs that arrive while a commit is in flight are decided on the state
+/// that includes it (`decide_ahead`). When that commit fails, or meets a
+/// conflict, those decisions rest on events the store does not hold: they
+/// are dropped and made again on what the store holds, so the coupons are
+/// numbered from the store's state, without a gap, and nobody decided ahead
+/// is answered anything untrue.
+pub async fn grabs_decided_ahead_of_a_failed_commit_are_decided_again(fixture: impl Fixture) {
+    let real = fixture.store().await;
+    // Append 1 creates the promotion; append 2, the first grab's, fails
+    // (or conflicts) while the store is paused and grabs arrive behind it.
+    let plans = [
+        (
+            "fails",
+            FaultPlan {
+                fail_every: 2,
+                ..FaultPlan::default()
+            },
+        ),
+        (
+            "conflicts",
+            FaultPlan {
+                conflict_every: 2,
+                ..FaultPlan::default()
+            },
+        ),
+    ];
+    for (label, plan) in plans {
+        let store = Arc::new(FaultyStore::new(real.clone(), plan));
+        let (seckill, _) = service(store.clone());
+        let id = seckill.create_promotion(terms(100)).await.unwrap().id();
+        let first = hold_a_grab_in_flight(&seckill, &store, id).await;
+        let ahead = spawn_grabs(&seckill, id, "ahead", 10);
+        // Give the writer time to take them while its commit is held; if it
+        // has not, they are decided after it instead, and must end the same.
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        store.resume();
+
+        let first = first.await.unwrap();
+        let mut won = Vec::new();
+        for task in ahead {
+            won.push(
+                task.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{label}: a grab decided ahead was answered {e:?}")),
+            );
+        }
+        match (label, first) {
+            ("fails", Err(SecKillError::Storage(_))) => {}
+            ("conflicts", Ok(coupon)) => {
+                // Decided again first, as it arrived first.
+                assert_eq!(coupon.number, 1, "{label}");
+                won.push(coupon);
+            }
+            (_, other) => panic!("{label}: the first grab was answered {other:?}"),
+        }
+        won.sort_by_key(|c| c.number);
+        let stored = assert_consistent(&real, id).await;
+        assert_eq!(
+            stored, won,
+            "{label}: acknowledged is exactly what is stored"
+        );
+        seckill.shutdown().await;
+    }
+}
+
+/// Pauses `store` and grabs for customer "first" on a task of its own;
+/// returns once that grab's append (the promotion's second) is held there.
+async fn hold_a_grab_in_flight(
+    seckill: &SecKill,
+    store: &FaultyStore,
+    id: PromotionId,
+) -> tokio::task::JoinHandle<Result<Coupon, SecKillError>> {
+    store.pause();
+    let first = {
+        let seckill = seckill.clone();
+        tokio::spawn(async move { seckill.grab(id, customer("first")).await })
+    };
+    while store.counts().appends < 2 {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    first
+}
+
+/// Grabs by customers `{prefix}-0` to `{prefix}-{n - 1}`, a task each.
+fn spawn_grabs(
+    seckill: &SecKill,
+    id: PromotionId,
+    prefix: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Coupon, SecKillError>>> {
+    (0..n)
+        .map(|i| {
+            let seckill = seckill.clone();
+            let who = customer(format!("{prefix}-{i}"));
+            tokio::spawn(async move { seckill.grab(id, who).await })
+        })
+        .collect()
 }
 
 /// A zero `max_batch` would make a retiring writer hang (it takes no request

@@ -1,23 +1,23 @@
 //! The writer task: the one owner of a promotion. It takes batches from the
 //! promotion's queue, decides them on the aggregate in memory, commits their
-//! events in one append, catches up after conflicts, saves snapshots, and
-//! retires (idle) or freezes (finished) when its work is done.
+//! events in one append (`pipeline`: deciding the next batch while a commit
+//! is in flight), catches up after conflicts, saves snapshots, and retires
+//! (idle) or freezes (finished) when its work is done.
+
+mod pipeline;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionError, PromotionId};
 use tokio::sync::mpsc;
 
 use super::{frozen, metrics};
-use super::{Done, Request, Shared};
+use super::{Request, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::ownership::{Claim, Replica};
 use crate::port::{Backend, Commit, Snapshot};
-use crate::projection::PromotionSummary;
 
 /// The task that owns one promotion.
 pub(super) struct Writer {
@@ -115,211 +115,23 @@ impl Writer {
         }
     }
 
-    /// Decides and commits one batch, answering every request in it. Fails
-    /// only if the state could not be reloaded after a failed commit, in which
-    /// case the writer must stop.
-    async fn process(&mut self, requests: Vec<Request>) -> Result<(), StoreError> {
-        self.shared.metrics.batch_size.record(requests.len() as f64);
-        self.report_queue_depth();
-        let mut conflicts = 0;
-        loop {
-            let mut events = Vec::with_capacity(requests.len() + 1);
-            let mut decided: Vec<Result<usize, SecKillError>> = Vec::with_capacity(requests.len());
-            for request in &requests {
-                let outcome = match &request.command {
-                    // The hot path: the same decision `handle` makes, without
-                    // its `EventSink` or a clone of the command.
-                    PromotionCommand::GrabCoupon { customer_id, at } => {
-                        self.state.grab_events(customer_id, *at).map(|grab| {
-                            let before = events.len();
-                            for event in grab {
-                                self.state.apply(event.clone());
-                                events.push(event);
-                            }
-                            events.len() - before
-                        })
-                    }
-                    other => {
-                        let sink = EventSink::default();
-                        match self.state.handle(other.clone(), &(), &sink).await {
-                            Ok(()) => {
-                                let recorded = sink.collect().await;
-                                let count = recorded.len();
-                                events.extend(recorded);
-                                Ok(count)
-                            }
-                            Err(error) => Err(error),
-                        }
-                    }
-                };
-                decided.push(
-                    outcome.map_err(|error| SecKillError::rejected(self.promotion_id, error)),
-                );
-            }
-            if events.is_empty() {
-                // Nothing speculative happened: every answer is already true.
-                for (request, outcome) in requests.into_iter().zip(decided) {
-                    let answer = outcome.map(|_| {
-                        let summary = (!is_grab(&request.command))
-                            .then(|| PromotionSummary::of(&self.state, self.sequence))
-                            .flatten();
-                        Done::nothing(summary)
-                    });
-                    let _ = request.reply.send(answer);
-                }
-                return Ok(());
-            }
-
-            let count = events.len() as u64;
-            let Some(summary) = PromotionSummary::of(&self.state, self.sequence + count) else {
-                // Events were recorded, so the promotion exists; this cannot happen.
-                let error =
-                    StoreError::backend("events recorded for a promotion that does not exist");
-                fail_all(requests, &error);
-                return self.reload().await;
-            };
-            // Shared with the committer until it answers; then the writer's
-            // alone again, and its events go to the callers without a copy.
-            let commit = Arc::new(Commit {
-                promotion_id: self.promotion_id,
-                expected_sequence: self.sequence,
-                events,
-                summary,
-            });
-            if let Some(cluster) = &self.shared.cluster {
-                if !cluster.holds_lease() {
-                    // Past our lease another replica may own the promotion;
-                    // the append would most likely conflict, and nothing
-                    // decided on this state may be promised.
-                    let error = StoreError::unavailable("this replica's lease has lapsed");
-                    fail_all(requests, &error);
-                    return Err(error);
-                }
-            }
-            let timeout = self.shared.config.store_timeout;
-            let started = std::time::Instant::now();
-            let append = self.shared.committer.append(Arc::clone(&commit));
-            let outcome = tokio::time::timeout(timeout, append)
-                .await
-                .unwrap_or(Err(StoreError::Timeout(timeout)));
-            // An answer lost on the way back (a timeout, a broken connection)
-            // says nothing about the commit: the store tells whether it landed.
-            let outcome = match outcome {
-                Err(error) if error.outcome_unknown() && self.landed(&commit).await => {
-                    tracing::info!(promotion = %self.promotion_id, %error, "the commit's answer was lost, but the store holds it");
-                    Ok(())
-                }
-                other => other,
-            };
-            let metrics = &self.shared.metrics;
-            metrics
-                .commit_duration
-                .record(started.elapsed().as_secs_f64());
-            match outcome {
-                Ok(()) => {
-                    self.sequence += count;
-                    metrics.commits.add(1);
-                    metrics.committed_events.add(count);
-                    metrics.committed_commands.add(requests.len() as u64);
-                    self.shared.publish(&commit.summary);
-                    if let Some(cluster) = &self.shared.cluster {
-                        cluster.announce(&commit.summary);
-                    }
-                    self.maybe_snapshot();
-                    // The committer drops its handle before answering, so
-                    // this does not copy. It clones only when the committer
-                    // still holds the commit: an append that timed out here
-                    // but was found landed (`landed`) while its group is
-                    // still on its way.
-                    let commit = Arc::try_unwrap(commit).unwrap_or_else(|shared| (*shared).clone());
-                    let mut events = commit.events.into_iter();
-                    for (request, outcome) in requests.into_iter().zip(decided) {
-                        let answer = outcome.map(|n| Done {
-                            events: events.by_ref().take(n).collect(),
-                            // Admin commands only: they are rare, grabs are not.
-                            summary: (!is_grab(&request.command)).then(|| commit.summary.clone()),
-                        });
-                        let _ = request.reply.send(answer);
-                    }
-                    return Ok(());
-                }
-                Err(error)
-                    if error.is_conflict()
-                        && conflicts < self.shared.config.max_conflict_retries =>
-                {
-                    // Another process wrote this promotion: catch up with it and
-                    // decide the same requests again, in the same order.
-                    conflicts += 1;
-                    metrics.conflicts.add(1);
-                    if self.shared.cluster.is_some() {
-                        // Among replicas a conflict means another owner wrote:
-                        // ask who owns the promotion before deciding again.
-                        if let Err(error) = self.claim().await {
-                            fail_all(requests, &error);
-                            return Err(error);
-                        }
-                        if let Some(owner) = &self.lost_to {
-                            redirect_all(requests, self.promotion_id, owner);
-                            return Ok(());
-                        }
-                    }
-                    // Random, growing backoff: two writers that keep colliding
-                    // would otherwise reload and collide again in lockstep.
-                    let ceiling_ms = 1u64 << conflicts.min(6);
-                    tokio::time::sleep(Duration::from_micros(fastrand::u64(
-                        0..=ceiling_ms * 1_000,
-                    )))
-                    .await;
-                    if let Err(reload) = self.reload().await {
-                        fail_all(requests, &reload);
-                        return Err(reload);
-                    }
-                }
-                Err(error) => {
-                    // Not acknowledged, so nothing is promised. Every answer in
-                    // the batch was decided on state that includes the failed
-                    // events, so every request gets the error, not just grabs.
-                    metrics.failed_commits.add(1);
-                    tracing::warn!(promotion = %self.promotion_id, %error, requests = requests.len(), "commit failed");
-                    if error.outcome_unknown() {
-                        // Not in the store yet, but it may still land: only
-                        // "unknown" is true, and a retry finds out.
-                        for request in requests {
-                            let _ = request.reply.send(Err(SecKillError::OutcomeUnknown {
-                                promotion_id: self.promotion_id,
-                                source: error.clone(),
-                            }));
-                        }
-                    } else {
-                        fail_all(requests, &error);
-                    }
-                    // Memory holds the failed events; the store is the truth.
-                    return self.reload().await;
-                }
-            }
-        }
+    /// Whether a snapshot falls due once `commit` lands: the events since
+    /// the last one reach `max(snapshot_after, its sequence)`, so the gap
+    /// doubles with the stream and the copying stays linear in it.
+    fn snapshot_due(&self, commit: &Commit) -> bool {
+        let every = self.shared.config.snapshot_after;
+        let since = self.sequence + commit.events.len() as u64 - self.snapshot_sequence;
+        every != 0 && since >= every.max(self.snapshot_sequence)
     }
 
-    /// Whether the store holds `commit`'s events as this writer decided them,
-    /// after an append whose answer was lost. `false` when it cannot tell.
-    async fn landed(&self, commit: &Commit) -> bool {
-        let timeout = self.shared.config.store_timeout;
-        let read = self
-            .shared
-            .backend
-            .load_events(commit.promotion_id, commit.expected_sequence);
-        match tokio::time::timeout(timeout, read).await {
-            Ok(Ok(stored)) => stored.get(..commit.events.len()) == Some(&commit.events[..]),
-            _ => false,
-        }
-    }
-
-    /// Saves a snapshot in the background once enough events have piled up
-    /// since the last one. The copy is taken here, between batches; the write
-    /// happens on its own task so the writer goes on deciding. The copy is
-    /// cheap at any size: it shares the holder set's full chunks and index
-    /// tables (docs/adr/0013-compact-holder-set.md).
-    fn maybe_snapshot(&mut self) {
+    /// Saves a snapshot of the committed state (`copied`, or a copy of the
+    /// writer's state when it holds nothing uncommitted) in the background, once enough events have piled up since the last one
+    /// (the rule of [`snapshot_due`](Self::snapshot_due), at the current
+    /// sequence). The copy is taken here, between commits; the write happens
+    /// on its own task so the writer goes on deciding. The copy is cheap at
+    /// any size: it shares the holder set's full chunks and index tables
+    /// (docs/adr/0013-compact-holder-set.md).
+    fn maybe_snapshot(&mut self, copied: Option<Promotion>) {
         let every = self.shared.config.snapshot_after;
         let since = self.sequence - self.snapshot_sequence;
         if every == 0 || since < every.max(self.snapshot_sequence) {
@@ -327,7 +139,7 @@ impl Writer {
         }
         self.snapshot_sequence = self.sequence;
         let snapshot = Snapshot {
-            promotion: self.state.clone(),
+            promotion: copied.unwrap_or_else(|| self.state.clone()),
             sequence: self.sequence,
         };
         self.shared.tasks.spawn(save_snapshot(
