@@ -40,11 +40,12 @@ struct Args {
     /// Longest time one workload runs, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Which workloads to run, comma-separated: hot1, hot64, hot1024, spread,
+    /// Which workloads to run, comma-separated: hot1, hot64, hot1024,
+    /// hot1024-serial (hot1024 without deciding ahead), spread,
     /// spread-alone (spread without group commit across promotions),
     /// active10k (10,000 promotions at once), active10k-alone (without
     /// group commit), storm, and (PostgreSQL only) cold1m.
-    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
+    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "hot1024-serial", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// Most grabs one workload attempts.
     #[arg(long, default_value_t = 1_000_000)]
@@ -288,18 +289,32 @@ where
     let budget = args.budget;
     let wanted = |name: &str| args.workloads.iter().any(|w| w == name);
     let mut rows = Vec::new();
-    for callers in [1usize, 64, 1_024] {
-        if !wanted(&format!("hot{callers}")) {
+    // `hot1024-serial` is `hot1024` with each writer waiting for its commit
+    // before deciding more (`decide_ahead` off): its baseline, in the same run.
+    for (workload, callers, decide_ahead, label) in [
+        ("hot1", 1usize, true, ""),
+        ("hot64", 64, true, ""),
+        ("hot1024", 1_024, true, ""),
+        ("hot1024-serial", 1_024, false, ", not deciding ahead"),
+    ] {
+        if !wanted(workload) {
             continue;
         }
-        let seckill = engine(fresh().await);
+        let config = EngineConfig::default().with_decide_ahead(decide_ahead);
+        let seckill = engine_with(fresh().await, config);
         let id = seckill
             .create_promotion(terms(1_000_000))
             .await
             .expect("create")
             .id();
         let outcome = run(&seckill, &[id], callers, budget, limit).await;
-        rows.push(outcome.row(path, &format!("1 hot promotion, {callers} callers")));
+        // The batch size the append bench's ceiling runs should use.
+        let stats = seckill.stats();
+        let per_commit = stats.committed_events as f64 / stats.commits.max(1) as f64;
+        rows.push(outcome.row(
+            path,
+            &format!("1 hot promotion, {callers} callers{label} ({per_commit:.0} events a commit)"),
+        ));
         seckill.shutdown().await;
     }
     // `spread-alone` is `spread` with group commit across promotions off:

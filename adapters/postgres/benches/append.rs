@@ -1,14 +1,18 @@
 //! Append timings on a real PostgreSQL: our one-statement batch append
-//! against postgres-es's one INSERT per event, and many promotions' commits
-//! grouped in one transaction against each alone, in the same run. Printed, not
-//! asserted (a timing assertion would only measure the machine). Run with
-//! `cargo bench -p seckill-postgres --bench append`.
+//! against postgres-es's one INSERT per event, many promotions' commits
+//! grouped in one transaction against each alone, and the append ceiling:
+//! commits of the engine's batch size written back to back with no engine in
+//! front, one at a time and two in flight. Printed, not asserted (a timing
+//! assertion would only measure the machine). Run with
+//! `cargo bench -p seckill-postgres --bench append -- --batch 1000 --seconds 5`
+//! (`--batch`: the events per commit the grab bench reports for the engine).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use common::{created, new_id, Writer};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::DomainEvent;
@@ -17,8 +21,23 @@ use seckill_app::EventStore;
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 use seckill_tests::postgres::PgFixture;
 
+/// Append benchmark.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events per commit in the ceiling runs: the engine's batch size.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// How long each ceiling run appends, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Ignored: cargo bench passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 #[tokio::main]
 async fn main() {
+    let args = Args::parse();
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store();
     let mut writer = Writer::create(store, 10_000).await;
@@ -69,6 +88,9 @@ async fn main() {
     let per_event = start.elapsed();
 
     let (grouped, alone) = many_promotions(store).await;
+    let seconds = Duration::from_secs_f64(args.seconds);
+    let one = ceiling(store, 1, args.batch, seconds).await;
+    let two = ceiling(store, 2, args.batch, seconds).await;
 
     println!(
         "append 10 x 1,000 events: {appended:?} total, {:?} per batch, {:.0} events/s; \
@@ -83,6 +105,51 @@ async fn main() {
         10_000.0 / grouped.as_secs_f64(),
         10_000.0 / alone.as_secs_f64(),
     );
+    println!(
+        "ceiling, commits of {} grabs back to back: one at a time {one:.0} events/s; \
+         two in flight (two promotions, two connections) {two:.0} events/s ({:.2}x)",
+        args.batch,
+        two / one,
+    );
+}
+
+/// The append ceiling: `streams` promotions, each with its own task that
+/// appends commits of `batch` grabs (events, coupons and summary, as the
+/// engine writes them) back to back for `seconds`, so `streams` appends are
+/// in flight at once. The commits are decided beforehand: only the store is
+/// measured. Events per second, all streams together.
+async fn ceiling(
+    store: &seckill_postgres::PgStore,
+    streams: usize,
+    batch: usize,
+    seconds: Duration,
+) -> f64 {
+    // Enough commits for 150k events/s per stream, above anything measured here.
+    let rounds = (150_000.0 * seconds.as_secs_f64() / batch as f64).ceil() as usize;
+    let mut tasks = Vec::new();
+    for stream in 0..streams {
+        let mut writer = Writer::create(store, 100_000_000).await;
+        let commits: Vec<_> = (0..rounds)
+            .map(|round| writer.commit(writer.grabs(&format!("s{stream}-r{round}-c"), batch)))
+            .collect();
+        let store = store.clone();
+        tasks.push(async move {
+            let start = Instant::now();
+            let mut events = 0;
+            for commit in &commits {
+                if start.elapsed() >= seconds {
+                    break;
+                }
+                store.append(commit).await.unwrap();
+                events += commit.events.len();
+            }
+            (events, start.elapsed())
+        });
+    }
+    let done = futures::future::join_all(tasks).await;
+    let events: usize = done.iter().map(|(events, _)| events).sum();
+    let longest = done.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    events as f64 / longest.as_secs_f64()
 }
 
 /// The same 10,000 grabs as 100 promotions' commits of 10 each, ten rounds:
