@@ -232,8 +232,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
 /// - **A gap-free global order** for [`EventStore::read_all`]: positions in
 ///   commit order, never an event behind one already read.
 /// - **Optional:** snapshots ([`EventStore::save_snapshot`] may ignore them,
-///   [`EventStore::load_snapshot`] then answers `None`), and group commit
-///   ([`EventStore::append_group`] defaults to one commit after another).
+///   [`EventStore::load_snapshot`] then answers `None`), group commit
+///   ([`EventStore::append_group`] defaults to one commit after another),
+///   and stored projections: a backend that derives them from the events
+///   has nothing for [`ProjectionStore::replace_projection`] to replace, and
+///   [`ProjectionStore::replace_projection_if_current`] then only answers
+///   whether the summary is still current.
 pub trait Backend: EventStore + ProjectionStore + SubscriptionStore {}
 
 impl<T: EventStore + ProjectionStore + SubscriptionStore> Backend for T {}

@@ -40,18 +40,36 @@ pub struct Capabilities {
     /// latest. Without them a promotion loads by replaying its whole stream,
     /// and the suite checks that `load_snapshot` answers `None` throughout.
     pub snapshots: bool,
+    /// The projections are rows of their own, written with the events, so
+    /// [`ProjectionStore::replace_projection`](seckill_app::ProjectionStore::replace_projection)
+    /// overwrites them and a repair tool can roll them back. Without it they
+    /// are derived from the events when read: there is nothing to replace,
+    /// nothing can lag behind the stream, and the suite checks that
+    /// `replace_projection` changes nothing a reader sees.
+    pub stored_projections: bool,
 }
 
 impl Capabilities {
     /// Every optional part: what the in-memory and PostgreSQL backends keep.
     pub const fn all() -> Self {
-        Self { snapshots: true }
+        Self {
+            snapshots: true,
+            stored_projections: true,
+        }
     }
 
     /// These capabilities with snapshots kept or not.
     #[must_use]
     pub const fn with_snapshots(mut self, snapshots: bool) -> Self {
         self.snapshots = snapshots;
+        self
+    }
+
+    /// These capabilities with projections stored, or derived from the
+    /// events when read.
+    #[must_use]
+    pub const fn with_stored_projections(mut self, stored: bool) -> Self {
+        self.stored_projections = stored;
         self
     }
 }

@@ -147,7 +147,12 @@ pub async fn a_stale_rebuild_never_erases_newer_coupons(fixture: impl Fixture) {
 
 /// A projection behind its stream (written by another tool, or added later)
 /// catches up from the events, and one that is current is left alone.
+///
+/// A backend that derives its projections from the events
+/// ([`Capabilities`](crate::Capabilities)) has none to roll back: replacing
+/// one must change nothing a reader sees, and nothing is left to repair.
 pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture) {
+    let stored = fixture.capabilities().stored_projections;
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
     let behind = seckill.create_promotion(terms(10)).await.unwrap().id();
@@ -174,13 +179,25 @@ pub async fn lagging_projections_catch_up_from_the_events(fixture: impl Fixture)
         .cloned()
         .collect();
     store.replace_projection(&stale, &first).await.unwrap();
-    assert_eq!(
-        seckill.coupons_of(&customer("c3")).await.unwrap().len(),
-        1,
-        "only `current`'s coupon is projected"
-    );
-
-    assert_eq!(seckill.catch_up_projections().await.unwrap(), 1);
+    if stored {
+        assert_eq!(
+            seckill.coupons_of(&customer("c3")).await.unwrap().len(),
+            1,
+            "only `current`'s coupon is projected"
+        );
+        assert_eq!(seckill.catch_up_projections().await.unwrap(), 1);
+    } else {
+        assert_eq!(
+            store
+                .promotion(behind)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_sequence,
+            5,
+            "a derived summary follows the events, whatever was replaced"
+        );
+    }
     assert_eq!(seckill.coupons_of(&customer("c3")).await.unwrap().len(), 2);
     assert_eq!(assert_consistent(&store, behind).await.len(), 4);
     assert_eq!(assert_consistent(&store, current).await.len(), 4);
