@@ -74,7 +74,7 @@ async fn main() {
 
     let seconds = Duration::from_secs_f64(args.seconds);
     let busy = seckill
-        .create_promotion(terms(100_000_000))
+        .create_promotion(terms(10_000_000))
         .await
         .expect("create")
         .id();

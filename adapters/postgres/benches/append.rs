@@ -128,7 +128,7 @@ async fn ceiling(
     let rounds = (150_000.0 * seconds.as_secs_f64() / batch as f64).ceil() as usize;
     let mut tasks = Vec::new();
     for stream in 0..streams {
-        let mut writer = Writer::create(store, 100_000_000).await;
+        let mut writer = Writer::create(store, 10_000_000).await;
         let commits: Vec<_> = (0..rounds)
             .map(|round| writer.commit(writer.grabs(&format!("s{stream}-r{round}-c"), batch)))
             .collect();
