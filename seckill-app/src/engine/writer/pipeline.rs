@@ -30,6 +30,14 @@ use crate::error::{SecKillError, StoreError};
 use crate::port::Commit;
 use crate::projection::PromotionSummary;
 
+/// How often, at most, a writer takes what queued while its commit is in
+/// flight. Waking for every arrival (a hot promotion's callers arrive one by
+/// one) cost more CPU than deciding ahead saved: measured at 1,024 callers,
+/// 0.5–0.85× the rate of not deciding ahead in memory and no gain on
+/// PostgreSQL. Taking what a millisecond gathered wakes the writer a few
+/// times per commit instead of hundreds.
+const INTAKE_EVERY: Duration = Duration::from_millis(1);
+
 /// Requests decided on the writer's state, not yet sent.
 #[derive(Default)]
 struct Batch {
@@ -79,6 +87,9 @@ impl Writer {
             let Some(mut flight) = self.send(std::mem::take(&mut batch)).await? else {
                 return Ok(());
             };
+            // When the writer may next take what queued, while this commit
+            // is in flight.
+            let mut intake = tokio::time::Instant::from_std(flight.started) + INTAKE_EVERY;
             let answer = loop {
                 let room = self
                     .shared
@@ -87,14 +98,18 @@ impl Writer {
                     .saturating_sub(batch.requests.len());
                 let woken = if self.shared.config.decide_ahead && open && room > 0 {
                     let mut arrived = Vec::new();
+                    let requests = &mut self.requests;
                     tokio::select! {
                         // Biased: the answer ends the wait at once, exactly
                         // as if nothing were decided ahead.
                         biased;
                         answer = &mut flight.answer => Woken::Answered(answer),
-                        // recv_many is cancel-safe: a request is either in
-                        // `arrived` or still queued.
-                        n = self.requests.recv_many(&mut arrived, room) => match n {
+                        // Both cancel-safe: a request is either in `arrived`
+                        // or still queued.
+                        n = async {
+                            tokio::time::sleep_until(intake).await;
+                            requests.recv_many(&mut arrived, room).await
+                        } => match n {
                             0 => Woken::Closed,
                             _ => Woken::Arrived(arrived),
                         },
@@ -106,6 +121,7 @@ impl Writer {
                     Woken::Answered(answer) => break answer,
                     Woken::Closed => open = false,
                     Woken::Arrived(arrived) => {
+                        intake = tokio::time::Instant::now() + INTAKE_EVERY;
                         if batch.requests.is_empty() && self.snapshot_due(&flight.commit) {
                             flight.snapshot = Some(self.state.clone());
                         }
