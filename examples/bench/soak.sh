@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The soak of docs/benchmarks.md ("Soak"): the SecKill server on PostgreSQL
+# at full rate over HTTP for 60 s, as six back-to-back 10 s wrk runs at 256
+# connections on one promotion of 10,000,000 coupons, every grab by a fresh
+# customer. After each 10 s: grabs/s, p50/p99 and the server's RSS, so a
+# rate that sags, a tail that grows or memory that climbs faster than the
+# holder set shows.
+#
+#   apt-get install -y wrk        # if missing
+#   examples/bench/soak.sh        # SLICES=6 SLICE=10s CONNECTIONS=256 by default
+#
+# A fresh database on the server at DATABASE_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres), dropped at the end. Loopback.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+: "${CARGO_TARGET_DIR:=target}"
+BIN="$CARGO_TARGET_DIR/release"
+SLICES="${SLICES:-6}"
+SLICE="${SLICE:-10s}"
+CONNECTIONS="${CONNECTIONS:-256}"
+PG_SERVER_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SERVER=http://127.0.0.1:3002
+database="seckill_soak_bench_$$"
+
+cargo build --release -q -p seckill-examples --bin seckill-server
+psql "$PG_SERVER_URL" -qc "CREATE DATABASE $database"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  psql "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+}
+trap cleanup EXIT
+ADMIN_TOKEN="bench-admin-token-$$"
+# One wrk client grabs from one address: no rate limit (docs/security.md).
+"$BIN/seckill-server" --bind 127.0.0.1:3002 --log warn --admin-token "$ADMIN_TOKEN" --rate-limit off \
+  --database-url "${PG_SERVER_URL%/*}/$database" &
+pid=$!
+for _ in $(seq 1 100); do curl -sf "$SERVER/healthz" >/dev/null && break; sleep 0.1; done
+
+promotion=$(curl -sf -XPOST "$SERVER/admin/promotions/" -H 'content-type: application/json' \
+  -H "authorization: Bearer $ADMIN_TOKEN" \
+  -d "{\"numberOfCoupons\":10000000,\"discount\":0.5,\"publishTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"name\":\"soak\"}" |
+  sed -E 's/.*"promotionId":"([^"]+)".*/\1/')
+rss() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status"; }
+committed() { curl -sf "$SERVER/metrics" | awk '/^seckill_committed_commands_total/ { print $2 }'; }
+
+echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed |"
+echo "|---:|---:|---:|---:|---:|---:|"
+echo "| 0 | | | | $(rss) | 0 |"
+for slice in $(seq 1 "$SLICES"); do
+  out=$(PROMOTION=$promotion CUSTOMER_PREFIX="s$slice" \
+    wrk -t2 -c"$CONNECTIONS" -d"$SLICE" --latency -s examples/bench/grab.lua "$SERVER")
+  rate=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
+  # wrk prints latencies with their unit (us, ms, s): in milliseconds.
+  ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.1f", v }' <<<"$out"; }
+  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) |"
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then grep -E 'Non-2xx|Socket errors|status' <<<"$out" | sed 's/^/  /'; fi
+done
