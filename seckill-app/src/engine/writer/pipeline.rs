@@ -31,11 +31,10 @@ use crate::port::Commit;
 use crate::projection::PromotionSummary;
 
 /// How often, at most, a writer takes what queued while its commit is in
-/// flight. Waking for every arrival (a hot promotion's callers arrive one by
-/// one) cost more CPU than deciding ahead saved: measured at 1,024 callers,
-/// 0.5–0.85× the rate of not deciding ahead in memory and no gain on
-/// PostgreSQL. Taking what a millisecond gathered wakes the writer a few
-/// times per commit instead of hundreds.
+/// flight. A hot promotion's callers arrive one by one: waking for each
+/// would wake the writer hundreds of times per commit to decide one grab
+/// each, on cores the store needs too. Taking what a millisecond gathered
+/// wakes it a few times per commit (docs/benchmarks.md, "deciding ahead").
 const INTAKE_EVERY: Duration = Duration::from_millis(1);
 
 /// Requests decided on the writer's state, not yet sent.
