@@ -47,6 +47,10 @@ struct Args {
     /// group commit), storm, and (PostgreSQL only) cold1m.
     #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "hot1024-serial", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
+    /// `EngineConfig::max_commit_group` for the grouped workloads (spread,
+    /// active10k): most promotions' commits in one group.
+    #[arg(long, default_value_t = EngineConfig::default().max_commit_group)]
+    max_commit_group: usize,
     /// Most grabs one workload attempts.
     #[arg(long, default_value_t = 1_000_000)]
     budget: u64,
@@ -320,7 +324,7 @@ where
     // `spread-alone` is `spread` with group commit across promotions off:
     // its baseline, in the same run.
     for (workload, max_commit_group, label) in [
-        ("spread", EngineConfig::default().max_commit_group, ""),
+        ("spread", args.max_commit_group, ""),
         ("spread-alone", 1, ", each promotion appends alone"),
     ] {
         if !wanted(workload) {
@@ -347,7 +351,7 @@ where
     }
     // `active10k-alone`: the same without group commit across promotions.
     for (workload, max_commit_group, label) in [
-        ("active10k", EngineConfig::default().max_commit_group, ""),
+        ("active10k", args.max_commit_group, ""),
         ("active10k-alone", 1, ", each promotion appends alone"),
     ] {
         if !wanted(workload) {

@@ -48,8 +48,10 @@ pub struct EngineConfig {
     /// that groups commits ([`groups_commits`](crate::EventStore::groups_commits)),
     /// writers hand their batches to a committer shared by the engine, which
     /// appends whatever is waiting as one group; on any other store, or with
-    /// 1, each writer appends alone. Default 128; between 1 and 65,536 (the committer reserves room
-    /// for a whole group each round).
+    /// 1, each writer appends alone. Default 1,024 (with 10,000 sales at
+    /// once, one grab each a commit, 1,024 ran 1.13× the rate of 128 on
+    /// PostgreSQL; 100 sales never fill either); between 1 and 65,536 (the
+    /// committer reserves room for a whole group each round).
     pub max_commit_group: usize,
     /// Whether a writer decides the requests that arrive while its commit is
     /// in flight (on the state that includes that commit's events), so the
@@ -118,7 +120,7 @@ impl Default for EngineConfig {
         Self {
             queue_capacity: 65_536,
             max_batch: 4_096,
-            max_commit_group: 128,
+            max_commit_group: 1_024,
             decide_ahead: true,
             idle_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(5),
