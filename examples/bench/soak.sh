@@ -2,9 +2,11 @@
 # The soak of docs/benchmarks.md ("Soak"): the SecKill server on PostgreSQL
 # at full rate over HTTP for 60 s, as six back-to-back 10 s wrk runs at 256
 # connections on one promotion of 10,000,000 coupons, every grab by a fresh
-# customer. After each 10 s: grabs/s, p50/p99 and the server's RSS, so a
-# rate that sags, a tail that grows or memory that climbs faster than the
-# holder set shows.
+# customer. After each 10 s: grabs/s, p50/p99, the server's RSS and
+# PostgreSQL's checkpoints so far, so a rate that sags, a tail that grows or
+# memory that climbs faster than the holder set shows, and whether a
+# checkpoint fell in the slice. SECKILL_SNAPSHOT_AFTER=0 in the environment
+# turns the server's snapshots off.
 #
 #   apt-get install -y wrk        # if missing
 #   examples/bench/soak.sh        # SLICES=6 SLICE=10s CONNECTIONS=256 by default
@@ -45,16 +47,31 @@ promotion=$(curl -sf -XPOST "$SERVER/admin/promotions/" -H 'content-type: applic
   sed -E 's/.*"promotionId":"([^"]+)".*/\1/')
 rss() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status"; }
 committed() { curl -sf "$SERVER/metrics" | awk '/^seckill_committed_commands_total/ { print $2 }'; }
+# PostgreSQL's checkpoints so far (server-wide): a slice with one flushes
+# the dirty buffers and then writes full pages into the WAL for a while.
+checkpoints() { psql "$PG_SERVER_URL" -Atc "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
 
-echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed |"
-echo "|---:|---:|---:|---:|---:|---:|"
-echo "| 0 | | | | $(rss) | 0 |"
+echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed | PostgreSQL checkpoints |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+started_checkpoints=$(checkpoints)
+soak_started=$(date +%s)
+echo "| 0 | | | | $(rss) | 0 | 0 |"
 for slice in $(seq 1 "$SLICES"); do
   out=$(PROMOTION=$promotion CUSTOMER_PREFIX="s$slice" \
     wrk -t2 -c"$CONNECTIONS" -d"$SLICE" --latency -s examples/bench/grab.lua "$SERVER")
   rate=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
   # wrk prints latencies with their unit (us, ms, s): in milliseconds.
   ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.1f", v }' <<<"$out"; }
-  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) |"
+  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) | $(($(checkpoints) - started_checkpoints)) |"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then grep -E 'Non-2xx|Socket errors|status' <<<"$out" | sed 's/^/  /'; fi
 done
+# When PostgreSQL's background work ran, against the slices: autovacuum and
+# autoanalyze of our tables, in seconds since the first slice started.
+echo
+psql "${PG_SERVER_URL%/*}/$database" -Atc "SET search_path = seckill;
+  SELECT relname || ': autovacuum at ' ||
+         coalesce(round(extract(epoch FROM last_autovacuum - to_timestamp($soak_started)))::text, '-') ||
+         ' s (' || autovacuum_count || ' runs), autoanalyze at ' ||
+         coalesce(round(extract(epoch FROM last_autoanalyze - to_timestamp($soak_started)))::text, '-') ||
+         ' s (' || autoanalyze_count || ' runs)'
+  FROM pg_stat_user_tables WHERE relname IN ('events', 'coupons', 'promotion_summaries') ORDER BY relname"
