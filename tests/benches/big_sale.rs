@@ -36,8 +36,9 @@ use seckill_domain::{
 use seckill_tests::postgres::PgFixture;
 use seckill_tests::Fixture;
 
+// jemalloc, as the server (and the grab bench: see why there).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Big-sale benchmark.
 #[derive(Debug, Parser)]

@@ -26,10 +26,14 @@ use seckill_domain::{
 use seckill_memory::MemoryStore;
 use seckill_tests::postgres::PgFixture;
 
-// mimalloc, as a production service would: the grab path allocates small
-// objects on one thread and frees them on another, where glibc's malloc is slow.
+// jemalloc, as the server: the grab path allocates small objects on one
+// thread and frees them on another, where glibc's malloc is slow. Not
+// mimalloc: with its default purge delay (10 ms) it handed freed pages back
+// to the kernel and faulted them in again, zeroed, so the same in-memory
+// workload ran at 0.47-0.70x its rate with purging off, in most runs
+// (docs/benchmarks.md, "deciding ahead").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Grab-path benchmark.
 #[derive(Debug, Parser)]

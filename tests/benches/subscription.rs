@@ -40,8 +40,9 @@ use seckill_tests::postgres::PgFixture;
 use seckill_tests::suite::service_with;
 use sqlx::PgConnection;
 
+// jemalloc, as the server (and the grab bench: see why there).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Subscription benchmark.
 #[derive(Debug, Parser)]
