@@ -86,48 +86,9 @@ impl Writer {
             let Some(mut flight) = self.send(std::mem::take(&mut batch)).await? else {
                 return Ok(());
             };
-            // When the writer may next take what queued, while this commit
-            // is in flight.
-            let mut intake = tokio::time::Instant::from_std(flight.started) + INTAKE_EVERY;
-            let answer = loop {
-                let room = self
-                    .shared
-                    .config
-                    .max_batch
-                    .saturating_sub(batch.requests.len());
-                let woken = if self.shared.config.decide_ahead && open && room > 0 {
-                    let mut arrived = Vec::new();
-                    let requests = &mut self.requests;
-                    tokio::select! {
-                        // Biased: the answer ends the wait at once, exactly
-                        // as if nothing were decided ahead.
-                        biased;
-                        answer = &mut flight.answer => Woken::Answered(answer),
-                        // Both cancel-safe: a request is either in `arrived`
-                        // or still queued.
-                        n = async {
-                            tokio::time::sleep_until(intake).await;
-                            requests.recv_many(&mut arrived, room).await
-                        } => match n {
-                            0 => Woken::Closed,
-                            _ => Woken::Arrived(arrived),
-                        },
-                    }
-                } else {
-                    Woken::Answered((&mut flight.answer).await)
-                };
-                match woken {
-                    Woken::Answered(answer) => break answer,
-                    Woken::Closed => open = false,
-                    Woken::Arrived(arrived) => {
-                        intake = tokio::time::Instant::now() + INTAKE_EVERY;
-                        if batch.requests.is_empty() && self.snapshot_due(&flight.commit) {
-                            flight.snapshot = Some(self.state.clone());
-                        }
-                        self.decide(&mut batch, arrived).await;
-                    }
-                }
-            };
+            let answer = self
+                .wait_deciding_ahead(&mut flight, &mut batch, &mut open)
+                .await;
             let metrics = &self.shared.metrics;
             metrics
                 .commit_duration
@@ -205,6 +166,58 @@ impl Writer {
                     }
                     conflicts = 0;
                     self.decide(&mut batch, requests).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for `flight`'s answer; meanwhile (with `decide_ahead`) takes
+    /// what queues, at most once every [`INTAKE_EVERY`] and up to
+    /// `max_batch` in all, and decides it into `batch` on the state that
+    /// includes the flight. `open` turns false once the queue is closed.
+    async fn wait_deciding_ahead(
+        &mut self,
+        flight: &mut Flight,
+        batch: &mut Batch,
+        open: &mut bool,
+    ) -> Result<(), StoreError> {
+        let mut intake = tokio::time::Instant::from_std(flight.started) + INTAKE_EVERY;
+        loop {
+            let room = self
+                .shared
+                .config
+                .max_batch
+                .saturating_sub(batch.requests.len());
+            let woken = if self.shared.config.decide_ahead && *open && room > 0 {
+                let mut arrived = Vec::new();
+                let requests = &mut self.requests;
+                tokio::select! {
+                    // Biased: the answer ends the wait at once, exactly as
+                    // if nothing were decided ahead.
+                    biased;
+                    answer = &mut flight.answer => Woken::Answered(answer),
+                    // Both cancel-safe: a request is either in `arrived` or
+                    // still queued.
+                    n = async {
+                        tokio::time::sleep_until(intake).await;
+                        requests.recv_many(&mut arrived, room).await
+                    } => match n {
+                        0 => Woken::Closed,
+                        _ => Woken::Arrived(arrived),
+                    },
+                }
+            } else {
+                Woken::Answered((&mut flight.answer).await)
+            };
+            match woken {
+                Woken::Answered(answer) => return answer,
+                Woken::Closed => *open = false,
+                Woken::Arrived(arrived) => {
+                    intake = tokio::time::Instant::now() + INTAKE_EVERY;
+                    if batch.requests.is_empty() && self.snapshot_due(&flight.commit) {
+                        flight.snapshot = Some(self.state.clone());
+                    }
+                    self.decide(batch, arrived).await;
                 }
             }
         }
