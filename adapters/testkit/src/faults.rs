@@ -29,6 +29,10 @@ pub struct FaultPlan {
     /// even after the caller stopped waiting (a commit that lands after its
     /// timeout).
     pub land_late_every: u64,
+    /// How long every append takes before it reaches the store: a slow
+    /// database, so that requests queue behind a commit in flight. Zero by
+    /// default.
+    pub latency: std::time::Duration,
 }
 
 /// How many faults were injected.
@@ -134,6 +138,9 @@ impl EventStore for FaultyStore {
         }
         // The sender lives in `self`, so this cannot fail while we wait.
         let _ = paused.wait_for(|p| !*p).await;
+        if !self.plan.latency.is_zero() {
+            tokio::time::sleep(self.plan.latency).await;
+        }
         // Creating the promotion always works, so every test has something to grab from.
         let creating = commit.expected_sequence == 0;
         if !creating && hits(n, self.plan.conflict_every) {

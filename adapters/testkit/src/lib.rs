@@ -39,7 +39,7 @@
 //!   [`assert_consistent`](suite::assert_consistent), which every test
 //!   ends with.
 //! * `faults`  – [`FaultyStore`], a wrapper over any backend that fails,
-//!   conflicts or loses the answer on chosen commits.
+//!   conflicts or loses the answer on chosen commits, or is slow.
 //! * `doomed`  – [`Doomed`](doomed::Doomed): a runtime of its own for work a
 //!   test kills mid-flight, as kill -9 would.
 
