@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-pub use seckill_testkit::{Capabilities, Fixture, InProcess};
+pub use seckill_testkit::{Fixture, InProcess};
 
 use seckill_memory::MemoryStore;
 

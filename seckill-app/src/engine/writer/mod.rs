@@ -115,26 +115,29 @@ impl Writer {
         }
     }
 
-    /// Whether a snapshot falls due once `commit` lands: the events since
-    /// the last one reach `max(snapshot_after, its sequence)`, so the gap
-    /// doubles with the stream and the copying stays linear in it.
+    /// Whether a snapshot falls due once `commit` lands.
     fn snapshot_due(&self, commit: &Commit) -> bool {
+        self.snapshot_due_at(self.sequence + commit.events.len() as u64)
+    }
+
+    /// Whether a snapshot falls due at `sequence`: the events since the last
+    /// one reach `max(snapshot_after, its sequence)`, so the gap doubles with
+    /// the stream and the copying stays linear in it.
+    fn snapshot_due_at(&self, sequence: u64) -> bool {
         let every = self.shared.config.snapshot_after;
-        let since = self.sequence + commit.events.len() as u64 - self.snapshot_sequence;
+        let since = sequence - self.snapshot_sequence;
         every != 0 && since >= every.max(self.snapshot_sequence)
     }
 
     /// Saves a snapshot of the committed state (`copied`, or a copy of the
-    /// writer's state when it holds nothing uncommitted) in the background, once enough events have piled up since the last one
-    /// (the rule of [`snapshot_due`](Self::snapshot_due), at the current
-    /// sequence). The copy is taken here, between commits; the write happens
+    /// writer's state when it holds nothing uncommitted) in the background,
+    /// if one is due at the current sequence
+    /// ([`snapshot_due_at`](Self::snapshot_due_at)). The copy is taken here, between commits; the write happens
     /// on its own task so the writer goes on deciding. The copy is cheap at
     /// any size: it shares the holder set's full chunks and index tables
     /// (docs/adr/0013-compact-holder-set.md).
     fn maybe_snapshot(&mut self, copied: Option<Promotion>) {
-        let every = self.shared.config.snapshot_after;
-        let since = self.sequence - self.snapshot_sequence;
-        if every == 0 || since < every.max(self.snapshot_sequence) {
+        if !self.snapshot_due_at(self.sequence) {
             return;
         }
         self.snapshot_sequence = self.sequence;
