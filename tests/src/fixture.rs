@@ -7,10 +7,19 @@ use std::future::Future;
 pub use seckill_testkit::{Fixture, InProcess};
 
 use seckill_memory::MemoryStore;
+use seckill_testkit::Capabilities;
 
 /// The in-memory backend. "Reopening" shares the same store, which is what a
-/// second application instance in the same process would do.
+/// second application instance in the same process would do. Make one with
+/// [`memory_fixture`], which declares what the store keeps.
 pub type MemoryFixture = InProcess<MemoryStore>;
+
+/// A fresh in-memory store's fixture: snapshots kept, projections derived
+/// from the events (the store has no rows of its own to replace).
+pub fn memory_fixture() -> MemoryFixture {
+    InProcess::new(MemoryStore::new())
+        .with_capabilities(Capabilities::all().with_stored_projections(false))
+}
 
 /// Runs a fixture's clean-up from its `Drop`, and waits for it. Drop runs
 /// inside the test's runtime, which cannot be blocked on; a thread with its

@@ -1,7 +1,7 @@
 //! Shared pieces of the cross-crate tests.
 //!
 //! # Layout
-//! * `fixture` – [`MemoryFixture`], and the clean-up the other fixtures share.
+//! * `fixture` – [`MemoryFixture`] ([`memory_fixture`]), and the clean-up the other fixtures share.
 //!   The [`Fixture`] trait, the behaviour suite (`suite`), [`FaultyStore`]
 //!   and `doomed` come from seckill-testkit, the conformance suite every
 //!   backend runs (`seckill_testkit::conformance!`), re-exported here.
@@ -25,7 +25,7 @@ pub mod http;
 pub mod nats;
 pub mod postgres;
 
-pub use fixture::{Fixture, MemoryFixture};
+pub use fixture::{memory_fixture, Fixture, MemoryFixture};
 pub use seckill_testkit::{doomed, faults, suite, FaultyStore};
 
 /// Runs every test of the HTTP suite against one backend:

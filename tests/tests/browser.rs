@@ -22,7 +22,7 @@ use chrono::{Duration as TimeDelta, Utc};
 use fantoccini::{Client, ClientBuilder, Locator};
 use seckill_examples::server::PromotionDto;
 use seckill_tests::http::{promotion_request, TestServer, ADMIN_TOKEN};
-use seckill_tests::MemoryFixture;
+use seckill_tests::memory_fixture;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -166,7 +166,7 @@ struct LivePage {
 impl LivePage {
     async fn start() -> Self {
         let driver = Driver::start();
-        let server = TestServer::start(&MemoryFixture::default()).await;
+        let server = TestServer::start(&memory_fixture()).await;
         let browser = driver.browser().await;
         Self {
             browser,

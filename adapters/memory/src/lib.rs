@@ -2,9 +2,16 @@
 //!
 //! It keeps the same promises as the PostgreSQL adapter, minus durability
 //! across restarts: an append whose expected sequence is stale fails with
-//! [`StoreError::Conflict`] and writes nothing, and events and projections
-//! change together or not at all. Unlike cqrs-es's `MemStore` it is meant for
-//! real use: it is quiet, and safe to call from many tasks at once.
+//! [`StoreError::Conflict`] and writes nothing, and a commit's events and
+//! summary land together or not at all. Unlike cqrs-es's `MemStore` it is
+//! meant for real use: it is quiet, and safe to call from many tasks at once.
+//!
+//! Its projections are derived from the events: a customer's coupons are
+//! read from the events that granted them, through an index of 8-byte
+//! references, so each coupon is held once (in its event) and the query can
+//! never disagree with the stream. There is nothing to rebuild or repair:
+//! [`ProjectionStore::replace_projection`] changes nothing, as the port allows
+//! a backend that derives its projections.
 //!
 //! It lives in one process, so it has no replicas: there is no `Ownership`
 //! for it, and one `SecKill` per store is the way to use it (several on one
@@ -15,8 +22,11 @@
 //!   lock so each commit is atomic.
 //! * `segments`   – [`Segments`](segments::Segments), the append-only storage
 //!   of the streams and the global log: growing never copies them.
+//! * `coupons`    – [`CouponIndex`](coupons::CouponIndex), which events
+//!   granted each customer's coupons.
 //! * `subscriptions` – the leases and checkpoints of durable subscriptions.
 
+mod coupons;
 mod segments;
 mod subscriptions;
 
@@ -30,6 +40,7 @@ use seckill_app::{
 };
 use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
 
+use coupons::{CouponIndex, EventRef};
 use segments::Segments;
 
 /// Event streams, snapshots and projections held in memory.
@@ -43,71 +54,58 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    streams: HashMap<PromotionId, Segments<PromotionEvent>>,
-    /// The global order: `(promotion, sequence)` of every event, appended
-    /// under the same lock as the streams, so position order is commit
-    /// order and a reader can never find a hole behind it.
-    log: Segments<(PromotionId, u64)>,
+    /// Every stream, at the index [`Inner::ids`] gives its promotion: the
+    /// log and the coupon index name an event by that index and its place.
+    streams: Vec<Stream>,
+    ids: HashMap<PromotionId, u32, RandomState>,
+    /// The global order: where every event is, appended under the same lock
+    /// as the streams, so position order is commit order and a reader can
+    /// never find a hole behind it.
+    log: Segments<EventRef>,
     // Arc: a snapshot of a big promotion is a big copy; it is made and freed
     // outside the lock, which then only moves a pointer.
     snapshots: HashMap<PromotionId, Arc<Snapshot>>,
+    /// The summary each promotion's last commit carried.
     summaries: BTreeMap<PromotionId, PromotionSummary>,
-    coupons: CouponsByCustomer,
+    coupons: CouponIndex,
 }
 
-/// Every customer's coupons, in [`SHARDS`] maps chosen by the customer's
-/// hash. One map of millions of holders rehashes all of them at once when
-/// it fills, under the store's lock; a shard rehashes a 64th. Measured on a
-/// hot sale at 1,024 callers: p99.9 12–34 ms in 8 runs, against 53–260 ms
-/// with one map (docs/benchmarks.md).
+/// One promotion's events, in order.
 #[derive(Debug)]
-struct CouponsByCustomer {
-    shards: Vec<HashMap<CustomerId, Vec<Coupon>, RandomState>>,
-    // Its own seed, apart from the maps': keys that share a shard must not
-    // also share the bits the map places them by.
-    shard_of: RandomState,
+struct Stream {
+    promotion_id: PromotionId,
+    events: Segments<PromotionEvent>,
 }
 
-/// Maps the coupons are spread over.
-const SHARDS: usize = 64;
+impl Inner {
+    fn stream(&self, promotion_id: PromotionId) -> Option<&Stream> {
+        let index = *self.ids.get(&promotion_id)?;
+        self.streams.get(index as usize)
+    }
 
-impl Default for CouponsByCustomer {
-    fn default() -> Self {
-        Self {
-            // foldhash: fast on short ids, seeded per process against chosen
-            // collisions.
-            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
-            shard_of: RandomState::default(),
+    fn head(&self, promotion_id: PromotionId) -> u64 {
+        self.stream(promotion_id)
+            .map_or(0, |stream| stream.events.len() as u64)
+    }
+
+    fn event(&self, at: EventRef) -> Option<(&Stream, &PromotionEvent)> {
+        let stream = self.streams.get(at.stream as usize)?;
+        Some((stream, stream.events.get(at.at as usize)?))
+    }
+
+    /// The index of `promotion_id`'s stream, made empty if it has none.
+    fn stream_index(&mut self, promotion_id: PromotionId) -> Result<u32, StoreError> {
+        if let Some(&index) = self.ids.get(&promotion_id) {
+            return Ok(index);
         }
-    }
-}
-
-impl CouponsByCustomer {
-    fn shard(&self, customer: &CustomerId) -> usize {
-        use std::hash::BuildHasher;
-        (self.shard_of.hash_one(customer) % SHARDS as u64) as usize
-    }
-
-    fn of(&self, customer: &CustomerId) -> Option<&Vec<Coupon>> {
-        self.shards[self.shard(customer)].get(customer)
-    }
-
-    fn add(&mut self, coupon: &Coupon) {
-        let shard = self.shard(&coupon.customer_id);
-        self.shards[shard]
-            .entry(coupon.customer_id.clone())
-            .or_default()
-            .push(coupon.clone());
-    }
-
-    /// Drops every coupon of `promotion_id`.
-    fn remove_promotion(&mut self, promotion_id: PromotionId) {
-        for shard in &mut self.shards {
-            shard.retain(|_, held| {
-                held.retain(|c| c.promotion_id != promotion_id);
-                !held.is_empty()
-            });
-        }
+        let index = u32::try_from(self.streams.len())
+            .map_err(|_| StoreError::backend("the memory store holds 2^32 promotions already"))?;
+        self.streams.push(Stream {
+            promotion_id,
+            events: Segments::default(),
+        });
+        self.ids.insert(promotion_id, index);
+        Ok(index)
     }
 }
 
@@ -125,10 +123,7 @@ impl MemoryStore {
 
     /// How many events the store holds for one promotion.
     pub fn stream_len(&self, promotion_id: PromotionId) -> usize {
-        self.lock()
-            .streams
-            .get(&promotion_id)
-            .map_or(0, Segments::len)
+        self.lock().head(promotion_id) as usize
     }
 }
 
@@ -140,31 +135,38 @@ impl EventStore for MemoryStore {
         after: u64,
     ) -> Result<Vec<PromotionEvent>, StoreError> {
         let inner = self.lock();
-        let Some(stream) = inner.streams.get(&promotion_id) else {
+        let Some(stream) = inner.stream(promotion_id) else {
             return Ok(Vec::new());
         };
         let skip = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(stream.iter_from(skip).cloned().collect())
+        Ok(stream.events.iter_from(skip).cloned().collect())
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let stream = inner.streams.entry(commit.promotion_id).or_default();
-        if stream.len() as u64 != commit.expected_sequence {
+        if inner.head(commit.promotion_id) != commit.expected_sequence {
             return Err(StoreError::Conflict {
                 promotion_id: commit.promotion_id,
                 expected: commit.expected_sequence,
             });
         }
-        let first = stream.len() as u64 + 1;
-        stream.extend(commit.events.iter().cloned());
-        let sequences = first..first + commit.events.len() as u64;
-        inner
-            .log
-            .extend(sequences.map(|sequence| (commit.promotion_id, sequence)));
-        for coupon in commit.coupons() {
-            inner.coupons.add(coupon);
+        // Every event's place must fit the 32 bits the log names it by.
+        let first = u32::try_from(commit.expected_sequence)
+            .ok()
+            .filter(|first| first.checked_add(commit.events.len() as u32).is_some())
+            .ok_or_else(|| {
+                StoreError::backend("a stream of the memory store holds at most 2^32 events")
+            })?;
+        let index = inner.stream_index(commit.promotion_id)?;
+        let stream = &mut inner.streams[index as usize].events;
+        for (at, event) in (first..).zip(&commit.events) {
+            let at = EventRef { stream: index, at };
+            if let PromotionEvent::CouponGrabbed { coupon, .. } = event {
+                inner.coupons.add(&coupon.customer_id, at);
+            }
+            stream.push(event.clone());
+            inner.log.push(at);
         }
         inner
             .summaries
@@ -208,18 +210,16 @@ impl EventStore for MemoryStore {
         let start = usize::try_from(after).unwrap_or(usize::MAX);
         let entries = (start..).zip(inner.log.iter_from(start)).take(limit);
         entries
-            .map(|(index, &(promotion_id, sequence))| {
+            .map(|(index, &at)| {
                 // Every log entry was pushed with its stream's event.
-                let event = usize::try_from(sequence)
-                    .ok()
-                    .and_then(|sequence| sequence.checked_sub(1))
-                    .and_then(|at| inner.streams.get(&promotion_id)?.get(at).cloned())
+                let (stream, event) = inner
+                    .event(at)
                     .ok_or_else(|| StoreError::backend("the global log names a missing event"))?;
                 Ok(PositionedEvent {
                     position: index as u64 + 1,
-                    promotion_id,
-                    sequence,
-                    event,
+                    promotion_id: stream.promotion_id,
+                    sequence: u64::from(at.at) + 1,
+                    event: event.clone(),
                 })
             })
             .collect()
@@ -230,7 +230,7 @@ impl EventStore for MemoryStore {
     }
 
     async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
-        let mut ids: Vec<_> = self.lock().streams.keys().copied().collect();
+        let mut ids: Vec<_> = self.lock().ids.keys().copied().collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -239,12 +239,19 @@ impl EventStore for MemoryStore {
 #[async_trait]
 impl ProjectionStore for MemoryStore {
     async fn coupons_of(&self, customer: &CustomerId) -> Result<Vec<Coupon>, StoreError> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        inner
             .coupons
             .of(customer)
-            .cloned()
-            .unwrap_or_default())
+            .iter()
+            .map(|&at| match inner.event(at) {
+                Some((_, PromotionEvent::CouponGrabbed { coupon, .. })) => Ok(coupon.clone()),
+                // The index is written with the events it names, under one lock.
+                _ => Err(StoreError::backend(
+                    "the coupon index names an event that grants no coupon",
+                )),
+            })
+            .collect()
     }
 
     async fn promotion(
@@ -264,45 +271,23 @@ impl ProjectionStore for MemoryStore {
             .collect())
     }
 
+    /// Changes nothing: the projections are derived from the events, which
+    /// are all this store keeps of a promotion.
     async fn replace_projection(
         &self,
-        summary: &PromotionSummary,
-        coupons: &[Coupon],
+        _summary: &PromotionSummary,
+        _coupons: &[Coupon],
     ) -> Result<(), StoreError> {
-        self.lock().replace(summary, coupons);
         Ok(())
     }
 
+    /// Replaces nothing (the projections are the events'); answers whether
+    /// the stream is still where `summary` was read.
     async fn replace_projection_if_current(
         &self,
         summary: &PromotionSummary,
-        coupons: &[Coupon],
+        _coupons: &[Coupon],
     ) -> Result<bool, StoreError> {
-        // Checked and written under one lock, so no append lands between.
-        let mut inner = self.lock();
-        let head = inner
-            .streams
-            .get(&summary.promotion_id)
-            .map_or(0, Segments::len) as u64;
-        if head > summary.last_sequence {
-            // An append landed after the events were read: its coupons are
-            // projected already, and replacing would erase them.
-            return Ok(false);
-        }
-        inner.replace(summary, coupons);
-        Ok(true)
-    }
-}
-
-impl Inner {
-    /// Replaces one promotion's coupons and summary.
-    fn replace(&mut self, summary: &PromotionSummary, coupons: &[Coupon]) {
-        let inner = self;
-        let id = summary.promotion_id;
-        inner.coupons.remove_promotion(id);
-        for coupon in coupons {
-            inner.coupons.add(coupon);
-        }
-        inner.summaries.insert(id, summary.clone());
+        Ok(self.lock().head(summary.promotion_id) <= summary.last_sequence)
     }
 }

@@ -50,7 +50,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Every optional part: what the in-memory and PostgreSQL backends keep.
+    /// Every optional part: what the PostgreSQL backend keeps.
     pub const fn all() -> Self {
         Self {
             snapshots: true,
@@ -86,14 +86,25 @@ impl Default for Capabilities {
 #[derive(Debug, Default)]
 pub struct InProcess<B> {
     store: Arc<B>,
+    capabilities: Capabilities,
 }
 
 impl<B> InProcess<B> {
-    /// A fixture over `store`, which should be fresh and empty.
+    /// A fixture over `store`, which should be fresh and empty, keeping
+    /// every optional part ([`Capabilities::all`]).
     pub fn new(store: B) -> Self {
         Self {
             store: Arc::new(store),
+            capabilities: Capabilities::all(),
         }
+    }
+
+    /// The same fixture, for a store that keeps only what `capabilities`
+    /// says.
+    #[must_use]
+    pub const fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// The store itself, typed.
@@ -110,5 +121,9 @@ impl<B: Backend> Fixture for InProcess<B> {
 
     async fn reopen(&self) -> Arc<dyn Backend> {
         self.store.clone()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 }
