@@ -1,7 +1,13 @@
 //! Finds a holder's place by customer id: hash tables of places, hashed
 //! over the id text the arena keeps (so the index holds 4-byte places, not
-//! ids). foldhash: several times faster than SipHash on short ids, and
-//! seeded per process, so customers cannot pick colliding ids.
+//! ids), each beside 32 bits of its id's hash. foldhash: several times
+//! faster than SipHash on short ids, and seeded per process, so customers
+//! cannot pick colliding ids.
+//!
+//! The hash bits are what a table grows by: without them, each rehash read
+//! every holder's id back from the arena, a cache miss a holder, and on a
+//! hot sale that was 6 % of the engine's samples (docs/benchmarks.md). They
+//! cost 4 bytes a holder.
 //!
 //! Past [`SPLIT_AT`] holders the index is split into [`SHARDS`] tables by
 //! hash, each behind an `Arc`. A copy of the set then shares every table,
@@ -36,14 +42,31 @@ const SHARD_BITS: u32 = 2;
 /// snapshot copy costs the writer one ~40 KB table copy at a time.
 const SHARDS: usize = 1 << SHARD_BITS;
 
-/// Which bits of a hash pick the table: neither the low bits hashbrown
-/// picks a bucket with nor the top 7 it filters a group with.
+/// Which bits of a hash pick the table: none of the low 32 a slot keeps and
+/// its table places it by.
 const SHARD_SHIFT: u32 = 40;
+
+/// A holder's place in the arena, and the low 32 bits of its id's hash.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    place: u32,
+    hash: u32,
+}
+
+impl Slot {
+    /// The hash a table places this slot by: its 32 bits, in both halves,
+    /// because hashbrown picks a bucket with the low bits and filters a
+    /// group with the top 7. A table of up to 2^25 buckets (a split index
+    /// holds 8 billion holders by then) reads different bits for each.
+    const fn table_hash(hash: u32) -> u64 {
+        (hash as u64) << 32 | hash as u64
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Index {
     /// None while empty, one table while small, `SHARDS` once split.
-    tables: Vec<Arc<HashTable<u32>>>,
+    tables: Vec<Arc<HashTable<Slot>>>,
     /// Kept with the tables it hashed for; a copy must hash the same way.
     hasher: RandomState,
 }
@@ -72,9 +95,12 @@ impl Index {
     pub(super) fn find(&self, arena: &Arena, customer: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(customer);
         let table = self.tables.get(self.table_of(hash))?;
+        let low = hash as u32;
         table
-            .find(hash, |&place| arena.customer(place) == Some(customer))
-            .copied()
+            .find(Slot::table_hash(low), |slot| {
+                slot.hash == low && arena.customer(slot.place) == Some(customer)
+            })
+            .map(|slot| slot.place)
     }
 
     /// Indexes `customer` at `place` (`arena.len()`, before it is pushed
@@ -87,21 +113,21 @@ impl Index {
             self.tables.push(Arc::default());
         }
         let hash = self.hasher.hash_one(customer);
-        let hasher = &self.hasher;
         let which = self.table_of(hash);
         let Some(table) = self.tables.get_mut(which) else {
             return Ok(());
         };
         // Copies the table first if a copy of the set still shares it.
         let table = Arc::make_mut(table);
+        let low = hash as u32;
         match table.entry(
-            hash,
-            |&held| arena.customer(held) == Some(customer),
-            |&held| hasher.hash_one(arena.customer(held).unwrap_or_default()),
+            Slot::table_hash(low),
+            |held| held.hash == low && arena.customer(held.place) == Some(customer),
+            |held| Slot::table_hash(held.hash),
         ) {
-            Entry::Occupied(held) => Err(*held.get()),
+            Entry::Occupied(held) => Err(held.get().place),
             Entry::Vacant(vacant) => {
-                vacant.insert(place);
+                vacant.insert(Slot { place, hash: low });
                 Ok(())
             }
         }
@@ -114,15 +140,18 @@ impl Index {
 
     /// Rebuilds the one table as `SHARDS`, from the arena.
     fn split(&mut self, arena: &Arena) {
-        let mut tables: Vec<HashTable<u32>> = (0..SHARDS)
+        let mut tables: Vec<HashTable<Slot>> = (0..SHARDS)
             .map(|_| HashTable::with_capacity(2 * SPLIT_AT / SHARDS))
             .collect();
-        let hasher = &self.hasher;
-        let rehash = |place: u32| hasher.hash_one(arena.customer(place).unwrap_or_default());
         for ((customer, _), place) in arena.entries().zip(0u32..) {
-            let hash = hasher.hash_one(customer);
+            // The table bits are not among the 32 a slot keeps: read the id.
+            let hash = self.hasher.hash_one(customer);
             if let Some(table) = tables.get_mut((hash >> SHARD_SHIFT) as usize & (SHARDS - 1)) {
-                table.insert_unique(hash, place, |&held| rehash(held));
+                let low = hash as u32;
+                let slot = Slot { place, hash: low };
+                table.insert_unique(Slot::table_hash(low), slot, |held| {
+                    Slot::table_hash(held.hash)
+                });
             }
         }
         self.tables = tables.into_iter().map(Arc::new).collect();
