@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use seckill_app::{Backend, EngineConfig, SecKill, SecKillError};
+use seckill_app::{Backend, EngineConfig, EngineStats, SecKill, SecKillError};
 use seckill_domain::{
     CouponCount, CustomerId, Discount, PromotionError, PromotionId, PromotionTerms,
 };
@@ -398,7 +398,10 @@ where
         let outcome = run(&seckill, &ids, 1_000, budget, limit).await;
         rows.push(outcome.row(
             path,
-            &format!("100 promotions x 10,000, 1,000 callers{label}"),
+            &format!(
+                "100 promotions x 10,000, 1,000 callers{label} ({})",
+                commit_shape(&seckill.stats())
+            ),
         ));
         seckill.shutdown().await;
     }
@@ -416,10 +419,14 @@ where
         let seckill = engine_with(fresh().await, config);
         let ids = create_many(&seckill, 10_000, 1_000).await;
         let outcome = run(&seckill, &ids, 10_000, budget, limit).await;
-        let writers = seckill.stats().writers;
+        let stats = seckill.stats();
         rows.push(outcome.row(
             path,
-            &format!("10,000 promotions x 1,000, 10,000 callers{label} ({writers} writers alive)"),
+            &format!(
+                "10,000 promotions x 1,000, 10,000 callers{label} ({} writers alive, {})",
+                stats.writers,
+                commit_shape(&stats)
+            ),
         ));
         seckill.shutdown().await;
     }
@@ -437,6 +444,18 @@ where
         seckill.shutdown().await;
     }
     rows
+}
+
+/// Events a commit and, when the committer grouped them, commits a group.
+fn commit_shape(stats: &EngineStats) -> String {
+    let per_commit = stats.committed_events as f64 / stats.commits.max(1) as f64;
+    match stats.commit_groups {
+        0 => format!("{per_commit:.0} events a commit"),
+        groups => format!(
+            "{per_commit:.1} events a commit, {:.1} commits a group",
+            stats.commits as f64 / groups as f64
+        ),
+    }
 }
 
 /// Creates `count` promotions of `coupons` each, 100 at a time (so their

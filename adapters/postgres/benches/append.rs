@@ -5,7 +5,10 @@
 //! front, one at a time and two in flight. Printed, not asserted (a timing
 //! assertion would only measure the machine). Run with
 //! `cargo bench -p seckill-postgres --bench append -- --batch 1000 --seconds 5`
-//! (`--batch`: the events per commit the grab bench reports for the engine).
+//! (`--batch`: the events per commit the grab bench reports for the engine;
+//! `--group-commits` and `--group-events`: the shape of its groups across
+//! promotions, for the group ceiling, which is set beside one promotion's
+//! commits of the same size).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -30,6 +33,13 @@ struct Args {
     /// How long each ceiling run appends, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Commits a group in the group ceiling run (the grab bench's `spread`
+    /// reports the engine's): that many promotions, one commit each.
+    #[arg(long, default_value_t = 50)]
+    group_commits: usize,
+    /// Events a commit in the group ceiling run.
+    #[arg(long, default_value_t = 10)]
+    group_events: usize,
     /// Ignored: cargo bench passes it.
     #[arg(long, hide = true)]
     bench: bool,
@@ -100,6 +110,13 @@ async fn main() {
         .await
         .unwrap();
     let unordered = ceiling(store, 2, args.batch, seconds).await;
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_in_commit_order")
+        .execute(&mut fixture.connection().await)
+        .await
+        .unwrap();
+    let (commits, events) = (args.group_commits, args.group_events);
+    let grouped_ceiling = group_ceiling(store, commits, events, seconds).await;
+    let single_ceiling = ceiling(store, 1, commits * events, seconds).await;
 
     println!(
         "append 10 x 1,000 events: {appended:?} total, {:?} per batch, {:.0} events/s; \
@@ -122,6 +139,52 @@ async fn main() {
         two / one,
         unordered / one,
     );
+    println!(
+        "group ceiling, groups of {commits} promotions' commits x {events} events back to back: \
+         {grouped_ceiling:.0} events/s; one promotion's commits of {} events: {single_ceiling:.0} \
+         events/s; group / single {:.2}",
+        commits * events,
+        grouped_ceiling / single_ceiling,
+    );
+}
+
+/// The append ceiling of group commit across promotions: `commits`
+/// promotions, each with a commit of `events` grabs in every group, groups
+/// appended back to back (one in flight, as the committer sends them) for
+/// `seconds`. Decided beforehand: only the store is measured. Events per
+/// second.
+async fn group_ceiling(
+    store: &seckill_postgres::PgStore,
+    commits: usize,
+    events: usize,
+    seconds: Duration,
+) -> f64 {
+    let per_group = commits * events;
+    let rounds = (150_000.0 * seconds.as_secs_f64() / per_group as f64).ceil() as usize;
+    let mut writers = Vec::with_capacity(commits);
+    for _ in 0..commits {
+        writers.push(Writer::create(store, 10_000_000).await);
+    }
+    let groups: Vec<Vec<_>> = (0..rounds)
+        .map(|round| {
+            writers
+                .iter_mut()
+                .map(|w| w.commit(w.grabs(&format!("g{round}-c"), events)))
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut appended = 0;
+    for group in &groups {
+        if start.elapsed() >= seconds {
+            break;
+        }
+        let group: Vec<_> = group.iter().collect();
+        let outcomes = store.append_group(&group).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        appended += per_group;
+    }
+    appended as f64 / start.elapsed().as_secs_f64()
 }
 
 /// The append ceiling: `streams` promotions, each with its own task that

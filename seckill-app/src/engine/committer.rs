@@ -13,6 +13,7 @@
 //! promotion its batch.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::Histogram;
@@ -44,6 +45,8 @@ pub(super) struct Grouped {
     waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
     max_group: usize,
     group_size: Histogram,
+    /// Groups appended so far, for `EngineStats::commit_groups`.
+    groups: Arc<AtomicU64>,
 }
 
 /// A commit waiting for its group, and where its outcome goes.
@@ -78,7 +81,17 @@ impl Committer {
             waiting: std::sync::Mutex::new(Some(receiver)),
             max_group,
             group_size,
+            groups: Arc::default(),
         })
+    }
+
+    /// Groups appended so far; 0 when each writer appends alone.
+    pub(super) fn groups(&self) -> u64 {
+        match self {
+            Self::Direct(_) => 0,
+            // Relaxed: a statistic, ordered with nothing else.
+            Self::Grouped(grouped) => grouped.groups.load(Ordering::Relaxed),
+        }
     }
 
     /// Appends `commit`, alone or in a group, and answers what the store
@@ -127,6 +140,7 @@ impl Grouped {
                         Arc::clone(&receiver),
                         self.max_group,
                         self.group_size.clone(),
+                        Arc::clone(&self.groups),
                     ));
                 }
             }
@@ -141,6 +155,7 @@ async fn work(
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
     max_group: usize,
     group_size: Histogram,
+    groups: Arc<AtomicU64>,
 ) {
     // What did not fit the last group waits for the next, first in line: a
     // group past its limits, or a second commit of a promotion already in it
@@ -191,6 +206,7 @@ async fn work(
             continue;
         }
         group_size.record(group.len() as f64);
+        groups.fetch_add(1, Ordering::Relaxed);
         let outcomes = append_all(&*backend, &group).await;
         for (pending, outcome) in group.into_iter().zip(outcomes) {
             let Pending { commit, reply } = pending;

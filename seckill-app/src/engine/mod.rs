@@ -76,6 +76,10 @@ pub struct EngineStats {
     pub forwarded: u64,
     /// Promotions the expiry timer recorded as expired at their finish time.
     pub expired_promotions: u64,
+    /// Groups of several promotions' commits the shared committer appended
+    /// together (ADR 0012); `commits / commit_groups` is the mean group.
+    /// 0 when each writer appends alone.
+    pub commit_groups: u64,
 }
 
 /// What the engine answers a command it carried out, once it is durable.
@@ -459,6 +463,7 @@ impl Engine {
             writers,
             forwarded: m.forwarded.total(),
             expired_promotions: m.expired_promotions.total(),
+            commit_groups: self.shared.committer.groups(),
         }
     }
 

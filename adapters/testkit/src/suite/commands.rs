@@ -232,10 +232,26 @@ pub async fn two_instances_grab_one_promotion_without_oversell(fixture: impl Fix
 }
 
 /// Promotions are independent: each has its own writer and sells out alone.
+/// A store that groups commits gets several promotions' commits in one group
+/// at least once (ten writers race), and the stats count the groups.
 pub async fn many_promotions_sell_out_independently(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (seckill, _) = service(store.clone());
     sell_out_many(&seckill, &store, 10, 50).await;
+    let stats = seckill.stats();
+    if store.groups_commits() {
+        assert!(
+            (1..stats.commits).contains(&stats.commit_groups),
+            "ten promotions' {} commits went in {} groups",
+            stats.commits,
+            stats.commit_groups
+        );
+    } else {
+        assert_eq!(
+            stats.commit_groups, 0,
+            "a store that does not group commits"
+        );
+    }
 }
 
 /// `promotions` promotions of `coupons` each, raced for by twice as many

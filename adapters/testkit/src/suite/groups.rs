@@ -151,4 +151,9 @@ pub async fn writers_append_alone_when_group_commit_is_off(fixture: impl Fixture
     let config = EngineConfig::default().with_max_commit_group(1);
     let (seckill, _) = service_with(store.clone(), config);
     sell_out_many(&seckill, &store, 5, 40).await;
+    assert_eq!(
+        seckill.stats().commit_groups,
+        0,
+        "no commit went in a group"
+    );
 }
