@@ -5,8 +5,10 @@
 # customer. After each 10 s: grabs/s, p50/p99, the server's RSS and
 # PostgreSQL's checkpoints so far, so a rate that sags, a tail that grows or
 # memory that climbs faster than the holder set shows, and whether a
-# checkpoint fell in the slice. SECKILL_SNAPSHOT_AFTER=0 in the environment
-# turns the server's snapshots off.
+# checkpoint fell in the slice. Meanwhile PostgreSQL's backends on the soak's
+# database are sampled every 0.1 s (pg_stat_activity): what they wait on, per
+# slice, is the off-CPU side of a slow slice. SECKILL_SNAPSHOT_AFTER=0 in the
+# environment turns the server's snapshots off.
 #
 #   apt-get install -y wrk        # if missing
 #   examples/bench/soak.sh        # SLICES=6 SLICE=10s CONNECTIONS=256 by default
@@ -29,7 +31,11 @@ psql "$PG_SERVER_URL" -qc "CREATE DATABASE $database"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 pid=""
+sampler=""
+waits=$(mktemp)
 cleanup() {
+  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
+  rm -f "$waits" "$waits.slice"
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   psql "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
 }
@@ -51,18 +57,37 @@ committed() { curl -sf "$SERVER/metrics" | awk '/^seckill_committed_commands_tot
 # the dirty buffers and then writes full pages into the WAL for a while.
 checkpoints() { psql "$PG_SERVER_URL" -Atc "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
 
-echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed | PostgreSQL checkpoints |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+# Every 0.1 s, one line per active backend of the soak's database: the slice
+# (from $waits.slice) and what it waits on, "CPU" when it waits on nothing.
+echo 0 > "$waits.slice"
+(
+  while sleep 0.1; do
+    slice=$(cat "$waits.slice")
+    psql "$PG_SERVER_URL" -Atc "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU')
+      FROM pg_stat_activity WHERE datname = '$database' AND state = 'active'
+        AND pid <> pg_backend_pid()" | sed "s/^/$slice /" >> "$waits"
+  done
+) &
+sampler=$!
+# The three commonest waits of a slice, with their share of its samples.
+top_waits() {
+  awk -v s="$1" '$1 == s { n++; c[$2]++ } END { for (w in c) printf "%s %d%%\n", w, 100 * c[w] / n }' "$waits" |
+    sort -k2 -nr -t' ' | head -3 | paste -sd, - | sed 's/,/, /g'
+}
+
+echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed | PostgreSQL checkpoints | PostgreSQL waits |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---|"
 started_checkpoints=$(checkpoints)
 soak_started=$(date +%s)
-echo "| 0 | | | | $(rss) | 0 | 0 |"
+echo "| 0 | | | | $(rss) | 0 | 0 | |"
 for slice in $(seq 1 "$SLICES"); do
+  echo "$slice" > "$waits.slice"
   out=$(PROMOTION=$promotion CUSTOMER_PREFIX="s$slice" \
     wrk -t2 -c"$CONNECTIONS" -d"$SLICE" --latency -s examples/bench/grab.lua "$SERVER")
   rate=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
   # wrk prints latencies with their unit (us, ms, s): in milliseconds.
   ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.1f", v }' <<<"$out"; }
-  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) | $(($(checkpoints) - started_checkpoints)) |"
+  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) | $(($(checkpoints) - started_checkpoints)) | $(top_waits "$slice") |"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then grep -E 'Non-2xx|Socket errors|status' <<<"$out" | sed 's/^/  /'; fi
 done
 # When PostgreSQL's background work ran, against the slices: autovacuum and

@@ -87,6 +87,16 @@ pub struct PgOptions {
     /// `public._sqlx_migrations` with whoever else migrates there).
     /// Default: [`DEFAULT_SCHEMA`], `seckill`.
     pub schema: String,
+    /// PostgreSQL's `backend_flush_after` for the store's connections, in
+    /// kB: after writing that much of the tables out of its buffers, a
+    /// connection asks the kernel to write it to disk. PostgreSQL leaves
+    /// this off by default, and on a sale that outgrows `shared_buffers` the
+    /// page cache then holds hundreds of megabytes until the kernel flushes
+    /// them all at once; the disk is busy and every commit's WAL flush waits
+    /// (the soak in docs/benchmarks.md: one 10 s slice's p99 at 1.6-2.8x the
+    /// first; with 256 kB, 1.0-1.2x). `None` keeps the server's setting. At
+    /// most 2,048 (PostgreSQL's limit). Default: 256.
+    pub backend_flush_after_kb: Option<u32>,
 }
 
 impl Default for PgOptions {
@@ -99,6 +109,7 @@ impl Default for PgOptions {
             ping_timeout: Duration::from_secs(1),
             application_name: "seckill".to_owned(),
             schema: DEFAULT_SCHEMA.to_owned(),
+            backend_flush_after_kb: Some(256),
         }
     }
 }
@@ -180,6 +191,14 @@ impl PgOptions {
         self
     }
 
+    /// Sets [`backend_flush_after_kb`](Self::backend_flush_after_kb); `None`
+    /// keeps the server's setting.
+    #[must_use]
+    pub fn with_backend_flush_after_kb(mut self, kb: Option<u32>) -> Self {
+        self.backend_flush_after_kb = kb;
+        self
+    }
+
     /// Checks every setting against its rule; the first one broken is the
     /// error. [`PgStore`](crate::PgStore)'s constructors call it first.
     pub fn validate(&self) -> Result<(), OptionsError> {
@@ -206,6 +225,11 @@ impl PgOptions {
                 "ping_timeout",
                 "more than zero",
             ),
+            (
+                self.backend_flush_after_kb.is_none_or(|kb| kb <= 2_048),
+                "backend_flush_after_kb",
+                "at most 2,048 (PostgreSQL's limit), or None to keep the server's",
+            ),
         ];
         if let Some((_, field, rule)) = rules.into_iter().find(|(kept, _, _)| !kept) {
             return Err(OptionsError::OutOfRange { field, rule });
@@ -217,8 +241,8 @@ impl PgOptions {
     }
 
     /// `connect` with what these options set on every connection: the
-    /// application name, the `statement_timeout` (when set) and a
-    /// `search_path` of [`schema`](Self::schema) alone. Build the pool for
+    /// application name, the `statement_timeout` and `backend_flush_after`
+    /// (when set) and a `search_path` of [`schema`](Self::schema) alone. Build the pool for
     /// [`PgStore::from_pool_with`](crate::PgStore::from_pool_with) from it
     /// (with [`pool_options`](Self::pool_options)), or your own pool when it
     /// should see SecKill's tables unqualified.
@@ -230,6 +254,9 @@ impl PgOptions {
         let mut connect = connect.application_name(&self.application_name);
         if let Some(limit) = self.statement_timeout {
             connect = connect.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+        }
+        if let Some(kb) = self.backend_flush_after_kb {
+            connect = connect.options([("backend_flush_after", format!("{kb}kB"))]);
         }
         // Our schema alone: every statement resolves to our objects, never to
         // a same-named table or function of the application's in `public`.
@@ -310,6 +337,10 @@ mod tests {
             (
                 PgOptions::default().with_ping_timeout(Duration::ZERO),
                 "ping_timeout",
+            ),
+            (
+                PgOptions::default().with_backend_flush_after_kb(Some(2_049)),
+                "backend_flush_after_kb",
             ),
         ];
         for (options, expected) in cases {

@@ -14,7 +14,7 @@ use seckill_domain::CustomerId;
 use seckill_postgres::{ConnectError, OptionsError, PgStore, MIGRATOR};
 use seckill_tests::postgres::{options, PgFixture};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 /// An application's own migrations, numbered both ways sqlx allows.
 static APP_MIGRATIONS: Migrator = sqlx::migrate!("tests/app_migrations");
@@ -280,6 +280,43 @@ async fn a_pool_built_from_the_options_is_verified_and_reports_timeouts_with_the
         matches!(error, StoreError::Timeout(d) if d == limit),
         "{error:?}"
     );
+}
+
+/// Every connection of the store asks the kernel to write back what it
+/// evicts (`backend_flush_after`, the soak's tail in docs/benchmarks.md);
+/// `None` leaves the server's setting alone.
+#[tokio::test]
+async fn the_stores_connections_flush_what_they_write_unless_told_not_to() {
+    let fixture = PgFixture::new().await;
+    let show = |store: PgStore| async move {
+        let setting: String = sqlx::query_scalar("SHOW backend_flush_after")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        setting
+    };
+    let store = PgStore::connect_with(fixture.url(), options())
+        .await
+        .unwrap();
+    assert_eq!(show(store).await, "256kB");
+    let store = PgStore::connect_with(
+        fixture.url(),
+        options().with_backend_flush_after_kb(Some(64)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(show(store).await, "64kB");
+    // A connection of no options of ours sees the server's setting.
+    let plain: sqlx::postgres::PgConnectOptions = fixture.url().parse().unwrap();
+    let mut plain = sqlx::PgConnection::connect_with(&plain).await.unwrap();
+    let server: String = sqlx::query_scalar("SHOW backend_flush_after")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    let store = PgStore::connect_with(fixture.url(), options().with_backend_flush_after_kb(None))
+        .await
+        .unwrap();
+    assert_eq!(show(store).await, server);
 }
 
 #[tokio::test]
