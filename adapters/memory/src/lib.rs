@@ -20,9 +20,9 @@
 //! # Layout
 //! * `MemoryStore` – the event streams, snapshots and projections, behind one
 //!   lock so each commit is atomic.
-//! * `segments`   – [`Segments`](segments::Segments), the append-only storage
+//! * `segments`   – `Segments`, the append-only storage
 //!   of the streams and the global log: growing never copies them.
-//! * `coupons`    – [`CouponIndex`](coupons::CouponIndex), which events
+//! * `coupons`    – `CouponIndex`, which events
 //!   granted each customer's coupons.
 //! * `subscriptions` – the leases and checkpoints of durable subscriptions.
 
