@@ -93,9 +93,9 @@ pub struct PgOptions {
     /// this off by default, and on a sale that outgrows `shared_buffers` the
     /// page cache then holds hundreds of megabytes until the kernel flushes
     /// them all at once; the disk is busy and every commit's WAL flush waits
-    /// (the soak in docs/benchmarks.md: one 10 s slice's p99 at 1.6-2.8x the
-    /// first; with 256 kB, 1.0-1.2x). `None` keeps the server's setting. At
-    /// most 2,048 (PostgreSQL's limit). Default: 256.
+    /// (the soak in docs/benchmarks.md: the worst 10 s slice's p99 at
+    /// 1.9-2.8x the first; with 256 kB, 1.1-1.7x). `None` keeps the server's
+    /// setting. At most 2,048 (PostgreSQL's limit). Default: 256.
     pub backend_flush_after_kb: Option<u32>,
 }
 
