@@ -116,17 +116,23 @@ impl EventStore for PgStore {
         promotion_id: PromotionId,
     ) -> Result<Option<Snapshot>, StoreError> {
         let aggregate_id = promotion_id.to_string();
+        let doing = || format!("loading the snapshot of promotion {promotion_id}");
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.error(doing(), e))?;
         let row: Option<(i64, String)> = sqlx::query_as(LOAD_SNAPSHOT)
             .bind(aggregate_type())
             .bind(&aggregate_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
-            .map_err(|e| {
-                self.error(
-                    format!("loading the snapshot of promotion {promotion_id}"),
-                    e,
-                )
-            })?;
+            .map_err(|e| self.error(doing(), e))?;
+        // A snapshot is one row of tens of megabytes for a big sale; the
+        // connection's read buffer grew to hold it and would keep that size
+        // in the pool for good.
+        sqlx::Connection::shrink_buffers(&mut *connection);
+        drop(connection);
         let Some((sequence, payload)) = row else {
             return Ok(None);
         };
@@ -156,14 +162,24 @@ impl EventStore for PgStore {
         snapshot: &Snapshot,
     ) -> Result<(), StoreError> {
         let payload = serde_json::to_string(&snapshot.promotion).map_err(StoreError::backend)?;
-        sqlx::query(SAVE_SNAPSHOT)
+        let doing = || format!("saving a snapshot of promotion {promotion_id}");
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.error(doing(), e))?;
+        let saved = sqlx::query(SAVE_SNAPSHOT)
             .bind(aggregate_type())
             .bind(promotion_id.to_string())
             .bind(to_db(snapshot.sequence)?)
             .bind(payload)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(format!("saving a snapshot of promotion {promotion_id}"), e))?;
+            .execute(&mut *connection)
+            .await;
+        // The connection's write buffer grew to the snapshot's size (tens of
+        // megabytes for a big sale); sqlx keeps it unless told, and every
+        // pooled connection that ever saved one would hold that much.
+        sqlx::Connection::shrink_buffers(&mut *connection);
+        saved.map_err(|e| self.error(doing(), e))?;
         Ok(())
     }
 
