@@ -154,7 +154,10 @@ impl EventStore for MemoryStore {
         // Every event's place must fit the 32 bits the log names it by.
         let first = u32::try_from(commit.expected_sequence)
             .ok()
-            .filter(|first| first.checked_add(commit.events.len() as u32).is_some())
+            .filter(|&first| {
+                u32::try_from(commit.events.len())
+                    .is_ok_and(|count| first.checked_add(count).is_some())
+            })
             .ok_or_else(|| {
                 StoreError::backend("a stream of the memory store holds at most 2^32 events")
             })?;
