@@ -197,12 +197,13 @@ where
                     .id(),
             );
         }
+        let before = seckill.stats();
         let outcome = run(&seckill, &ids, 1_000, budget, limit).await;
         rows.push(outcome.row(
             path,
             &format!(
                 "100 promotions x 10,000, 1,000 callers{label} ({})",
-                commit_shape(&seckill.stats())
+                commit_shape(&before, &seckill.stats())
             ),
         ));
         seckill.shutdown().await;
@@ -220,6 +221,7 @@ where
         let config = EngineConfig::default().with_max_commit_group(max_commit_group);
         let seckill = engine_with(fresh().await, config);
         let ids = create_many(&seckill, 10_000, 1_000).await;
+        let before = seckill.stats();
         let outcome = run(&seckill, &ids, 10_000, budget, limit).await;
         let stats = seckill.stats();
         rows.push(outcome.row(
@@ -227,7 +229,7 @@ where
             &format!(
                 "10,000 promotions x 1,000, 10,000 callers{label} ({} writers alive, {})",
                 stats.writers,
-                commit_shape(&stats)
+                commit_shape(&before, &stats)
             ),
         ));
         seckill.shutdown().await;
@@ -248,14 +250,18 @@ where
     rows
 }
 
-/// Events a commit and, when the committer grouped them, commits a group.
-fn commit_shape(stats: &EngineStats) -> String {
-    let per_commit = stats.committed_events as f64 / stats.commits.max(1) as f64;
-    match stats.commit_groups {
+/// Events a commit and, when the committer grouped them, commits a group,
+/// between `before` and `after` (so the promotions' creations, committed
+/// before the run, do not count).
+fn commit_shape(before: &EngineStats, after: &EngineStats) -> String {
+    let commits = after.commits - before.commits;
+    let events = after.committed_events - before.committed_events;
+    let per_commit = events as f64 / commits.max(1) as f64;
+    match after.commit_groups - before.commit_groups {
         0 => format!("{per_commit:.0} events a commit"),
         groups => format!(
             "{per_commit:.1} events a commit, {:.1} commits a group",
-            stats.commits as f64 / groups as f64
+            commits as f64 / groups as f64
         ),
     }
 }

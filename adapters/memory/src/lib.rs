@@ -274,8 +274,9 @@ impl ProjectionStore for MemoryStore {
             .collect())
     }
 
-    /// Changes nothing: the projections are derived from the events, which
-    /// are all this store keeps of a promotion.
+    /// Changes nothing: the coupons are read from the events, and the
+    /// summary is the one the last commit carried, so there is nothing
+    /// written apart from the events to roll back or repair.
     async fn replace_projection(
         &self,
         _summary: &PromotionSummary,

@@ -122,17 +122,18 @@ impl EventStore for PgStore {
             .acquire()
             .await
             .map_err(|e| self.error(doing(), e))?;
-        let row: Option<(i64, String)> = sqlx::query_as(LOAD_SNAPSHOT)
+        let fetched: Result<Option<(i64, String)>, _> = sqlx::query_as(LOAD_SNAPSHOT)
             .bind(aggregate_type())
             .bind(&aggregate_id)
             .fetch_optional(&mut *connection)
-            .await
-            .map_err(|e| self.error(doing(), e))?;
+            .await;
         // A snapshot is one row of tens of megabytes for a big sale; the
-        // connection's read buffer grew to hold it and would keep that size
-        // in the pool for good.
+        // connection's buffers grew to carry it and would keep that size in
+        // the pool for good. (sqlx 0.8 gives back the read side's spare
+        // capacity; the write side of `save_snapshot` is the big one.)
         sqlx::Connection::shrink_buffers(&mut *connection);
         drop(connection);
+        let row = fetched.map_err(|e| self.error(doing(), e))?;
         let Some((sequence, payload)) = row else {
             return Ok(None);
         };

@@ -95,7 +95,9 @@ pub struct PgOptions {
     /// them all at once; the disk is busy and every commit's WAL flush waits
     /// (the soak in docs/benchmarks.md: the worst 10 s slice's p99 at
     /// 1.9-2.8x the first; with 256 kB, 1.1-1.7x). `None` keeps the server's
-    /// setting. At most 2,048 (PostgreSQL's limit). Default: 256.
+    /// setting (and 0, PostgreSQL's own default, turns the flushing off;
+    /// a config file, which cannot say `None`, says 0). At most 2,048
+    /// (PostgreSQL's limit). Default: 256.
     pub backend_flush_after_kb: Option<u32>,
 }
 

@@ -76,8 +76,8 @@ pub struct EngineStats {
     pub forwarded: u64,
     /// Promotions the expiry timer recorded as expired at their finish time.
     pub expired_promotions: u64,
-    /// Groups of several promotions' commits the shared committer appended
-    /// together (ADR 0012); `commits / commit_groups` is the mean group.
+    /// Groups the shared committer appended (ADR 0012), each of one or more
+    /// promotions' commits; `commits / commit_groups` is the mean group.
     /// 0 when each writer appends alone.
     pub commit_groups: u64,
 }

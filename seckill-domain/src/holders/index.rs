@@ -7,11 +7,11 @@
 //! The hash bits are what a table grows by: without them, each rehash read
 //! every holder's id back from the arena, a cache miss a holder, and on a
 //! hot sale that was 6 % of the engine's samples (docs/benchmarks.md). They
-//! cost 4 bytes a holder.
+//! cost 4 bytes a slot, about 8 a holder.
 //!
 //! Past [`SPLIT_AT`] holders the index is split into [`SHARDS`] tables by
 //! hash, each behind an `Arc`. A copy of the set then shares every table,
-//! and the writer copies one table (about 40 KB at a million holders) the
+//! and the writer copies one table (about 80 KB at a million holders) the
 //! first time it adds to it while the copy lives: the cost of a snapshot
 //! copy is spread over the next grabs instead of stalling one batch. Each
 //! table also grows on its own, so no single grab rehashes every holder.
@@ -39,7 +39,7 @@ const SHARD_BITS: u32 = 8;
 const SHARD_BITS: u32 = 2;
 
 /// Tables of a split index: 256, about 12 KB of table headers, and a
-/// snapshot copy costs the writer one ~40 KB table copy at a time.
+/// snapshot copy costs the writer one ~80 KB table copy at a time.
 const SHARDS: usize = 1 << SHARD_BITS;
 
 /// Which bits of a hash pick the table: none of the low 32 a slot keeps and
