@@ -83,7 +83,11 @@ impl Default for Capabilities {
 /// A fixture for a backend whose state lives in this process: every handle
 /// is the same store, which is what a second application instance in the
 /// same process would share ("reopening" it changes nothing).
-#[derive(Debug, Default)]
+///
+/// Made with [`new`](Self::new) from a store built on purpose, and told
+/// what that store keeps with [`with_capabilities`](Self::with_capabilities)
+/// when it is not everything; no `Default`, which would name neither.
+#[derive(Debug)]
 pub struct InProcess<B> {
     store: Arc<B>,
     capabilities: Capabilities,
