@@ -138,22 +138,20 @@ pub(crate) async fn run<G: Grabber>(
             })
         })
         .collect();
-    let mut outcome = Outcome {
-        granted: 0,
-        rejected: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latency: latency_histogram(),
-    };
+    let (mut granted, mut rejected, mut errors) = (0, 0, 0);
     for task in tasks {
         let (g, r, e) = task.await.expect("caller task");
-        outcome.granted += g;
-        outcome.rejected += r;
-        outcome.errors += e;
+        granted += g;
+        rejected += r;
+        errors += e;
     }
-    outcome.elapsed = started.elapsed();
-    outcome.latency = latencies.merged();
-    outcome
+    Outcome {
+        granted,
+        rejected,
+        errors,
+        elapsed: started.elapsed(),
+        latency: latencies.merged(),
+    }
 }
 
 /// Slots of [`Latencies`]: more than the runtime has worker threads, so
@@ -171,7 +169,7 @@ thread_local! {
 /// (1,024 of ~20 KB each) missed the cache on every record: 8 % of the
 /// samples of a hot in-memory run, measured with `perf record`, were the
 /// harness's own bookkeeping. A thread's own histogram stays in its cache.
-pub(crate) struct Latencies {
+struct Latencies {
     // std Mutex: each slot has one thread recording into it, so the lock is
     // never contended; it only makes the slots shareable.
     slots: Vec<Mutex<Histogram<u64>>>,
@@ -206,8 +204,9 @@ impl Latencies {
 
 /// Latencies in µs, 1 µs to 60 s at 2 significant digits (1 %).
 /// Sized once: an auto-resizing histogram grows (and the allocator zeroes
-/// fresh pages) as slower grabs arrive, which with 10,000 callers cost more
-/// CPU than the engine itself did.
-pub(crate) fn latency_histogram() -> Histogram<u64> {
+/// fresh pages) as slower grabs arrive, in the middle of the run; with a
+/// histogram per caller, 10,000 callers spent more CPU on that than the
+/// engine did.
+fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }

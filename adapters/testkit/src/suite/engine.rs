@@ -94,16 +94,12 @@ pub async fn injected_store_faults_never_lose_an_acknowledged_grab(fixture: impl
     ));
     // Small batches, so every kind of fault is hit however fast the backend
     // commits: a slower store otherwise groups each round into a few appends.
-    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let seckill = SecKill::builder(faulty.clone())
-        .clock(clock)
-        .config(
-            EngineConfig::default()
-                .with_idle_timeout(StdDuration::from_millis(500))
-                .with_max_batch(8),
-        )
-        .build()
-        .expect("valid engine settings");
+    let (seckill, _) = service_with(
+        faulty.clone(),
+        EngineConfig::default()
+            .with_idle_timeout(StdDuration::from_millis(500))
+            .with_max_batch(8),
+    );
     let id = seckill.create_promotion(terms(500)).await.unwrap().id();
 
     let mut acknowledged = Vec::new();
@@ -170,12 +166,10 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
     fixture: impl Fixture,
 ) {
     let store = fixture.store().await;
-    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let seckill = SecKill::builder(store.clone())
-        .clock(clock)
-        .config(EngineConfig::default().with_frozen_ttl(StdDuration::from_millis(200)))
-        .build()
-        .expect("valid engine settings");
+    let (seckill, _) = service_with(
+        store.clone(),
+        EngineConfig::default().with_frozen_ttl(StdDuration::from_millis(200)),
+    );
     let id = seckill.create_promotion(terms(1)).await.unwrap().id();
     let won = seckill.grab(id, customer("first")).await.unwrap();
 
@@ -230,17 +224,12 @@ pub async fn a_finished_promotion_leaves_memory_after_its_ttl_and_comes_back(
 pub async fn a_full_queue_answers_overloaded_at_once_and_loses_nothing(fixture: impl Fixture) {
     let real = fixture.store().await;
     let store = Arc::new(FaultyStore::new(real.clone(), FaultPlan::default()));
-    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
     let config = EngineConfig::default()
         .with_queue_capacity(8)
         .with_max_batch(4);
     // Queued, plus decided ahead while the stalled commit is in flight.
     let held = 8 + if config.decide_ahead { 4 } else { 0 };
-    let seckill = SecKill::builder(store.clone())
-        .clock(clock)
-        .config(config)
-        .build()
-        .expect("valid engine settings");
+    let (seckill, _) = service_with(store.clone(), config);
     let id = seckill.create_promotion(terms(1_000)).await.unwrap().id();
 
     let first = hold_a_grab_in_flight(&seckill, &store, id).await;

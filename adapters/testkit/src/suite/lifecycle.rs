@@ -98,12 +98,7 @@ fn closing_at(coupons: u64, finish: DateTime<Utc>) -> PromotionTerms {
 pub async fn a_promotion_with_coupons_left_expires_at_its_finish_time(fixture: impl Fixture) {
     let store = fixture.store().await;
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let build = |store| {
-        SecKill::builder(store)
-            .clock(clock.clone())
-            .build()
-            .expect("valid engine settings")
-    };
+    let build = |store| service_on(store, clock.clone(), EngineConfig::default());
     let first = build(store.clone());
     let id = first.create_promotion(terms(5)).await.unwrap().id();
     first.grab(id, customer("alice")).await.unwrap();
@@ -154,12 +149,7 @@ pub async fn a_promotion_with_coupons_left_expires_at_its_finish_time(fixture: i
 pub async fn a_finished_promotion_is_never_expired_and_none_twice(fixture: impl Fixture) {
     let store = fixture.store().await;
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let build = |store| {
-        SecKill::builder(store)
-            .clock(clock.clone())
-            .build()
-            .expect("valid engine settings")
-    };
+    let build = |store| service_on(store, clock.clone(), EngineConfig::default());
     let one = build(store.clone());
     let sold_out = one.create_promotion(terms(1)).await.unwrap().id();
     one.grab(sold_out, customer("alice")).await.unwrap();

@@ -64,12 +64,21 @@ pub fn service(store: Arc<dyn Backend>) -> (SecKill, Arc<FixedClock>) {
 /// [`service`] with these engine settings.
 pub fn service_with(store: Arc<dyn Backend>, config: EngineConfig) -> (SecKill, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
-    let seckill = SecKill::builder(store)
-        .clock(clock.clone())
+    (service_on(store, clock.clone(), config), clock)
+}
+
+/// A service over `store` reading `clock`, with these engine settings: for
+/// services that share one clock.
+pub fn service_on(
+    store: Arc<dyn Backend>,
+    clock: Arc<FixedClock>,
+    config: EngineConfig,
+) -> SecKill {
+    SecKill::builder(store)
+        .clock(clock)
         .config(config)
         .build()
-        .expect("valid engine settings");
-    (seckill, clock)
+        .expect("valid engine settings")
 }
 
 /// New terms for a promotion made with [`terms`] that has not opened yet:

@@ -237,15 +237,10 @@ pub async fn watchers_see_every_commit(fixture: impl Fixture) {
 pub async fn snapshots_equal_the_replayed_state(fixture: impl Fixture) {
     let keeps_snapshots = fixture.capabilities().snapshots;
     let store = fixture.store().await;
-    let clock = Arc::new(FixedClock::new(opens() + Duration::seconds(1)));
     let config = EngineConfig::default()
         .with_snapshot_after(7)
         .with_idle_timeout(StdDuration::from_millis(100));
-    let seckill = SecKill::builder(store.clone())
-        .clock(clock.clone())
-        .config(config.clone())
-        .build()
-        .expect("valid engine settings");
+    let (seckill, _) = service_with(store.clone(), config);
     let id = seckill.create_promotion(terms(200)).await.unwrap().id();
     for c in 0..60 {
         seckill

@@ -132,8 +132,9 @@ impl Writer {
     /// Saves a snapshot of the committed state (`copied`, or a copy of the
     /// writer's state when it holds nothing uncommitted) in the background,
     /// if one is due at the current sequence
-    /// ([`snapshot_due_at`](Self::snapshot_due_at)). The copy is taken here, between commits; the write happens
-    /// on its own task so the writer goes on deciding. The copy is cheap at
+    /// ([`snapshot_due_at`](Self::snapshot_due_at)). The copy is taken here,
+    /// between commits; the write happens on its own task so the writer goes
+    /// on deciding. The copy is cheap at
     /// any size: it shares the holder set's full chunks and index tables
     /// (docs/adr/0013-compact-holder-set.md).
     fn maybe_snapshot(&mut self, copied: Option<Promotion>) {
