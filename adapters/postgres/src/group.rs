@@ -1,5 +1,5 @@
 //! Group commit across promotions (ADR 0012): many promotions' commits in
-//! one call of `seckill_append_group` (migration 0009), so one transaction
+//! one call of `seckill_append_group` (migrations 0009 and 0010), so one transaction
 //! carries them all, and each commit still gets its own answer.
 
 use std::collections::HashSet;
@@ -133,8 +133,10 @@ impl<'c> GroupColumns<'c> {
                 heads.len(),
                 self.expected.len()
             ))),
-            // Only a writer that bypasses the events lock can collide here;
-            // the transaction rolled back, and one by one tells who conflicts.
+            // Another writer of one of the streams committed between the
+            // group's head read and its events insert (migration 0010 reads
+            // the heads before the lock): the transaction rolled back, and
+            // one by one tells who conflicts.
             Err(e) if is_unique_violation_on(&e, "events") => Err(StoreError::backend(e)),
             Err(e) => Err(store.error(
                 format!(

@@ -4,9 +4,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{count, Writer};
-use seckill_app::{EventStore, StoreError};
+use cqrs_es::DomainEvent;
+use seckill_app::{Commit, EventStore, StoreError};
+use seckill_domain::PromotionId;
+use seckill_postgres::PgStore;
 use seckill_tests::postgres::PgFixture;
+use sqlx::PgConnection;
+use tokio::task::JoinHandle;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_many_promotions_lands_in_one_transaction() {
@@ -98,4 +105,161 @@ async fn the_same_stream_twice_in_a_group_is_appended_in_order() {
     let outcomes = store.append_group(&[&first, &second]).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     assert_eq!(store.load_events(writer.id, 0).await.unwrap().len(), 5);
+}
+
+/// The backend of this database that waits for the events lock (migration
+/// 0008), once one does.
+async fn waiting_for_the_events_lock(store: &PgStore) -> i32 {
+    for _ in 0..200 {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() \
+               AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no backend came to wait for the events lock");
+}
+
+/// Another writer's event `sequence` of `writer`'s stream, inserted in the
+/// transaction open on `connection`: it takes the events lock.
+async fn insert_around_the_store(connection: &mut PgConnection, writer: &Writer, sequence: i64) {
+    let event = common::created(writer.id, 1);
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Promotion', $1, $2, $3, $4, $5::json, '{}')",
+    )
+    .bind(writer.id.to_string())
+    .bind(sequence)
+    .bind(event.event_type())
+    .bind(event.event_version())
+    .bind(serde_json::to_string(&event).unwrap())
+    .execute(connection)
+    .await
+    .unwrap();
+}
+
+/// A group append that waits for the events lock, which another transaction
+/// holds (it inserted an event of another writer's stream around the store).
+struct BehindTheLock {
+    holder: PgConnection,
+    /// The backend of the waiting group.
+    pid: i32,
+    appending: JoinHandle<Vec<Result<(), StoreError>>>,
+}
+
+impl BehindTheLock {
+    /// Takes the lock by inserting event #2 of `stream`, uncommitted, then
+    /// starts appending `commits` as a group, and returns once it waits.
+    async fn start(fixture: &PgFixture, stream: &Writer, commits: Vec<Commit>) -> Self {
+        let store = fixture.pg_store().clone();
+        let mut holder = fixture.connection().await;
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        insert_around_the_store(&mut holder, stream, 2).await;
+        let appending = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_group(&commits.iter().collect::<Vec<_>>())
+                    .await
+            })
+        };
+        let pid = waiting_for_the_events_lock(&store).await;
+        Self {
+            holder,
+            pid,
+            appending,
+        }
+    }
+
+    /// Commits the lock holder's transaction and answers the group's outcomes.
+    async fn release(mut self) -> Vec<Result<(), StoreError>> {
+        sqlx::query("COMMIT")
+            .execute(&mut self.holder)
+            .await
+            .unwrap();
+        self.appending.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_writes_its_projection_rows_before_it_queues_for_the_events_lock() {
+    // What keeps the lock short (migration 0010): while another inserter
+    // holds it, a group has already written its coupons and summaries, and
+    // waits only to insert its events.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let other = Writer::create(&store, 10).await;
+    let mut first = Writer::create(&store, 10).await;
+    let mut second = Writer::create(&store, 10).await;
+    let commits = vec![
+        first.commit(first.grabs("f", 3)),
+        second.commit(second.grabs("s", 3)),
+    ];
+    let group = BehindTheLock::start(&fixture, &other, commits).await;
+    let written: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE l.pid = $1 AND l.mode = 'RowExclusiveLock' AND l.granted \
+           AND c.relname IN ('coupons', 'promotion_summaries') ORDER BY 1",
+    )
+    .bind(group.pid)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(written, ["coupons", "promotion_summaries"]);
+
+    let outcomes = group.release().await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(store.load_events(first.id, 0).await.unwrap().len(), 4);
+    assert_eq!(store.load_events(second.id, 0).await.unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
+    // A group reads its heads before it takes the events lock. Another
+    // writer of one of its streams commits in between: the events' primary
+    // key refuses the group's first event of that stream, the group rolls
+    // back (its coupons and summary rows too), and one by one the moved
+    // stream conflicts while the other lands.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut moved = Writer::create(&store, 10).await;
+    let mut steady = Writer::create(&store, 10).await;
+    let commits = vec![
+        moved.commit(moved.grabs("m", 3)),
+        steady.commit(steady.grabs("s", 3)),
+    ];
+    // The lock holder's event #2 of the moved stream is uncommitted, so the
+    // group's head read does not see it; it commits while the group waits.
+    let outcomes = BehindTheLock::start(&fixture, &moved, commits)
+        .await
+        .release()
+        .await;
+
+    assert!(
+        matches!(outcomes[0], Err(StoreError::Conflict { expected: 1, .. })),
+        "the moved stream conflicts: {:?}",
+        outcomes[0]
+    );
+    assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+    assert_eq!(store.load_events(moved.id, 0).await.unwrap().len(), 2);
+    assert_eq!(store.load_events(steady.id, 0).await.unwrap().len(), 4);
+    let coupons_of =
+        |id: PromotionId| format!("SELECT count(*) FROM coupons WHERE promotion_id = '{id}'");
+    assert_eq!(count(&store, &coupons_of(moved.id)).await, 0);
+    assert_eq!(count(&store, &coupons_of(steady.id)).await, 3);
+    for (writer, expected) in [(&moved, (10, 1)), (&steady, (7, 4))] {
+        let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
+            .await
+            .unwrap()
+            .unwrap();
+        // The moved stream's summary was rolled back with the group.
+        assert_eq!((summary.remaining, summary.last_sequence), expected);
+    }
 }
