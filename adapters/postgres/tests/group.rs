@@ -263,3 +263,42 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
         assert_eq!((summary.remaining, summary.last_sequence), expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
+    // A group reads heads from the summaries (migration 0010). Events written
+    // around the store leave a summary behind its stream; where the summary
+    // differs from the expected sequence, the stream's own head decides, so
+    // the writer that knows the stream lands and a stale one conflicts.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut knows = Writer::create(&store, 10).await;
+    let mut stale = Writer::create(&store, 10).await;
+    let mut connection = fixture.connection().await;
+    for writer in [&knows, &stale] {
+        insert_around_the_store(&mut connection, writer, 2).await;
+    }
+    // This writer saw event #2 (its state need not, for the store's check).
+    knows.sequence += 1;
+    let commits = [
+        knows.commit(knows.grabs("k", 3)),
+        stale.commit(stale.grabs("s", 3)),
+    ];
+    let outcomes = store
+        .append_group(&commits.iter().collect::<Vec<_>>())
+        .await;
+
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Conflict { expected: 1, .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(store.load_events(knows.id, 0).await.unwrap().len(), 5);
+    assert_eq!(store.load_events(stale.id, 0).await.unwrap().len(), 2);
+    let summary = seckill_app::ProjectionStore::promotion(&store, knows.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.last_sequence, 5);
+}
