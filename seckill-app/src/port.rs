@@ -180,10 +180,10 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Replaces everything projected for one promotion, whatever the stream
     /// holds: for repair tools that run while nothing writes.
-    /// `summary.last_sequence` must be the number of the stream's events the
-    /// rows were built from, never more: a store may trust a summary that is
-    /// not ahead of its stream (PostgreSQL's group append reads heads from
-    /// it, ADR 0012).
+    /// `summary.last_sequence` is the number of the stream's events the rows
+    /// were built from: a store may refuse a summary ahead of its stream with
+    /// an error, since it may rely on a summary never being ahead
+    /// (PostgreSQL's group append reads heads from it, ADR 0012).
     async fn replace_projection(
         &self,
         summary: &PromotionSummary,

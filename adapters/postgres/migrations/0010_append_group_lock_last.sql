@@ -15,10 +15,11 @@
 -- stream may commit between the read and the insert. The events primary key
 -- then refuses this group's first event of that stream (its sequence is
 -- taken), the whole transaction rolls back, and the caller appends the
--- commits one by one, each with its exact check (`append.sql`). Within one
--- engine that cannot happen: a promotion has one writer and one commit in
--- flight. Heads only grow, so a head read equal to the expected sequence is
--- either still the head or collides.
+-- commits one by one, each with its exact check (`append.sql`). It needs two
+-- commits of one promotion in flight at once (a writer whose store timeout
+-- passed and decided again, or two replicas during an ownership handover).
+-- Heads only grow, so a head read equal to the expected sequence is either
+-- still the head or collides.
 --
 -- The heads come from the summaries. Migration 0009 read every commit's
 -- head from `events`: a descent of its primary key (aggregate type,

@@ -21,27 +21,39 @@ pub(crate) async fn append_group(
     commits: &[&Commit],
 ) -> Vec<Result<(), StoreError>> {
     let distinct: HashSet<_> = commits.iter().map(|c| c.promotion_id).collect();
-    if commits.len() <= 1 || distinct.len() < commits.len() {
+    if commits.len() <= 1
+        || distinct.len() < commits.len()
+        || commits.iter().any(|c| c.events.is_empty())
+    {
         // One commit needs no group; a stream twice in one group breaks the
-        // function's rule, so those go one at a time, in order.
+        // function's rule, so those go one at a time, in order. So does a
+        // commit without events (the engine sends none): the function's
+        // heads are backed by the events' primary key, which such a commit
+        // never meets.
         return one_by_one(store, commits).await;
     }
-    let outcome = match GroupColumns::of(commits) {
+    // In the order of their promotion ids: two groups that share promotions
+    // (two replicas during a handover) then take those promotions' row locks
+    // in the same order, before the events lock, and cannot deadlock on them.
+    let mut order: Vec<usize> = (0..commits.len()).collect();
+    order.sort_unstable_by_key(|&i| commits[i].promotion_id);
+    let sorted: Vec<&Commit> = order.iter().map(|&i| commits[i]).collect();
+    let outcome = match GroupColumns::of(&sorted) {
         Ok(columns) => columns.append(store).await,
         Err(error) => Err(error),
     };
     match outcome {
-        Ok(heads) => commits
-            .iter()
-            .zip(heads)
-            .map(|(commit, head)| {
-                if u64::try_from(head).ok() == Some(commit.expected_sequence) {
-                    Ok(())
-                } else {
-                    Err(conflict(commit))
+        Ok(heads) => {
+            let mut outcomes: Vec<Result<(), StoreError>> =
+                commits.iter().map(|_| Ok(())).collect();
+            for (&i, head) in order.iter().zip(heads) {
+                let commit = commits[i];
+                if u64::try_from(head).ok() != Some(commit.expected_sequence) {
+                    outcomes[i] = Err(conflict(commit));
                 }
-            })
-            .collect(),
+            }
+            outcomes
+        }
         // The group may or may not have landed: each writer reads back its
         // own stream to find out, so each gets the same answer.
         Err(error) if error.outcome_unknown() => {

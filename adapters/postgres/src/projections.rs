@@ -84,10 +84,20 @@ impl PgStore {
             .begin()
             .await
             .map_err(|e| self.error(doing(), e))?;
-        // A live writer (here or on another replica) may have appended since
-        // the events were read; its coupons are not in `coupons`, and
-        // replacing would erase them. Lock out appends, then look.
-        if if_current && !self.is_current(&mut tx, summary).await? {
+        // Lock out appends, then look at the stream. A live writer (here or
+        // on another replica) may have appended since the events were read;
+        // its coupons are not in `coupons`, and replacing would erase them.
+        // And a summary must never count events its stream does not hold:
+        // the group append trusts a summary that is not ahead of its stream
+        // (migration 0010, ADR 0012), and would write after a missing range.
+        let head = self.locked_head(&mut tx, summary).await?;
+        if summary.last_sequence > head {
+            return Err(StoreError::backend(format!(
+                "refusing the projection of promotion {promotion_id}: its summary counts {} events and the stream holds {head}",
+                summary.last_sequence
+            )));
+        }
+        if if_current && head != summary.last_sequence {
             tracing::info!(promotion = %promotion_id, rebuilt = summary.last_sequence, "projection not replaced: the stream moved on");
             return Ok(false);
         }
@@ -106,13 +116,13 @@ impl PgStore {
         Ok(true)
     }
 
-    /// Whether the stream's head is still `summary.last_sequence`, with
-    /// appends to the promotion held off until `tx` ends.
-    async fn is_current(
+    /// The stream's head, with appends to the promotion held off until `tx`
+    /// ends.
+    async fn locked_head(
         &self,
         tx: &mut sqlx::PgConnection,
         summary: &PromotionSummary,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<u64, StoreError> {
         let promotion_id = summary.promotion_id;
         let doing = || format!("checking the stream head of promotion {promotion_id}");
         sqlx::query(LOCK_SUMMARY)
@@ -125,6 +135,6 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| self.error(doing(), e))?;
-        Ok(u64::try_from(head).unwrap_or(0) <= summary.last_sequence)
+        Ok(u64::try_from(head).unwrap_or(0))
     }
 }

@@ -266,39 +266,143 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
-    // A group reads heads from the summaries (migration 0010). Events written
-    // around the store leave a summary behind its stream; where the summary
-    // differs from the expected sequence, the stream's own head decides, so
-    // the writer that knows the stream lands and a stale one conflicts.
+    // A group reads heads from the summaries (migration 0010). Events
+    // written around the store leave a summary behind its stream; where the
+    // summary differs from the expected sequence, the stream's own head
+    // decides, inside the group: the writer that knows the stream lands in
+    // the group's one transaction, not one by one.
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
-    let mut knows = Writer::create(&store, 10).await;
-    let mut stale = Writer::create(&store, 10).await;
+    let mut behind = Writer::create(&store, 10).await;
+    let mut beside = Writer::create(&store, 10).await;
     let mut connection = fixture.connection().await;
-    for writer in [&knows, &stale] {
-        insert_around_the_store(&mut connection, writer, 2).await;
-    }
-    // This writer saw event #2 (its state need not, for the store's check).
-    knows.sequence += 1;
+    insert_around_the_store(&mut connection, &behind, 2).await;
+    insert_around_the_store(&mut connection, &beside, 2).await;
+    // Both writers saw event #2 (their state need not, for the store's check).
+    behind.sequence += 1;
+    beside.sequence += 1;
+    // `beside`'s summary catches up first, so only `behind`'s is behind.
+    let caught_up = beside.commit(beside.grabs("b", 1));
+    store.append(&caught_up).await.unwrap();
     let commits = [
-        knows.commit(knows.grabs("k", 3)),
-        stale.commit(stale.grabs("s", 3)),
+        behind.commit(behind.grabs("k", 3)),
+        beside.commit(beside.grabs("s", 3)),
     ];
     let outcomes = store
         .append_group(&commits.iter().collect::<Vec<_>>())
         .await;
 
-    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
-    assert!(
-        matches!(outcomes[1], Err(StoreError::Conflict { expected: 1, .. })),
-        "{:?}",
-        outcomes[1]
-    );
-    assert_eq!(store.load_events(knows.id, 0).await.unwrap().len(), 5);
-    assert_eq!(store.load_events(stale.id, 0).await.unwrap().len(), 2);
-    let summary = seckill_app::ProjectionStore::promotion(&store, knows.id)
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(store.load_events(behind.id, 0).await.unwrap().len(), 5);
+    assert_eq!(store.load_events(beside.id, 0).await.unwrap().len(), 6);
+    let one_transaction = count(
+        &store,
+        &format!(
+            "SELECT count(DISTINCT xmin::text) FROM events \
+             WHERE (aggregate_id = '{}' AND sequence > 2) \
+                OR (aggregate_id = '{}' AND sequence > 3)",
+            behind.id, beside.id
+        ),
+    )
+    .await;
+    assert_eq!(one_transaction, 1, "appended in the group, not one by one");
+    let summary = seckill_app::ProjectionStore::promotion(&store, behind.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(summary.last_sequence, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_whose_summary_matches_collides_and_conflicts() {
+    // The summary agrees with a writer that missed event #2 (written around
+    // the store): the group trusts it, its insert meets the events' primary
+    // key, and one by one that writer conflicts while the other lands.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut stale = Writer::create(&store, 10).await;
+    let mut fresh = Writer::create(&store, 10).await;
+    let mut connection = fixture.connection().await;
+    insert_around_the_store(&mut connection, &stale, 2).await;
+    let commits = [
+        stale.commit(stale.grabs("s", 3)),
+        fresh.commit(fresh.grabs("f", 3)),
+    ];
+    let outcomes = store
+        .append_group(&commits.iter().collect::<Vec<_>>())
+        .await;
+
+    assert!(
+        matches!(outcomes[0], Err(StoreError::Conflict { expected: 1, .. })),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+    assert_eq!(store.load_events(stale.id, 0).await.unwrap().len(), 2);
+    assert_eq!(store.load_events(fresh.id, 0).await.unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_promotions_are_created_together_in_one_group() {
+    // Expected sequence 0 and no summary row yet: the stream decides (empty).
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut writers: Vec<Writer> = (0..3).map(|_| Writer::new(common::new_id())).collect();
+    let commits: Vec<_> = writers
+        .iter_mut()
+        .map(|writer| {
+            let id = writer.id;
+            writer.commit(vec![common::created(id, 5)])
+        })
+        .collect();
+    let outcomes = store
+        .append_group(&commits.iter().collect::<Vec<_>>())
+        .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(
+        count(&store, "SELECT count(DISTINCT xmin::text) FROM events").await,
+        1
+    );
+    for writer in &writers {
+        let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((summary.remaining, summary.last_sequence), (5, 1));
+    }
+    // Created again by a writer that did not see it: a conflict, not a copy.
+    let first = writers[0].id;
+    let again = Writer::new(first).commit(vec![common::created(first, 5)]);
+    let grabs = writers[1].grabs("g", 1);
+    let other = writers[1].commit(grabs);
+    let outcomes = store.append_group(&[&again, &other]).await;
+    assert!(
+        matches!(outcomes[0], Err(StoreError::Conflict { expected: 0, .. })),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_ahead_of_its_stream_is_refused() {
+    // The group append trusts a summary that is never ahead of its stream;
+    // a repair that would write one gets an error and changes nothing.
+    let fixture = PgFixture::new().await;
+    let store = fixture.pg_store().clone();
+    let mut writer = Writer::create(&store, 10).await;
+    writer.append_grabs(&store, "c", 2).await;
+    let mut ahead = writer.clone();
+    let future = ahead.commit(ahead.grabs("x", 3));
+    let outcome =
+        seckill_app::ProjectionStore::replace_projection(&store, &future.summary, &[]).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Backend(_))),
+        "{outcome:?}"
+    );
+    let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.remaining, summary.last_sequence), (8, 3));
 }
