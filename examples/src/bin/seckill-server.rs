@@ -33,17 +33,20 @@ use seckill_app::{Backend, EngineConfig, EventStore, Replica, ReplicaId, SecKill
 use seckill_examples::server::{self, ClusterSecret, HttpForward};
 use seckill_memory::MemoryStore;
 use seckill_nats::{Publisher, StreamSettings, Subjects};
-use seckill_postgres::{PgOptions, PgOwnership, PgStore, DEFAULT_SCHEMA};
+use seckill_postgres::{PgOwnership, PgStore};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
-// The security flags, and publishing to NATS JetStream, in files of their
-// own beside this one.
+// The flags' value parsers, the security flags, and publishing to NATS
+// JetStream, in files of their own beside this one.
+#[path = "seckill-server/flags.rs"]
+mod flags;
 #[path = "seckill-server/nats.rs"]
 mod nats;
 #[path = "seckill-server/security.rs"]
 mod security;
 
+use flags::{parse_duration, pg_options, PgArgs};
 use nats::{publish, start_publishing, NatsArgs, PublishArgs};
 
 // jemalloc: a grab's request, command, event and answer are allocated on one
@@ -80,27 +83,6 @@ enum Command {
     Publish(PublishArgs),
 }
 
-/// The PostgreSQL schema SecKill's tables are in, shared by every subcommand
-/// that opens the store.
-#[derive(Debug, Clone, ClapArgs)]
-struct PgSchemaArg {
-    /// PostgreSQL schema holding SecKill's tables and its migrations table;
-    /// created if missing. `public` keeps the layout from before this flag
-    /// (and shares `public._sqlx_migrations` with other migrations there).
-    #[arg(long = "pg-schema", env = "SECKILL_PG_SCHEMA", default_value = DEFAULT_SCHEMA,
-          value_parser = parse_pg_schema)]
-    pg_schema: String,
-}
-
-/// A schema name `PgOptions` accepts.
-fn parse_pg_schema(raw: &str) -> Result<String, String> {
-    PgOptions::default()
-        .with_schema(raw)
-        .validate()
-        .map(|()| raw.to_owned())
-        .map_err(|error| error.to_string())
-}
-
 #[derive(Debug, ClapArgs)]
 struct RebuildArgs {
     /// PostgreSQL URL of the store to rebuild.
@@ -108,7 +90,7 @@ struct RebuildArgs {
     database_url: String,
 
     #[command(flatten)]
-    schema: PgSchemaArg,
+    pg: PgArgs,
 
     /// How long one database call may take before it fails.
     #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -128,7 +110,7 @@ struct Args {
     database_url: Option<String>,
 
     #[command(flatten)]
-    schema: PgSchemaArg,
+    pg: PgArgs,
 
     /// Most PostgreSQL connections, at least 1 (ignored in memory).
     #[arg(long, env = "SECKILL_POOL_SIZE", default_value_t = 16,
@@ -215,42 +197,6 @@ enum LogFormat {
     Json,
 }
 
-/// `500ms`, `2s` or a bare number of seconds.
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    // Bare seconds, as the flags always took; anything else as humantime
-    // reads it (`500ms`, `2s`, `10min`, `1h 30m`).
-    let parsed = match raw.trim().parse::<u64>() {
-        Ok(seconds) => Ok(Duration::from_secs(seconds)),
-        Err(_) => humantime::parse_duration(raw.trim()).map_err(|error| error.to_string()),
-    };
-    // Longer than a year is a typo, and near the top of the range a deadline
-    // computed from it would overflow.
-    let longest = Duration::from_secs(366 * 24 * 60 * 60);
-    match parsed {
-        Ok(duration) if duration > longest => Err(format!("`{raw}` is longer than 366 days")),
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(format!(
-            "`{raw}` is zero; give a duration like `500ms` or `2s`"
-        )),
-        Err(error) => Err(format!(
-            "`{raw}` is not a duration like `500ms` or `2s`: {error}"
-        )),
-    }
-}
-
-/// Pool settings whose every wait is bounded by `timeout`, in `schema`. The
-/// statement timeout equals the engine's `store_timeout` (`--db-timeout`
-/// sets both), so the server cuts a stuck statement off as the engine gives
-/// up on it (the rule in `PgOptions`' docs: statement_timeout <= store_timeout).
-fn pg_options(pool_size: u32, timeout: Duration, schema: &PgSchemaArg) -> PgOptions {
-    PgOptions::default()
-        .with_max_connections(pool_size)
-        .with_acquire_timeout(timeout)
-        .with_statement_timeout(Some(timeout))
-        .with_ping_timeout(timeout.min(PgOptions::default().ping_timeout))
-        .with_schema(schema.pg_schema.as_str())
-}
-
 /// The one place that picks the storage backend.
 /// The store, and the ownership among replicas when `--advertise-url` is set.
 async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<PgOwnership>)> {
@@ -260,12 +206,12 @@ async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<P
             Ok((Arc::new(MemoryStore::new()), None))
         }
         Some(url) => {
-            let options = pg_options(args.pool_size, args.db_timeout, &args.schema);
+            let options = pg_options(args.pool_size, args.db_timeout, &args.pg);
             // The URL may carry a password: it is never logged.
             let store = PgStore::connect_with(url, options)
                 .await
                 .context("connecting to PostgreSQL and migrating it")?;
-            tracing::info!(pool_size = args.pool_size, schema = %args.schema.pg_schema, "storage: PostgreSQL");
+            tracing::info!(pool_size = args.pool_size, schema = %args.pg.schema, "storage: PostgreSQL");
             let ownership = args.advertise_url.as_ref().map(|address| {
                 let replica = Replica {
                     id: ReplicaId::random(),
@@ -372,7 +318,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 /// `seckill-server rebuild`: every promotion's projections from its events.
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     init_logging("warn", LogFormat::Human)?;
-    let options = pg_options(2, args.db_timeout, &args.schema);
+    let options = pg_options(2, args.db_timeout, &args.pg);
     let store = PgStore::connect_with(&args.database_url, options)
         .await
         .context("connecting to PostgreSQL and migrating it")?;
@@ -403,33 +349,39 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use seckill_postgres::DEFAULT_SCHEMA;
+
     use super::*;
 
     #[test]
-    fn db_timeouts_read_milliseconds_seconds_and_bare_seconds() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
-        for bad in [
-            "0s",
-            "0",
-            "",
-            "-1s",
-            "fast",
-            "367days",
-            "18446744073709551615s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn the_page_writeback_flag_reaches_the_stores_connections() {
+        let timeout = Duration::from_secs(1);
+        let cli = Cli::try_parse_from(["seckill-server"]).expect("no flags parse");
+        let options = pg_options(1, timeout, &cli.serve.pg);
+        assert_eq!(
+            options.backend_flush_after_kb,
+            seckill_postgres::PgOptions::default().backend_flush_after_kb
+        );
+        let cli = Cli::try_parse_from(["seckill-server", "--pg-backend-flush-after", "server"])
+            .expect("parses");
+        assert_eq!(
+            pg_options(1, timeout, &cli.serve.pg).backend_flush_after_kb,
+            None
+        );
+        let cli = Cli::try_parse_from(["seckill-server", "--pg-backend-flush-after", "64"])
+            .expect("parses");
+        assert_eq!(
+            pg_options(1, timeout, &cli.serve.pg).backend_flush_after_kb,
+            Some(64)
+        );
     }
 
     #[test]
     fn the_schema_flag_defaults_to_the_library_and_refuses_bad_names() {
         let cli = Cli::try_parse_from(["seckill-server"]).expect("no flags parse");
-        assert_eq!(cli.serve.schema.pg_schema, DEFAULT_SCHEMA);
+        assert_eq!(cli.serve.pg.schema, DEFAULT_SCHEMA);
         let cli = Cli::try_parse_from(["seckill-server", "--pg-schema", "shop"]).expect("parses");
-        assert_eq!(cli.serve.schema.pg_schema, "shop");
+        assert_eq!(cli.serve.pg.schema, "shop");
         for bad in ["Shop", "a;b", "pg_x", ""] {
             let refused = Cli::try_parse_from(["seckill-server", "--pg-schema", bad]);
             assert!(refused.is_err(), "--pg-schema {bad:?} was accepted");
@@ -446,7 +398,7 @@ mod tests {
         let Some(Command::Rebuild(rebuild)) = rebuild.command else {
             panic!("not rebuild: {rebuild:?}");
         };
-        assert_eq!(rebuild.schema.pg_schema, "shop");
+        assert_eq!(rebuild.pg.schema, "shop");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub(crate) struct PublishArgs {
     pub(crate) database_url: String,
 
     #[command(flatten)]
-    pub(crate) schema: PgSchemaArg,
+    pub(crate) pg: PgArgs,
 
     /// How long one database call may take before it fails.
     #[arg(long, env = "SECKILL_DB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -97,7 +97,7 @@ pub(crate) async fn start_publishing(
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     init_logging("warn", LogFormat::Human)?;
     let settings = args.nats.settings().context("the NATS stream flags")?;
-    let options = pg_options(2, args.db_timeout, &args.schema);
+    let options = pg_options(2, args.db_timeout, &args.pg);
     let store = PgStore::connect_with(&args.database_url, options)
         .await
         .context("connecting to PostgreSQL and migrating it")?;
