@@ -31,10 +31,12 @@
 -- and further collides on the primary key as above. Only where the summary
 -- is missing or differs is the stream itself read, and its head decides.
 --
--- The same parameters and answer as migration 0009's. Events name their
--- stream by the commit's promotion id as text (how the aggregate id is
--- written): an element of a uuid array is found by its index, one of a text
--- array only by walking the elements before it.
+-- The same parameters and answer as migration 0009's, so a replica still on
+-- the previous release keeps appending through a rolling upgrade. Events now
+-- name their stream by the commit's promotion id as text (how the aggregate
+-- id is written), so `c_aggregate_id` is no longer read: an element of a
+-- uuid array is found by its index, one of a text array only by walking the
+-- elements before it.
 CREATE OR REPLACE FUNCTION seckill_append_group(
     p_aggregate_type  text,
     p_event_version   text,

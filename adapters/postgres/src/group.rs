@@ -104,6 +104,8 @@ impl<'c> GroupColumns<'c> {
     fn of(commits: &[&'c Commit]) -> Result<Self, StoreError> {
         let mut columns = Self::default();
         for (index, commit) in (1..).zip(commits) {
+            // Read by migration 0009's function only; 0010 keeps the
+            // parameter for replicas of the previous release.
             columns.aggregate_ids.push(commit.promotion_id.to_string());
             columns.promotion_ids.push(*commit.promotion_id.as_uuid());
             columns.expected.push(to_db(commit.expected_sequence)?);

@@ -90,7 +90,7 @@ impl PgStore {
         // And a summary must never count events its stream does not hold:
         // the group append trusts a summary that is not ahead of its stream
         // (migration 0010, ADR 0012), and would write after a missing range.
-        let head = self.locked_head(&mut tx, summary).await?;
+        let head = self.locked_head(&mut tx, promotion_id).await?;
         if summary.last_sequence > head {
             return Err(StoreError::backend(format!(
                 "refusing the projection of promotion {promotion_id}: its summary counts {} events and the stream holds {head}",
@@ -121,9 +121,8 @@ impl PgStore {
     async fn locked_head(
         &self,
         tx: &mut sqlx::PgConnection,
-        summary: &PromotionSummary,
+        promotion_id: PromotionId,
     ) -> Result<u64, StoreError> {
-        let promotion_id = summary.promotion_id;
         let doing = || format!("checking the stream head of promotion {promotion_id}");
         sqlx::query(LOCK_SUMMARY)
             .bind(promotion_id.as_uuid())

@@ -4,28 +4,9 @@
 
 mod common;
 
-use common::{created, new_id};
-use cqrs_es::DomainEvent;
+use common::{created, insert_around_the_store, new_id};
 use seckill_app::EventStore;
-use seckill_domain::{PromotionEvent, PromotionId};
 use seckill_tests::postgres::PgFixture;
-use sqlx::PgConnection;
-
-/// Inserts `event` as event #1 of `id` on `connection`, inside whatever
-/// transaction it has open, as another writer's append would.
-async fn insert(connection: &mut PgConnection, id: PromotionId, event: &PromotionEvent) {
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ('Promotion', $1, 1, $2, $3, $4::json, '{}')",
-    )
-    .bind(id.to_string())
-    .bind(event.event_type())
-    .bind(event.event_version())
-    .bind(serde_json::to_string(event).unwrap())
-    .execute(connection)
-    .await
-    .unwrap();
-}
 
 /// Reads the feed from 0 until it holds `count` events, boundedly.
 async fn feed_of(
@@ -53,11 +34,11 @@ async fn a_transaction_in_flight_holds_back_every_later_position() {
 
     // The first transaction inserts and stays open ...
     sqlx::query("BEGIN").execute(&mut early).await.unwrap();
-    insert(&mut early, first, &created(first, 5)).await;
+    insert_around_the_store(&mut early, first, 1, &created(first, 5)).await;
     // ... so a second inserter waits for it before it takes a position.
     let waiting = tokio::spawn(async move {
         sqlx::query("BEGIN").execute(&mut late).await.unwrap();
-        insert(&mut late, second, &created(second, 5)).await;
+        insert_around_the_store(&mut late, second, 1, &created(second, 5)).await;
         sqlx::query("COMMIT").execute(&mut late).await.unwrap();
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -105,10 +86,10 @@ async fn an_older_transaction_that_inserts_later_never_hides_a_lower_position() 
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut younger).await.unwrap();
-    insert(&mut younger, first, &created(first, 5)).await;
+    insert_around_the_store(&mut younger, first, 1, &created(first, 5)).await;
     // The older one inserts now: it waits until the younger one ends.
     let inserting = tokio::spawn(async move {
-        insert(&mut older, second, &created(second, 5)).await;
+        insert_around_the_store(&mut older, second, 1, &created(second, 5)).await;
         sqlx::query("COMMIT").execute(&mut older).await.unwrap();
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{count, Writer};
+use common::{count, summary_of, Writer};
 use seckill_app::{EventStore, StoreError};
 use seckill_tests::postgres::PgFixture;
 
@@ -38,11 +38,7 @@ async fn a_group_of_many_promotions_lands_in_one_transaction() {
     assert_eq!(transactions, 1, "the group is one transaction");
     assert_eq!(count(&store, "SELECT count(*) FROM coupons").await, 50 * 20);
     for writer in &writers {
-        let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((summary.remaining, summary.last_sequence), (80, 21));
+        assert_eq!(summary_of(&store, writer.id).await, (80, 21));
         assert_eq!(store.load_events(writer.id, 0).await.unwrap().len(), 21);
     }
 }

@@ -8,8 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, Writer};
-use cqrs_es::DomainEvent;
+use common::{count, created, insert_around_the_store, new_id, summary_of, Writer};
 use seckill_app::{Commit, EventStore, StoreError};
 use seckill_domain::PromotionId;
 use seckill_postgres::PgStore;
@@ -17,42 +16,36 @@ use seckill_tests::postgres::PgFixture;
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 
-/// The backend of this database that waits for the events lock (migration
-/// 0008), once one does.
-async fn waiting_for_the_events_lock(store: &PgStore) -> i32 {
-    for _ in 0..200 {
-        let waiting: Option<i32> = sqlx::query_scalar(
+/// The backends of this database waiting for a lock of type `Lock:{event}`
+/// for one of `events`, once there are at least `n` of them.
+async fn waiting_for(store: &PgStore, events: &[&str], n: usize) -> Vec<i32> {
+    for _ in 0..250 {
+        let waiting: Vec<i32> = sqlx::query_scalar(
             "SELECT pid FROM pg_stat_activity \
              WHERE datname = current_database() \
-               AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+               AND wait_event_type = 'Lock' AND wait_event = ANY($1)",
         )
-        .fetch_optional(store.pool())
+        .bind(events)
+        .fetch_all(store.pool())
         .await
         .unwrap();
-        if let Some(pid) = waiting {
-            return pid;
+        if waiting.len() >= n {
+            return waiting;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no backend came to wait for the events lock");
+    panic!("{n} backends never came to wait for {events:?}");
 }
 
-/// Another writer's event `sequence` of `writer`'s stream, inserted in the
-/// transaction open on `connection`: it takes the events lock.
-async fn insert_around_the_store(connection: &mut PgConnection, writer: &Writer, sequence: i64) {
-    let event = common::created(writer.id, 1);
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ('Promotion', $1, $2, $3, $4, $5::json, '{}')",
-    )
-    .bind(writer.id.to_string())
-    .bind(sequence)
-    .bind(event.event_type())
-    .bind(event.event_version())
-    .bind(serde_json::to_string(&event).unwrap())
-    .execute(connection)
-    .await
-    .unwrap();
+/// The backend that waits for the events lock (migration 0008), once one does.
+async fn waiting_for_the_events_lock(store: &PgStore) -> i32 {
+    waiting_for(store, &["advisory"], 1).await[0]
+}
+
+/// Until `n` backends wait on row locks (a row, or a key another
+/// transaction has not committed).
+async fn until_waiting_on_rows(store: &PgStore, n: usize) {
+    waiting_for(store, &["transactionid", "tuple"], n).await;
 }
 
 /// A group append that waits for the events lock, which another transaction
@@ -71,7 +64,7 @@ impl BehindTheLock {
         let store = fixture.pg_store().clone();
         let mut holder = fixture.connection().await;
         sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-        insert_around_the_store(&mut holder, stream, 2).await;
+        insert_around_the_store(&mut holder, stream.id, 2, &created(stream.id, 1)).await;
         let appending = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -164,14 +157,9 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
         |id: PromotionId| format!("SELECT count(*) FROM coupons WHERE promotion_id = '{id}'");
     assert_eq!(count(&store, &coupons_of(moved.id)).await, 0);
     assert_eq!(count(&store, &coupons_of(steady.id)).await, 3);
-    for (writer, expected) in [(&moved, (10, 1)), (&steady, (7, 4))] {
-        let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
-            .await
-            .unwrap()
-            .unwrap();
-        // The moved stream's summary was rolled back with the group.
-        assert_eq!((summary.remaining, summary.last_sequence), expected);
-    }
+    // The moved stream's summary was rolled back with the group.
+    assert_eq!(summary_of(&store, moved.id).await, (10, 1));
+    assert_eq!(summary_of(&store, steady.id).await, (7, 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,8 +174,8 @@ async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
     let mut behind = Writer::create(&store, 10).await;
     let mut beside = Writer::create(&store, 10).await;
     let mut connection = fixture.connection().await;
-    insert_around_the_store(&mut connection, &behind, 2).await;
-    insert_around_the_store(&mut connection, &beside, 2).await;
+    insert_around_the_store(&mut connection, behind.id, 2, &created(behind.id, 1)).await;
+    insert_around_the_store(&mut connection, beside.id, 2, &created(beside.id, 1)).await;
     // Both writers saw event #2 (their state need not, for the store's check).
     behind.sequence += 1;
     beside.sequence += 1;
@@ -216,11 +204,7 @@ async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
     )
     .await;
     assert_eq!(one_transaction, 1, "appended in the group, not one by one");
-    let summary = seckill_app::ProjectionStore::promotion(&store, behind.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(summary.last_sequence, 5);
+    assert_eq!(summary_of(&store, behind.id).await.1, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +217,7 @@ async fn a_stale_writer_whose_summary_matches_collides_and_conflicts() {
     let mut stale = Writer::create(&store, 10).await;
     let mut fresh = Writer::create(&store, 10).await;
     let mut connection = fixture.connection().await;
-    insert_around_the_store(&mut connection, &stale, 2).await;
+    insert_around_the_store(&mut connection, stale.id, 2, &created(stale.id, 1)).await;
     let commits = [
         stale.commit(stale.grabs("s", 3)),
         fresh.commit(fresh.grabs("f", 3)),
@@ -257,12 +241,12 @@ async fn new_promotions_are_created_together_in_one_group() {
     // Expected sequence 0 and no summary row yet: the stream decides (empty).
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
-    let mut writers: Vec<Writer> = (0..3).map(|_| Writer::new(common::new_id())).collect();
+    let mut writers: Vec<Writer> = (0..3).map(|_| Writer::new(new_id())).collect();
     let commits: Vec<_> = writers
         .iter_mut()
         .map(|writer| {
             let id = writer.id;
-            writer.commit(vec![common::created(id, 5)])
+            writer.commit(vec![created(id, 5)])
         })
         .collect();
     let outcomes = store
@@ -274,15 +258,11 @@ async fn new_promotions_are_created_together_in_one_group() {
         1
     );
     for writer in &writers {
-        let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((summary.remaining, summary.last_sequence), (5, 1));
+        assert_eq!(summary_of(&store, writer.id).await, (5, 1));
     }
     // Created again by a writer that did not see it: a conflict, not a copy.
     let first = writers[0].id;
-    let again = Writer::new(first).commit(vec![common::created(first, 5)]);
+    let again = Writer::new(first).commit(vec![created(first, 5)]);
     let grabs = writers[1].grabs("g", 1);
     let other = writers[1].commit(grabs);
     let outcomes = store.append_group(&[&again, &other]).await;
@@ -310,33 +290,7 @@ async fn a_projection_ahead_of_its_stream_is_refused() {
         matches!(outcome, Err(StoreError::Backend(_))),
         "{outcome:?}"
     );
-    let summary = seckill_app::ProjectionStore::promotion(&store, writer.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((summary.remaining, summary.last_sequence), (8, 3));
-}
-
-/// Backends of this database waiting for a row or transaction lock.
-async fn waiting_on_rows(store: &PgStore) -> i64 {
-    count(
-        store,
-        "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = current_database() \
-           AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')",
-    )
-    .await
-}
-
-/// Polls until `n` backends wait on row locks.
-async fn until_waiting_on_rows(store: &PgStore, n: i64) {
-    for _ in 0..250 {
-        if waiting_on_rows(store).await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{n} backends never came to wait on row locks");
+    assert_eq!(summary_of(&store, writer.id).await, (8, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part
 
 use chrono::Duration;
-use cqrs_es::Aggregate;
+use cqrs_es::{Aggregate, DomainEvent};
 use seckill_app::{Commit, EventStore, PromotionSummary, StoreError};
 use seckill_domain::testing;
 pub use seckill_domain::testing::{created, opens};
@@ -17,6 +17,38 @@ pub async fn count(store: &PgStore, sql: &str) -> i64 {
         .fetch_one(store.pool())
         .await
         .unwrap()
+}
+
+/// Inserts `event` as event `sequence` of `id`'s stream on `connection`,
+/// inside whatever transaction it has open, as another writer's append would
+/// (its statement trigger takes the events lock): no coupons, no summary.
+pub async fn insert_around_the_store(
+    connection: &mut sqlx::PgConnection,
+    id: PromotionId,
+    sequence: i64,
+    event: &PromotionEvent,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Promotion', $1, $2, $3, $4, $5::json, '{}')",
+    )
+    .bind(id.to_string())
+    .bind(sequence)
+    .bind(event.event_type())
+    .bind(event.event_version())
+    .bind(serde_json::to_string(event).unwrap())
+    .execute(connection)
+    .await
+    .unwrap();
+}
+
+/// `id`'s stored summary as (remaining, last sequence); it must exist.
+pub async fn summary_of(store: &PgStore, id: PromotionId) -> (u32, u64) {
+    let summary = seckill_app::ProjectionStore::promotion(store, id)
+        .await
+        .unwrap()
+        .expect("the promotion has a summary");
+    (summary.remaining, summary.last_sequence)
 }
 
 /// A new promotion id.

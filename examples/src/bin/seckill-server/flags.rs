@@ -94,10 +94,10 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// Pool settings whose every wait is bounded by `timeout`, with `pg`'s
-/// schema and page writeback. The
-/// statement timeout equals the engine's `store_timeout` (`--db-timeout`
-/// sets both), so the server cuts a stuck statement off as the engine gives
-/// up on it (the rule in `PgOptions`' docs: statement_timeout <= store_timeout).
+/// schema and page writeback. The statement timeout equals the engine's
+/// `store_timeout` (`--db-timeout` sets both), so the server cuts a stuck
+/// statement off as the engine gives up on it (the rule in `PgOptions`'
+/// docs: statement_timeout <= store_timeout).
 pub(crate) fn pg_options(pool_size: u32, timeout: Duration, pg: &PgArgs) -> PgOptions {
     PgOptions::default()
         .with_max_connections(pool_size)
