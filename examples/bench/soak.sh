@@ -32,10 +32,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 
 pid=""
 sampler=""
+probe=""
 waits=$(mktemp)
+fsyncs=$(mktemp)
 cleanup() {
   [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
-  rm -f "$waits" "$waits.slice"
+  [ -n "$probe" ] && kill "$probe" 2>/dev/null || true
+  rm -f "$waits" "$waits.slice" "$fsyncs"
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   psql "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
 }
@@ -75,19 +78,33 @@ top_waits() {
     sort -k2 -nr -t' ' | head -3 | paste -sd, - | sed 's/,/, /g'
 }
 
-echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed | PostgreSQL checkpoints | PostgreSQL waits |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---|"
+# The probe needs a directory it may write on the database's disk: PostgreSQL's
+# data directory on a local server run as root or postgres, else none.
+probe_dir="${FSYNC_PROBE_DIR:-$(psql "$PG_SERVER_URL" -Atc 'SHOW data_directory' 2>/dev/null || true)}"
+if [ "$probe_dir" != off ] && [ -d "$probe_dir" ] && [ -w "$probe_dir" ] && command -v python3 >/dev/null; then
+  python3 examples/bench/fsync_probe.py "$probe_dir" > "$fsyncs" &
+  probe=$!
+fi
+# The probe's p99 and worst fdatasync between two times, in milliseconds.
+disk() {
+  awk -v a="$1" -v b="$2" '$1 >= a && $1 < b { print $2 }' "$fsyncs" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f / %.1f", v[i], v[NR] }'
+}
+
+echo "| seconds | grabs/s | p50 ms | p99 ms | server RSS MB | grabs committed | PostgreSQL checkpoints | PostgreSQL waits | disk fsync p99 / worst ms |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 started_checkpoints=$(checkpoints)
 soak_started=$(date +%s)
-echo "| 0 | | | | $(rss) | 0 | 0 | |"
+echo "| 0 | | | | $(rss) | 0 | 0 | | |"
 for slice in $(seq 1 "$SLICES"); do
   echo "$slice" > "$waits.slice"
+  slice_started=$(date +%s.%N)
   out=$(PROMOTION=$promotion CUSTOMER_PREFIX="s$slice" \
     wrk -t2 -c"$CONNECTIONS" -d"$SLICE" --latency -s examples/bench/grab.lua "$SERVER")
   rate=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
   # wrk prints latencies with their unit (us, ms, s): in milliseconds.
   ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.1f", v }' <<<"$out"; }
-  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) | $(($(checkpoints) - started_checkpoints)) | $(top_waits "$slice") |"
+  echo "| $((slice * ${SLICE%s})) | $rate | $(ms 50%) | $(ms 99%) | $(rss) | $(committed) | $(($(checkpoints) - started_checkpoints)) | $(top_waits "$slice") | $(disk "$slice_started" "$(date +%s.%N)") |"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then grep -E 'Non-2xx|Socket errors|status' <<<"$out" | sed 's/^/  /'; fi
 done
 # When PostgreSQL's background work ran, against the slices: autovacuum and
