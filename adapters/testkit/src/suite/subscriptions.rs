@@ -129,7 +129,11 @@ async fn grab_many(
 fn quick(seckill: &SecKill, name: &str) -> seckill_app::SubscriptionBuilder {
     seckill
         .subscription(name)
-        .lease(StdDuration::from_millis(300))
+        // Long enough that a loaded machine's stall (a disk's fsync was seen
+        // to take 1.6 s) does not lapse a live consumer's lease, which would
+        // hand its name over mid-test and deliver again from the checkpoint;
+        // short enough that a crashed one's lapses within the tests' waits.
+        .lease(StdDuration::from_secs(3))
         .poll_interval(StdDuration::from_millis(20))
         .retry(StdDuration::from_millis(5), StdDuration::from_millis(50))
 }
@@ -361,29 +365,40 @@ pub async fn a_crashed_consumer_is_taken_over_and_nothing_is_missed(fixture: imp
     standby.stop().await;
 }
 
-/// Claims the name "fence" for `who` for 200 ms, a new name starting at `start`.
-async fn claim(store: &Arc<dyn Backend>, who: uuid::Uuid, start: u64) -> Option<SubscriptionLease> {
+/// Claims the name "fence" for `who` for `lease`, a new name starting at `start`.
+async fn claim(
+    store: &Arc<dyn Backend>,
+    who: uuid::Uuid,
+    lease: StdDuration,
+    start: u64,
+) -> Option<SubscriptionLease> {
     store
-        .claim_subscription("fence", who, FENCE_LEASE, start)
+        .claim_subscription("fence", who, lease, start)
         .await
         .unwrap()
 }
 
-const FENCE_LEASE: StdDuration = StdDuration::from_millis(200);
+/// A lease that outlives the test: what must stay held does, however long
+/// a loaded machine takes between two statements (a 200 ms lease once
+/// lapsed between a claim and the next line's).
+const HELD: StdDuration = StdDuration::from_secs(60);
+/// The one lease the test lets lapse.
+const LAPSING: StdDuration = StdDuration::from_millis(200);
 
 /// The store port's lease rules: held, renewed, lapsed, fenced, released.
 pub async fn subscription_leases_fence_a_consumer_that_lost_its_name(fixture: impl Fixture) {
     let store = fixture.store().await;
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    let held = claim(&store, a, 7).await.unwrap();
+    let held = claim(&store, a, HELD, 7).await.unwrap();
     assert_eq!(
         (held.epoch, held.checkpoint),
         (1, 7),
         "a new name starts where asked"
     );
-    assert_eq!(claim(&store, b, 0).await, None, "held by another");
+    assert_eq!(claim(&store, b, HELD, 0).await, None, "held by another");
+    // Renewing with a short lease, so that it can lapse below.
     assert_eq!(
-        claim(&store, a, 0).await.unwrap().epoch,
+        claim(&store, a, LAPSING, 0).await.unwrap().epoch,
         1,
         "renewing keeps the epoch"
     );
@@ -394,8 +409,9 @@ pub async fn subscription_leases_fence_a_consumer_that_lost_its_name(fixture: im
     );
     assert_eq!(store.checkpoint("fence").await.unwrap(), Some(9));
 
-    tokio::time::sleep(FENCE_LEASE + StdDuration::from_millis(100)).await;
-    let taken = claim(&store, b, 0).await.unwrap();
+    tokio::time::sleep(LAPSING + StdDuration::from_millis(100)).await;
+    // From here on the name is held for longer than the test runs.
+    let taken = claim(&store, b, HELD, 0).await.unwrap();
     assert_eq!(
         (taken.epoch, taken.checkpoint),
         (2, 9),
@@ -405,12 +421,12 @@ pub async fn subscription_leases_fence_a_consumer_that_lost_its_name(fixture: im
         !store.save_checkpoint(&held, 20).await.unwrap(),
         "the old holder is fenced"
     );
-    assert_eq!(claim(&store, a, 0).await, None);
+    assert_eq!(claim(&store, a, HELD, 0).await, None);
     store.release_subscription(&held).await.unwrap(); // not current: no effect
-    assert_eq!(claim(&store, a, 0).await, None);
+    assert_eq!(claim(&store, a, HELD, 0).await, None);
 
     store.release_subscription(&taken).await.unwrap();
-    let back = claim(&store, a, 0).await.unwrap();
+    let back = claim(&store, a, HELD, 0).await.unwrap();
     assert_eq!(
         (back.epoch, back.checkpoint),
         (3, 9),
