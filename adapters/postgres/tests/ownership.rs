@@ -137,7 +137,9 @@ async fn promotions_spread_over_the_live_replicas() {
 #[tokio::test]
 async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     let fixture = PgFixture::new().await;
-    let short = replica(&fixture, "short", Duration::from_millis(300));
+    // Alive on a long lease while the test sets up, however slow the
+    // machine: a 300 ms one could lapse before `short` owns anything.
+    let short = replica(&fixture, "short", LONG);
     let survivor = replica(&fixture, "survivor", LONG);
     short.heartbeat().await.unwrap();
     survivor.heartbeat().await.unwrap();
@@ -157,9 +159,19 @@ async fn a_lapsed_owner_is_replaced_and_the_epoch_grows() {
     let claim = survivor.claim(promotion).await.unwrap();
     assert_eq!(owner_id(&survivor, &claim), short.replica().id);
 
-    // It stops renewing (a kill -9, a hung process): once its lease lapses
-    // the promotion goes to the live replica, in a new tenure.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Its last heartbeat asks for 1 s, then it stops renewing (a kill -9, a
+    // hung process): once that lease lapses the promotion goes to the live
+    // replica, in a new tenure. The heartbeat's pool waits a third of the
+    // lease for a connection, which a stalled machine can miss: nothing is
+    // written then, so it is simply sent again.
+    let lapsing = Duration::from_secs(1);
+    let last_heartbeat = PgOwnership::new(fixture.pg_store(), short.replica().clone(), lapsing);
+    let mut tries = 0;
+    while let Err(error) = last_heartbeat.heartbeat().await {
+        tries += 1;
+        assert!(tries < 20, "{error}");
+    }
+    tokio::time::sleep(lapsing * 2).await;
     assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, true));
     // Asking again is no second takeover.
     assert_eq!(survivor.claim(promotion).await.unwrap(), owned(2, false));

@@ -475,8 +475,11 @@ pub async fn a_lost_commit_answer_is_503_outcome_unknown_and_a_retry_learns_the_
             ..FaultPlan::default()
         },
     ));
+    // Seconds, not milliseconds: every store call (the promotion's creation,
+    // the late commit once resumed) runs under it on a possibly stalled
+    // machine; the paused grab still times out, only later.
     let seckill = SecKill::builder(late.clone())
-        .config(EngineConfig::default().with_store_timeout(StdDuration::from_millis(200)))
+        .config(EngineConfig::default().with_store_timeout(StdDuration::from_secs(3)))
         .build()
         .expect("valid engine settings");
     let server = TestServer::serving(seckill).await;

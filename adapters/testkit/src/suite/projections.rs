@@ -276,8 +276,20 @@ pub async fn snapshots_equal_the_replayed_state(fixture: impl Fixture) {
             snapshot.sequence
         }
     };
-    // Wait for the idle writer to stop and save its final snapshot.
-    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    // Wait for the idle writer to stop and save its final snapshot: polled,
+    // not slept for, because that save is a commit, which a loaded machine's
+    // disk can hold for a second or more.
+    if keeps_snapshots {
+        let total = store.load_events(id, 0).await.unwrap().len() as u64;
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let saved = store.load_snapshot(id).await.unwrap().map(|s| s.sequence);
+            if saved == Some(total) {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
     let at_idle = check("after idling").await;
     assert_eq!(
         at_idle,

@@ -131,9 +131,11 @@ fn quick(seckill: &SecKill, name: &str) -> seckill_app::SubscriptionBuilder {
         .subscription(name)
         // Long enough that a loaded machine's stall (a disk's fsync was seen
         // to take 1.6 s) does not lapse a live consumer's lease, which would
-        // hand its name over mid-test and deliver again from the checkpoint;
-        // short enough that a crashed one's lapses within the tests' waits.
-        .lease(StdDuration::from_secs(3))
+        // hand its name over mid-test and deliver again from the checkpoint:
+        // it is renewed every third, so a renewal would have to take over
+        // 3 s. Short enough that a crashed one's lapses within the tests'
+        // 20 s waits.
+        .lease(StdDuration::from_secs(5))
         .poll_interval(StdDuration::from_millis(20))
         .retry(StdDuration::from_millis(5), StdDuration::from_millis(50))
 }
