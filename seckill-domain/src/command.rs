@@ -32,9 +32,10 @@ pub enum PromotionCommand {
         /// When they asked.
         at: DateTime<Utc>,
     },
-    /// Close a promotion whose finish time has passed.
+    /// Close a promotion whose finish time has passed. The promotion is
+    /// recorded finished at its finish time, whenever this is sent.
     ExpirePromotion {
-        /// When it was closed; at or after the finish time.
+        /// When it is sent; at or after the finish time.
         at: DateTime<Utc>,
     },
     /// Close a promotion early, e.g. because it was set up wrongly.

@@ -329,9 +329,12 @@ impl Aggregate for Promotion {
                         finish_time: terms.finish_time(),
                     });
                 }
+                // It ended at its finish time, not when a timer noticed (a
+                // tick later, or hours later after downtime): grabs refused
+                // before and after this event name the same end.
                 sink.write(
                     PromotionEvent::PromotionFinished {
-                        at,
+                        at: terms.finish_time(),
                         reason: FinishReason::Expired,
                     },
                     self,

@@ -286,6 +286,19 @@ fn a_promotion_expires_at_its_finish_time() {
 }
 
 #[test]
+fn a_promotion_noticed_late_still_ends_at_its_finish_time() {
+    PromotionTest::with(())
+        .given(vec![created(3)])
+        .when(PromotionCommand::ExpirePromotion {
+            at: closes() + Duration::hours(2),
+        })
+        .then_expect_events(vec![PromotionEvent::PromotionFinished {
+            at: closes(),
+            reason: FinishReason::Expired,
+        }]);
+}
+
+#[test]
 fn a_promotion_cannot_expire_before_its_finish_time() {
     PromotionTest::with(())
         .given(vec![created(3)])
