@@ -250,7 +250,9 @@ async fn errors_tell_whether_the_write_may_have_happened() {
     let options: PgConnectOptions = database.url().parse().unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(options.clone().options([("statement_timeout", "200ms")]))
+        // Seconds, not milliseconds: creating the tables below runs under
+        // it too, and commits on a stalled disk can take one.
+        .connect_with(options.clone().options([("statement_timeout", "2s")]))
         .await
         .unwrap();
     let backend = PgEsBackend::new(pool.clone()).await.unwrap();
@@ -265,7 +267,7 @@ async fn errors_tell_whether_the_write_may_have_happened() {
     let mut stream = Stream::new();
     let error = backend.append(&stream.create(10)).await.unwrap_err();
     assert!(
-        matches!(error, StoreError::Timeout(limit) if limit == StdDuration::from_millis(200)),
+        matches!(error, StoreError::Timeout(limit) if limit == StdDuration::from_secs(2)),
         "{error:?}"
     );
     assert!(error.outcome_unknown());
