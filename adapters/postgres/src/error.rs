@@ -163,6 +163,18 @@ pub(crate) fn store_error(
 /// SQLSTATE of a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
+/// SQLSTATE `deadlock_detected`.
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// Whether `error` is PostgreSQL's deadlock detector rolling this
+/// transaction back: nothing of it was written, so it may be sent again.
+pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some(DEADLOCK_DETECTED),
+        _ => false,
+    }
+}
+
 /// SQLSTATE `unique_violation`.
 pub(crate) const UNIQUE_VIOLATION: &str = "23505";
 

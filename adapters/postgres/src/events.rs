@@ -5,12 +5,16 @@ use async_trait::async_trait;
 use seckill_app::{Commit, EventStore, PositionedEvent, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 
-use crate::error::{is_unique_violation_on, Corrupt};
+use crate::error::{is_deadlock, is_unique_violation_on, Corrupt};
 use crate::rows::{from_db, to_db, CouponColumns, SummaryRow};
 use crate::store::PgStore;
 use crate::upcast::{aggregate_type, decode, StoredEvent};
 
 const APPEND: &str = include_str!("../sql/append.sql");
+/// How often an append the deadlock detector rolled back is sent again. Each
+/// time one side of the cycle committed, so a second cycle needs a third
+/// writer of the promotion; past this the failure is answered.
+const DEADLOCK_RETRIES: usize = 3;
 const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
 const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
 const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
@@ -76,16 +80,35 @@ impl EventStore for PgStore {
 
         // One statement is one transaction and one round trip, whatever the
         // batch size: see sql/append.sql.
-        let query = sqlx::query_scalar::<_, i64>(APPEND)
-            .bind(aggregate_type())
-            .bind(promotion_id.to_string())
-            .bind(expected)
-            .bind(PromotionEvent::VERSION)
-            .bind(&event_types)
-            .bind(&payloads)
-            .bind(promotion_id.as_uuid());
-        let query = summary.bind(coupons.bind(query));
-        match query.fetch_one(&self.pool).await {
+        let aggregate_id = promotion_id.to_string();
+        let statement = || {
+            let query = sqlx::query_scalar::<_, i64>(APPEND)
+                .bind(aggregate_type())
+                .bind(&aggregate_id)
+                .bind(expected)
+                .bind(PromotionEvent::VERSION)
+                .bind(&event_types)
+                .bind(&payloads)
+                .bind(promotion_id.as_uuid());
+            summary.bind(coupons.bind(query))
+        };
+        let mut answer = statement().fetch_one(&self.pool).await;
+        // A second writer of this promotion in a group (ADR 0012: two
+        // engines on one store, or replicas during a handover) can close a
+        // lock cycle with this statement, which takes the events lock before
+        // the coupons; so can a commit that merely queued behind one. The
+        // detector rolls one transaction back whole, so it is sent again: the
+        // head check then answers for the stream as the survivor left it.
+        for _ in 0..DEADLOCK_RETRIES {
+            match &answer {
+                Err(e) if is_deadlock(e) => {
+                    tracing::debug!(%promotion_id, error = %e, "append rolled back by the deadlock detector; sending it again");
+                    answer = statement().fetch_one(&self.pool).await;
+                }
+                _ => break,
+            }
+        }
+        match answer {
             Ok(last) if last == expected => Ok(()),
             // The stream is not where the writer thinks (behind or ahead):
             // the statement wrote nothing.
