@@ -214,9 +214,12 @@ async fn stream_settings_are_updated_in_place_keeping_the_messages() {
 async fn a_stream_deleted_behind_the_publishers_back_is_created_again() {
     let nats = NatsFixture::new().await;
     let (_seckill, events) = sale(2, 2).await;
+    // Ten seconds: the first publish's ack must come even from a stalled
+    // disk; with the stream gone the next fails at once (no responders),
+    // not by this timeout.
     let publisher = Publisher::new(nats.client(), nats.settings())
         .expect("publisher")
-        .ack_timeout(Duration::from_secs(2));
+        .ack_timeout(Duration::from_secs(10));
     publisher.publish(&events[..1]).await.expect("first");
     nats.jetstream()
         .delete_stream(nats.stream())
