@@ -100,13 +100,11 @@ impl EventStore for PgStore {
         // detector rolls one transaction back whole, so it is sent again: the
         // head check then answers for the stream as the survivor left it.
         for _ in 0..DEADLOCK_RETRIES {
-            match &answer {
-                Err(e) if is_deadlock(e) => {
-                    tracing::debug!(%promotion_id, error = %e, "append rolled back by the deadlock detector; sending it again");
-                    answer = statement().fetch_one(&self.pool).await;
-                }
-                _ => break,
+            if !answer.as_ref().is_err_and(is_deadlock) {
+                break;
             }
+            tracing::debug!(%promotion_id, "append rolled back by the deadlock detector; sending it again");
+            answer = statement().fetch_one(&self.pool).await;
         }
         match answer {
             Ok(last) if last == expected => Ok(()),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{append_behind_a_lock, count, created, new_id, Writer};
+use common::{append_behind_a_lock, coupons_of, created, new_id, Writer};
 use seckill_app::{EventStore, ProjectionStore, StoreError};
 use seckill_domain::{CustomerId, PromotionId};
 use seckill_postgres::{PgOptions, PgStore};
@@ -39,11 +39,7 @@ async fn two_writers_with_the_same_expected_sequence_one_wins_the_other_conflict
         // Only the winner's events, coupons and summary are stored.
         let stored = store.load_events(id, 0).await.unwrap();
         assert_eq!(stored.len() as u64, winner.sequence);
-        let coupons = count(
-            &store,
-            &format!("SELECT count(*) FROM coupons WHERE promotion_id = '{id}'"),
-        )
-        .await;
+        let coupons = coupons_of(&store, id).await;
         assert_eq!(coupons as u64, winner.sequence - 1);
         let summary = store.promotion(id).await.unwrap().unwrap();
         assert_eq!(summary.last_sequence, winner.sequence);

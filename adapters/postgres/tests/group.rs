@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{count, summary_of, Writer};
+use common::{append_together, count, summary_of, Writer};
 use seckill_app::{EventStore, StoreError};
 use seckill_tests::postgres::PgFixture;
 
@@ -24,9 +24,7 @@ async fn a_group_of_many_promotions_lands_in_one_transaction() {
             writer.commit(events)
         })
         .collect();
-    let outcomes = store
-        .append_group(&commits.iter().collect::<Vec<_>>())
-        .await;
+    let outcomes = append_together(&store, &commits).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
     // One transaction for all 50 promotions: the id every new row carries.
@@ -66,9 +64,7 @@ async fn a_commit_the_database_refuses_fails_alone_and_the_others_land() {
         broken.commit(broken.grabs("b", 3)),
         also_good.commit(also_good.grabs("a", 3)),
     ];
-    let outcomes = store
-        .append_group(&commits.iter().collect::<Vec<_>>())
-        .await;
+    let outcomes = append_together(&store, &commits).await;
 
     assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
     assert!(

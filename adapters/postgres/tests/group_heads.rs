@@ -8,9 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, created, insert_around_the_store, new_id, summary_of, Writer};
+use common::{
+    append_together, count, coupons_of, created, insert_around_the_store, new_id, summary_of,
+    Writer,
+};
 use seckill_app::{Commit, EventStore, StoreError};
-use seckill_domain::PromotionId;
 use seckill_postgres::PgStore;
 use seckill_tests::postgres::PgFixture;
 use sqlx::PgConnection;
@@ -67,11 +69,7 @@ impl BehindTheLock {
         insert_around_the_store(&mut holder, stream.id, 2, &created(stream.id, 1)).await;
         let appending = {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .append_group(&commits.iter().collect::<Vec<_>>())
-                    .await
-            })
+            tokio::spawn(async move { append_together(&store, &commits).await })
         };
         let pid = waiting_for_the_events_lock(&store).await;
         Self {
@@ -153,10 +151,8 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
     assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
     assert_eq!(store.load_events(moved.id, 0).await.unwrap().len(), 2);
     assert_eq!(store.load_events(steady.id, 0).await.unwrap().len(), 4);
-    let coupons_of =
-        |id: PromotionId| format!("SELECT count(*) FROM coupons WHERE promotion_id = '{id}'");
-    assert_eq!(count(&store, &coupons_of(moved.id)).await, 0);
-    assert_eq!(count(&store, &coupons_of(steady.id)).await, 3);
+    assert_eq!(coupons_of(&store, moved.id).await, 0);
+    assert_eq!(coupons_of(&store, steady.id).await, 3);
     // The moved stream's summary was rolled back with the group.
     assert_eq!(summary_of(&store, moved.id).await, (10, 1));
     assert_eq!(summary_of(&store, steady.id).await, (7, 4));
@@ -186,9 +182,7 @@ async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
         behind.commit(behind.grabs("k", 3)),
         beside.commit(beside.grabs("s", 3)),
     ];
-    let outcomes = store
-        .append_group(&commits.iter().collect::<Vec<_>>())
-        .await;
+    let outcomes = append_together(&store, &commits).await;
 
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     assert_eq!(store.load_events(behind.id, 0).await.unwrap().len(), 5);
@@ -222,9 +216,7 @@ async fn a_stale_writer_whose_summary_matches_collides_and_conflicts() {
         stale.commit(stale.grabs("s", 3)),
         fresh.commit(fresh.grabs("f", 3)),
     ];
-    let outcomes = store
-        .append_group(&commits.iter().collect::<Vec<_>>())
-        .await;
+    let outcomes = append_together(&store, &commits).await;
 
     assert!(
         matches!(outcomes[0], Err(StoreError::Conflict { expected: 1, .. })),
@@ -249,9 +241,7 @@ async fn new_promotions_are_created_together_in_one_group() {
             writer.commit(vec![created(id, 5)])
         })
         .collect();
-    let outcomes = store
-        .append_group(&commits.iter().collect::<Vec<_>>())
-        .await;
+    let outcomes = append_together(&store, &commits).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     assert_eq!(
         count(&store, "SELECT count(DISTINCT xmin::text) FROM events").await,
@@ -298,8 +288,9 @@ async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestl
     // The cycle ADR 0012 describes: a group holds a coupon key of promotion
     // P before it takes the events lock, and a second commit of P (a writer
     // that gave up on the first and decided again) holds the events lock and
-    // P's summary row, and wants that key. PostgreSQL's deadlock detector rolls one back; whichever
-    // it is answers a failure, the other lands, and P holds one of the two.
+    // P's summary row, and wants that key. PostgreSQL's deadlock detector
+    // rolls one back, which is sent again and conflicts; the other lands,
+    // and P holds one of the two.
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
     let mut p = Writer::create(&store, 10).await;
@@ -327,7 +318,7 @@ async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestl
     let grouped = {
         let store = store.clone();
         let group = group.clone();
-        tokio::spawn(async move { store.append_group(&group.iter().collect::<Vec<_>>()).await })
+        tokio::spawn(async move { append_together(&store, &group).await })
     };
     until_waiting_on_rows(&store, 1).await;
     // The second commit of P takes the events lock, upserts P's summary and
@@ -368,9 +359,5 @@ async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestl
         }
         outcomes => panic!("exactly one of P's commits lands: {outcomes:?}"),
     }
-    let coupons = format!(
-        "SELECT count(*) FROM coupons WHERE promotion_id = '{}'",
-        p.id
-    );
-    assert_eq!(count(&store, &coupons).await, 1);
+    assert_eq!(coupons_of(&store, p.id).await, 1);
 }

@@ -19,6 +19,22 @@ pub async fn count(store: &PgStore, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// How many coupons of `id` are stored.
+pub async fn coupons_of(store: &PgStore, id: PromotionId) -> i64 {
+    count(
+        store,
+        &format!("SELECT count(*) FROM coupons WHERE promotion_id = '{id}'"),
+    )
+    .await
+}
+
+/// Appends `commits` as one group, as the engine's committer hands them over.
+pub async fn append_together(store: &PgStore, commits: &[Commit]) -> Vec<Result<(), StoreError>> {
+    store
+        .append_group(&commits.iter().collect::<Vec<_>>())
+        .await
+}
+
 /// Inserts `event` as event `sequence` of `id`'s stream on `connection`,
 /// inside whatever transaction it has open, as another writer's append would
 /// (its statement trigger takes the events lock): no coupons, no summary.
