@@ -2,7 +2,7 @@
 # Crash test, many rounds: each round sells on the real seckill-server over
 # PostgreSQL, kill -9s it mid-load, restarts it on the same database and checks
 # that no acknowledged grab is lost, nothing is oversold, nobody holds two
-# coupons and the remaining count adds up (examples/tests/crash.rs).
+# coupons and the remaining count adds up (examples/server/tests/crash.rs).
 #
 #   tests/crash.sh                       # 20 rounds, debug build
 #   tests/crash.sh 100                   # more rounds
@@ -18,7 +18,7 @@ rounds="${1:-20}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # shellcheck disable=SC2086 # CARGO_FLAGS is a list of flags.
-SECKILL_CRASH_ROUNDS="$rounds" cargo test ${CARGO_FLAGS:-} -p seckill-examples --test crash -- --nocapture >"$log" 2>&1
+SECKILL_CRASH_ROUNDS="$rounds" cargo test ${CARGO_FLAGS:-} -p seckill-server --test crash -- --nocapture >"$log" 2>&1
 status=$?
 grep -E '^(round |crash rounds:|test result|thread )' "$log" || cat "$log"
 exit "$status"

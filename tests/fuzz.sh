@@ -31,7 +31,7 @@ server_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 database="seckill_fuzz_$(date +%s)_$$"
 database_url="${server_url%/*}/$database"
 
-cargo build -q -p seckill-examples --bin seckill-server
+cargo build -q -p seckill-server --bin seckill-server
 server="${CARGO_TARGET_DIR:-target}/debug/seckill-server"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$(mktemp)"

@@ -21,7 +21,7 @@ use clap::Parser;
 use seckill_app::{Backend, EngineConfig, EngineStats, SecKill, SecKillError};
 use seckill_domain::{CouponCount, CustomerId, Discount, PromotionId, PromotionTerms};
 use seckill_memory::MemoryStore;
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::testing::PgFixture;
 
 // The crate root is this file, so the module's path is given.
 #[path = "grab/callers.rs"]

@@ -33,11 +33,11 @@ use seckill_app::{
 use seckill_domain::testing::{customer, terms};
 use seckill_domain::PromotionEvent;
 use seckill_memory::MemoryStore;
+use seckill_nats::testing::NatsFixture;
 use seckill_nats::Publisher;
+use seckill_postgres::testing::PgFixture;
 use seckill_postgres::{PgStore, TransactionalHandler};
-use seckill_tests::nats::NatsFixture;
-use seckill_tests::postgres::PgFixture;
-use seckill_tests::suite::service_with;
+use seckill_testkit::suite::service_with;
 use sqlx::PgConnection;
 
 // jemalloc, as the server (and the grab bench: see why there).

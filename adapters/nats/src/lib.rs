@@ -34,12 +34,16 @@
 //! * `republish` – [`republish`]: events from a position to the head again,
 //!   for operators.
 //! * `error`     – [`NatsError`].
+//! * `testing` (feature `testing`) – `NatsFixture`: a stream and subject
+//!   prefix of its own per test.
 
 mod error;
 mod publisher;
 mod republish;
 mod stream;
 mod subject;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::NatsError;
 pub use publisher::{PublishFailure, Published, Publisher};

@@ -15,11 +15,11 @@ use seckill_domain::{CouponCount, CustomerId, Discount, PromotionEvent, Promotio
 use seckill_memory::MemoryStore;
 use seckill_nats::async_nats::header::{IntoHeaderName, NATS_MESSAGE_ID};
 use seckill_nats::async_nats::jetstream::message::StreamMessage;
+use seckill_nats::testing::NatsFixture;
 use seckill_nats::{
     message_id, republish, NatsError, Publisher, Storage, StreamSettings, POSITION_HEADER,
     SEQUENCE_HEADER,
 };
-use seckill_tests::nats::NatsFixture;
 
 /// A sale of `coupons` coupons in memory, grabbed by `customers` customers
 /// (more than the coupons, so it sells out), and every event it stored.

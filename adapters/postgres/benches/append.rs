@@ -22,7 +22,7 @@ use cqrs_es::DomainEvent;
 use postgres_es::PostgresEventRepository;
 use seckill_app::EventStore;
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::testing::PgFixture;
 
 /// Append benchmark.
 #[derive(Debug, Parser)]

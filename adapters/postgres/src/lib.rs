@@ -53,6 +53,8 @@
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
+//! * `testing` (feature `testing`) – `PgFixture`: a migrated store on a
+//!   fresh database per test, for the conformance suite.
 //! * `../sql`, `../migrations` – every statement, as SQL files; the summary
 //!   upsert is one SQL function (migration 0004) that both writes call.
 
@@ -67,6 +69,8 @@ mod rows;
 mod schema;
 mod store;
 mod subscriptions;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod upcast;
 
 pub use error::ConnectError;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{append_behind_a_lock, coupons_of, created, new_id, Writer};
 use seckill_app::{EventStore, ProjectionStore, StoreError};
 use seckill_domain::{CustomerId, PromotionId};
+use seckill_postgres::testing::PgFixture;
 use seckill_postgres::{PgOptions, PgStore};
-use seckill_tests::postgres::PgFixture;
 use sqlx::postgres::PgPoolOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

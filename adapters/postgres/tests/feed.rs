@@ -6,7 +6,7 @@ mod common;
 
 use common::{created, insert_around_the_store, new_id};
 use seckill_app::EventStore;
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::testing::PgFixture;
 
 /// Reads the feed from 0 until it holds `count` events, boundedly.
 async fn feed_of(

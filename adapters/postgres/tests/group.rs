@@ -6,7 +6,7 @@ mod common;
 
 use common::{append_together, count, summary_of, Writer};
 use seckill_app::{EventStore, StoreError};
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::testing::PgFixture;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_many_promotions_lands_in_one_transaction() {

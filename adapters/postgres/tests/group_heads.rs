@@ -13,8 +13,8 @@ use common::{
     Writer,
 };
 use seckill_app::{Commit, EventStore, StoreError};
+use seckill_postgres::testing::PgFixture;
 use seckill_postgres::PgStore;
-use seckill_tests::postgres::PgFixture;
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use seckill_app::{Claim, Ownership, Replica, ReplicaId};
 use seckill_domain::PromotionId;
+use seckill_postgres::testing::{options, PgFixture};
 use seckill_postgres::{PgOwnership, PgStore};
-use seckill_tests::postgres::{options, PgFixture};
 
 /// Long enough that no lease lapses by itself while a test runs.
 const LONG: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@ use cqrs_es::{AggregateContext as _, CqrsFramework, EventStore as _};
 use postgres_es::PostgresEventRepository;
 use seckill_app::EventStore;
 use seckill_domain::{CustomerId, Promotion, PromotionCommand};
-use seckill_tests::postgres::PgFixture;
+use seckill_postgres::testing::PgFixture;
 
 #[tokio::test]
 async fn postgres_es_reads_the_events_we_append() {

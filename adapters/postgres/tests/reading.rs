@@ -7,8 +7,8 @@ use common::{created, new_id, Writer};
 use cqrs_es::Aggregate;
 use seckill_app::{EventStore, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
+use seckill_postgres::testing::PgFixture;
 use seckill_postgres::PgStore;
-use seckill_tests::postgres::PgFixture;
 
 /// Inserts one event row by hand, as an old program or a person would.
 async fn insert_row(

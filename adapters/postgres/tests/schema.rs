@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::Writer;
 use seckill_app::{EventStore, ProjectionStore, StoreError};
 use seckill_domain::CustomerId;
+use seckill_postgres::testing::{options, PgFixture};
 use seckill_postgres::{ConnectError, OptionsError, PgStore, MIGRATOR};
-use seckill_tests::postgres::{options, PgFixture};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, PgPool};
 

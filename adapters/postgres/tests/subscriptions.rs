@@ -12,10 +12,10 @@ use seckill_app::{
     SubscriptionStore,
 };
 use seckill_domain::testing::{customer, terms};
+use seckill_postgres::testing::PgFixture;
 use seckill_postgres::{PgStore, TransactionalHandler};
-use seckill_tests::doomed::Doomed;
-use seckill_tests::postgres::PgFixture;
-use seckill_tests::suite::service;
+use seckill_testkit::doomed::Doomed;
+use seckill_testkit::suite::service;
 use sqlx::PgConnection;
 
 /// Writes each event's position to a table of its own, in the delivery's

@@ -42,11 +42,21 @@
 //!   conflicts or loses the answer on chosen commits, or is slow.
 //! * `doomed`  – [`Doomed`](doomed::Doomed): a runtime of its own for work a
 //!   test kills mid-flight, as kill -9 would.
+//! * `teardown` – [`clean_up`](teardown::clean_up): a fixture's clean-up,
+//!   run from its `Drop` and finished before the test process exits.
+//! * `postgres` (feature `postgres`) – [`TestDatabase`](postgres::TestDatabase):
+//!   a fresh PostgreSQL database per test at `DATABASE_URL`, or on a
+//!   throwaway cluster started from the installed binaries when nothing
+//!   answers there. seckill-postgres's `testing` feature builds its
+//!   `PgFixture` on it.
 
 pub mod doomed;
 pub mod faults;
 pub mod fixture;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod suite;
+pub mod teardown;
 
 pub use faults::{FaultPlan, FaultyStore};
 pub use fixture::{Capabilities, Fixture, InProcess};

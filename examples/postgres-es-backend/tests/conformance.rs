@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use seckill_app::Backend;
 use seckill_example_postgres_es::PgEsBackend;
+use seckill_testkit::postgres::TestDatabase;
 use seckill_testkit::{Capabilities, Fixture};
-use seckill_tests::postgres::TestDatabase;
 
 /// One test's database and the backend opened on it.
 struct PgEsFixture {

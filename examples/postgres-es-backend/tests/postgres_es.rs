@@ -16,7 +16,7 @@ use seckill_app::{Commit, EventStore, ProjectionStore, PromotionSummary, StoreEr
 use seckill_domain::testing::{created, customer, opens, terms};
 use seckill_domain::{Promotion, PromotionCommand, PromotionEvent, PromotionId};
 use seckill_example_postgres_es::PgEsBackend;
-use seckill_tests::postgres::TestDatabase;
+use seckill_testkit::postgres::TestDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 

@@ -1,0 +1,19 @@
+//! The wire contract of the HTTP API: the JSON bodies the server reads and
+//! writes (camelCase, as in the Java original) and its problem types. The
+//! server serves exactly these types and the [`Client`](crate::Client)
+//! reads them, so the two cannot drift.
+//!
+//! # Layout
+//! * `dto`     – request and answer bodies, and their conversions from the
+//!   application's views.
+//! * `problem` – [`ProblemType`] (slug, title, status code of every kind of
+//!   error answer) and [`ProblemDetails`], the error body.
+
+mod dto;
+mod problem;
+
+pub use dto::{
+    CouponDto, FeedEventDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, SyncCouponDto,
+    DEFAULT_RUN,
+};
+pub use problem::{ProblemDetails, ProblemType, PROBLEM_JSON};
