@@ -84,8 +84,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// than one commit after another (it does on PostgreSQL: one
     /// transaction). The engine hands commits to its shared committer only
     /// for such a store; otherwise every writer appends on its own, because
-    /// the committer's hop would only add a queue (measured in memory: 10,000
-    /// promotions at once ran 3× slower through it). Default `false`.
+    /// the committer's hop would only add a queue. Default `false`.
     fn groups_commits(&self) -> bool {
         false
     }

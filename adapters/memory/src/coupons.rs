@@ -44,9 +44,8 @@ impl Held {
 
 /// Every customer's coupon events, in [`SHARDS`] maps chosen by the
 /// customer's hash. One map of millions of holders rehashes all of them at
-/// once when it fills, under the store's lock; a shard rehashes a 64th.
-/// Measured on a hot sale at 1,024 callers: p99.9 12–34 ms in 8 runs,
-/// against 53–260 ms with one map (docs/benchmarks.md).
+/// once when it fills, under the store's lock; a shard rehashes a 64th,
+/// which keeps a hot sale's p99.9 down (`docs/benchmarks/hot-promotion.md`).
 #[derive(Debug)]
 pub(crate) struct CouponIndex {
     shards: Vec<HashMap<CustomerId, Held, RandomState>>,

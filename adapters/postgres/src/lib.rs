@@ -7,12 +7,12 @@
 //! **one statement** (one transaction, one round trip), together with the
 //! coupons it grants and the promotion's summary. A stale writer collides on
 //! the events primary key and gets `StoreError::Conflict`, with nothing
-//! written. See `docs/schema.md` for the tables and `docs/adr/0003` for why
-//! projections share the event transaction.
+//! written. The projections share the events' transaction, so a query never
+//! sees a coupon that is not durable, nor misses one that is.
 //!
 //! Everything SecKill creates, its `_sqlx_migrations` included, lives in one
 //! schema ([`PgOptions::schema`], default `seckill`), so an application's own
-//! tables and sqlx migrations in `public` never meet ours (docs/adr/0014).
+//! tables and sqlx migrations in `public` never meet ours.
 //!
 //! ```no_run
 //! use seckill_app::SecKill;

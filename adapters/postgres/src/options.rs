@@ -9,7 +9,7 @@ use thiserror::Error;
 
 /// The schema SecKill's tables live in unless [`PgOptions::schema`] says
 /// otherwise: not `public`, so an application's own tables and its own sqlx
-/// migrations there never meet ours (docs/adr/0014-postgres-schema.md).
+/// migrations there never meet ours.
 pub const DEFAULT_SCHEMA: &str = "seckill";
 
 /// Connection settings for [`PgStore::connect_with`](crate::PgStore::connect_with)
@@ -93,8 +93,7 @@ pub struct PgOptions {
     /// this off by default, and on a sale that outgrows `shared_buffers` the
     /// page cache then holds hundreds of megabytes until the kernel flushes
     /// them all at once; the disk is busy and every commit's WAL flush waits
-    /// (the soak in docs/benchmarks.md: the worst 10 s slice's p99 at
-    /// 1.9-2.8x the first; with 256 kB, 1.1-1.7x). `None` keeps the server's
+    /// (the soak in `docs/benchmarks.md` measures the tail). `None` keeps the server's
     /// setting (and 0, PostgreSQL's own default, turns the flushing off;
     /// a config file, which cannot say `None`, says 0). At most 2,048
     /// (PostgreSQL's limit). Default: 256.

@@ -5,7 +5,7 @@
 //! # async fn run() -> Result<(), seckill_client::ClientError> {
 //! use seckill_client::{Client, Grab};
 //!
-//! let client = Client::new("http://127.0.0.1:3000")?;
+//! let client = Client::with_timeout("http://127.0.0.1:3000", std::time::Duration::from_secs(5))?;
 //! let promotion = uuid::Uuid::nil();
 //! match client.grab(promotion, "alice").await? {
 //!     Grab::Won(coupon) => println!("coupon #{}", coupon.number),

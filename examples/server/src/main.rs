@@ -52,11 +52,9 @@ use flags::{parse_duration, pg_options, PgArgs};
 use nats::{publish, start_publishing, NatsArgs, PublishArgs};
 
 // jemalloc: a grab's request, command, event and answer are allocated on one
-// worker thread and often freed on another. With glibc's malloc, perf showed
-// ~15 % of the server's CPU in malloc and free, and futex waits on its arena
-// locks. Winning grabs in memory, wrk -c64, 8 s, same machine and hour:
-// glibc 59-80k/s with p99 15-22 ms; mimalloc 69-85k/s but p99 ~120 ms;
-// jemalloc 88-89k/s with p99 ~20 ms.
+// worker thread and often freed on another, where glibc's malloc contends on
+// its arena locks; jemalloc against glibc and mimalloc is measured in
+// docs/benchmarks/http.md.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

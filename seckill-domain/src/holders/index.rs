@@ -5,9 +5,8 @@
 //! cannot pick colliding ids.
 //!
 //! The hash bits are what a table grows by: without them, each rehash read
-//! every holder's id back from the arena, a cache miss a holder, and on a
-//! hot sale that was 6 % of the engine's samples (docs/benchmarks.md). They
-//! cost 4 bytes a slot, about 8 a holder.
+//! every holder's id back from the arena, a cache miss a holder, which a
+//! hot sale's profile showed. They cost 4 bytes a slot, about 8 a holder.
 //!
 //! Past [`SPLIT_AT`] holders the index is split into [`SHARDS`] tables by
 //! hash, each behind an `Arc`. A copy of the set then shares every table,

@@ -34,7 +34,7 @@ use crate::projection::PromotionSummary;
 /// flight. A hot promotion's callers arrive one by one: waking for each
 /// would wake the writer hundreds of times per commit to decide one grab
 /// each, on cores the store needs too. Taking what a millisecond gathered
-/// wakes it a few times per commit (docs/benchmarks.md, "deciding ahead").
+/// wakes it a few times per commit (`docs/benchmarks/hot-promotion.md`).
 const INTAKE_EVERY: Duration = Duration::from_millis(1);
 
 /// Requests decided on the writer's state, not yet sent.
