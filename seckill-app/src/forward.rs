@@ -33,11 +33,10 @@ pub struct ForwardedCommand {
 /// The engine turns it back into what the owner's `SecKill` answered, so the
 /// caller gets the owner's answer unchanged.
 ///
-/// Replicas of different versions understand each other: fields are only
-/// ever added, with defaults, and an older replica ignores the ones it does
-/// not know. A newer replica that asks an older owner gets no `summary` and
-/// reads the promotion back instead; an older one that asks a newer owner
-/// gets codes it maps as before (`conflict` arrives as `unavailable`).
+/// From the first release on, fields are only ever added, with defaults,
+/// and a replica ignores the ones it does not know, so replicas of
+/// neighbouring versions understand each other through a rolling upgrade.
+/// A conflict crosses as `unavailable`: nothing was recorded either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 #[non_exhaustive]
@@ -47,7 +46,7 @@ pub enum ForwardedReply {
         /// What the command recorded (nothing for a no-op).
         events: Vec<PromotionEvent>,
         /// For a command other than a grab: the promotion after it. Absent
-        /// from owners older than this field.
+        /// for a grab, whose caller needs only its coupon.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<PromotionSummary>,
     },
@@ -103,8 +102,7 @@ impl ForwardedReply {
             Err(SecKillError::OutcomeUnknown { source, .. }) => Self::OutcomeUnknown {
                 reason: source.to_string(),
             },
-            // Nothing was recorded, as with a store that failed; older
-            // replicas know no other name for it.
+            // Nothing was recorded, as with a store that failed.
             Err(error @ (SecKillError::Storage(_) | SecKillError::Conflict { .. })) => {
                 Self::Unavailable {
                     reason: error.to_string(),
@@ -207,10 +205,10 @@ mod tests {
     }
 
     #[test]
-    fn an_older_owners_answer_without_a_summary_still_reads() {
-        // What an owner from before the summary field sends.
-        let old = r#"{"outcome":"recorded","events":[]}"#;
-        let reply: ForwardedReply = serde_json::from_str(old).unwrap();
+    fn an_answer_without_a_summary_reads_as_a_grab_answers() {
+        // What an owner sends for a grab: its events, no summary.
+        let grab = r#"{"outcome":"recorded","events":[]}"#;
+        let reply: ForwardedReply = serde_json::from_str(grab).unwrap();
         let id = summary().promotion_id;
         assert_eq!(
             reply.into_result(id, &owner()).unwrap(),
@@ -219,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_to_an_older_replica_keeps_the_fields_it_reads() {
+    fn an_answer_keeps_its_outcome_and_events_on_the_wire() {
         let reply = ForwardedReply::from_result(Ok(Done::nothing(Some(summary()))));
         let json: serde_json::Value = serde_json::to_value(&reply).unwrap();
         assert_eq!(json["outcome"], "recorded");
@@ -239,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn a_conflict_crosses_as_unavailable_which_older_replicas_know() {
+    fn a_conflict_crosses_as_unavailable() {
         let id = summary().promotion_id;
         let reply = ForwardedReply::from_result(Err(SecKillError::Conflict { promotion_id: id }));
         assert!(matches!(reply, ForwardedReply::Unavailable { .. }));

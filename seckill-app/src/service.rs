@@ -56,10 +56,11 @@ impl SecKillBuilder {
     /// commands for promotions owned elsewhere go to their owner through
     /// `forward`. Without a `forward`, such a command is answered
     /// [`SecKillError::NotOwner`] naming the owner, for the caller to send
-    /// on itself. See `docs/adr/0008-promotion-ownership-by-lease.md`.
+    /// on itself. Ownership is a lease with a fencing epoch in the shared
+    /// store, so no consensus of our own is involved, and optimistic
+    /// concurrency stays the safety net against a stale owner.
     ///
-    /// The service then keeps its lease on a task of its own, so
-    /// [`build`](Self::build) must run inside a Tokio runtime; and
+    /// The service then keeps its lease on a task of its own, and
     /// [`SecKill::shutdown`] hands its promotions over to the others.
     #[must_use]
     pub fn replicated(
@@ -73,10 +74,12 @@ impl SecKillBuilder {
 
     /// Builds the service, once its engine settings pass
     /// [`EngineConfig::validate`]. The engine takes its metric handles from
-    /// the `metrics` recorder current now: install it first.
+    /// the `metrics` recorder current now: install it first. It starts its
+    /// tasks (writers, timers, the lease) on the current Tokio runtime, so
+    /// it must be built inside one ([`ConfigError::NoRuntime`] otherwise).
     pub fn build(self) -> Result<SecKill, ConfigError> {
         self.config.validate()?;
-        if self.ownership.is_some() && tokio::runtime::Handle::try_current().is_err() {
+        if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::NoRuntime);
         }
         Ok(self.assemble())
@@ -126,10 +129,17 @@ impl IntoBackend for Arc<dyn Backend> {
 
 impl SecKill {
     /// A service over `backend`, with the system clock and default settings.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as `tokio::spawn` does: the service starts
+    /// its tasks on the current one. [`SecKillBuilder::build`] answers
+    /// [`ConfigError::NoRuntime`] instead.
     pub fn new(backend: impl IntoBackend) -> Self {
-        // Infallible: the defaults are valid (a unit test of `EngineConfig`
-        // says so), so there is nothing to check.
-        Self::builder(backend).assemble()
+        // Only the runtime can be missing: the defaults are valid (a unit
+        // test of `EngineConfig` says so).
+        Self::builder(backend)
+            .build()
+            .expect("SecKill::new must be called inside a Tokio runtime")
     }
 
     /// Starts building a service over `backend`.
@@ -209,12 +219,17 @@ impl SecKill {
         command: PromotionCommand,
     ) -> Result<PromotionView, SecKillError> {
         let done = self.engine.execute(promotion_id, command).await?;
-        match done.summary {
-            Some(summary) => Ok(self.view(summary)),
-            // Only from an owner replica older than the summary in its
-            // answer: the projection was written with the events.
-            None => self.promotion(promotion_id).await,
-        }
+        // An admin command's answer always carries the summary; only a
+        // forwarding owner that broke the protocol answers without one. The
+        // command was carried out, so a retry learns the outcome.
+        done.summary
+            .map(|summary| self.view(summary))
+            .ok_or_else(|| SecKillError::OutcomeUnknown {
+                promotion_id,
+                source: StoreError::backend(
+                    "the promotion's owner carried out the command but sent no summary",
+                ),
+            })
     }
 
     /// One customer grabs one coupon. Returns it only once it is durable in

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use metrics::Histogram;
 use seckill_domain::PromotionId;
@@ -33,18 +33,9 @@ pub(super) enum Committer {
     Grouped(Grouped),
 }
 
-/// The queue to the committer's workers, which start with the first commit.
+/// The queue to the committer's workers.
 pub(super) struct Grouped {
-    backend: Arc<dyn Backend>,
     sender: mpsc::UnboundedSender<Pending>,
-    /// Whether the workers run: they start with the first commit, because
-    /// the engine may be built outside a Tokio runtime and a commit always
-    /// runs inside one.
-    started: OnceLock<()>,
-    /// The queue's far end, until the workers take it.
-    waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
-    max_group: usize,
-    group_size: Histogram,
     /// Groups appended so far, for `EngineStats::commit_groups`.
     groups: Arc<AtomicU64>,
 }
@@ -68,21 +59,30 @@ const MAX_GROUP_EVENTS: usize = 16_384;
 impl Committer {
     /// A committer for `backend` that puts up to `max_group` commits in one
     /// append (1, or a store that does not group commits: each writer
-    /// appends alone).
+    /// appends alone). A grouping one starts its workers on the current
+    /// Tokio runtime.
     pub(super) fn new(backend: Arc<dyn Backend>, max_group: usize, group_size: Histogram) -> Self {
         if max_group <= 1 || !backend.groups_commits() {
             return Self::Direct(backend);
         }
         let (sender, receiver) = mpsc::unbounded_channel();
-        Self::Grouped(Grouped {
-            backend,
-            sender,
-            started: OnceLock::new(),
-            waiting: std::sync::Mutex::new(Some(receiver)),
-            max_group,
-            group_size,
-            groups: Arc::default(),
-        })
+        let groups = Arc::<AtomicU64>::default();
+        // tokio's Mutex: a worker holds it across the `.await` that waits
+        // for commits, and the other worker waits its turn.
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WORKERS {
+            // Not in the engine's task tracker: a worker ends when the last
+            // writer (and the engine) dropped its sender, which is after
+            // every writer `shutdown` waits for.
+            tokio::spawn(work(
+                Arc::clone(&backend),
+                Arc::clone(&receiver),
+                max_group,
+                group_size.clone(),
+                Arc::clone(&groups),
+            ));
+        }
+        Self::Grouped(Grouped { sender, groups })
     }
 
     /// Groups appended so far; 0 when each writer appends alone.
@@ -106,7 +106,6 @@ impl Committer {
 
 impl Grouped {
     async fn append(&self, commit: Arc<Commit>) -> Result<(), StoreError> {
-        self.start();
         let (reply, outcome) = oneshot::channel();
         // Unbounded: every writer has at most one commit here (it waits for
         // the answer before deciding again), so the queue holds at most one
@@ -117,34 +116,6 @@ impl Grouped {
         outcome
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable("the committer stopped mid-append")))
-    }
-
-    /// Starts the workers once, on the current runtime.
-    fn start(&self) {
-        self.started.get_or_init(|| {
-            let receiver = self
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(receiver) = receiver {
-                // tokio's Mutex: a worker holds it across the `.await` that
-                // waits for commits, and the other worker waits its turn.
-                let receiver = Arc::new(Mutex::new(receiver));
-                for _ in 0..WORKERS {
-                    // Not in the engine's task tracker: a worker ends when
-                    // the last writer (and the engine) dropped its sender,
-                    // which is after every writer `shutdown` waits for.
-                    tokio::spawn(work(
-                        Arc::clone(&self.backend),
-                        Arc::clone(&receiver),
-                        self.max_group,
-                        self.group_size.clone(),
-                        Arc::clone(&self.groups),
-                    ));
-                }
-            }
-        });
     }
 }
 

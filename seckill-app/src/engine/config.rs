@@ -188,9 +188,9 @@ pub enum ConfigError {
         /// What it must be.
         rule: &'static str,
     },
-    /// A replicated service keeps its lease on a task, so it must be built
-    /// inside a Tokio runtime.
-    #[error("a replicated SecKill must be built inside a Tokio runtime")]
+    /// The service starts its tasks (writers, timers, a replica's lease) on
+    /// the current Tokio runtime, so it must be built inside one.
+    #[error("a SecKill must be built inside a Tokio runtime")]
     NoRuntime,
 }
 

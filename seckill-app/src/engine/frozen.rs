@@ -92,8 +92,8 @@ pub(super) async fn answer(
     answer
 }
 
-/// Publishes a finished promotion's final state for callers to read, and
-/// makes sure the sweeper runs to drop it once unused.
+/// Publishes a finished promotion's final state for callers to read; the
+/// sweeper drops it once unused.
 /// `sequence` is the number of its last event.
 pub(super) fn publish(
     shared: &Arc<Shared>,
@@ -106,7 +106,6 @@ pub(super) fn publish(
         let frozen = Frozen::new(Arc::clone(&promotion), sequence, now_ms);
         all.insert(promotion_id, frozen);
     });
-    start_sweeping(shared);
 }
 
 /// Replaces the map with a changed copy (copy on write: it is read far more
@@ -165,21 +164,21 @@ pub(super) async fn decide_on(
 }
 
 /// Starts the task that drops frozen promotions `frozen_ttl` after their
-/// last use, unless it runs already or they are kept for good.
-fn start_sweeping(shared: &Arc<Shared>) {
+/// last use, unless they are kept for good.
+pub(super) fn start_sweeping(shared: &Arc<Shared>) {
     let ttl = shared.config.frozen_ttl;
-    if ttl == Duration::MAX || shared.sweeping.swap(true, Ordering::AcqRel) {
+    if ttl == Duration::MAX {
         return;
     }
     // A quarter of the TTL between checks, from 10 ms to a minute.
     let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     // Weak, and not in `tasks`: the sweeper must neither keep a dropped engine
     // alive nor hold up `shutdown`, which waits for every tracked task.
-    let guard = SweeperGuard(Arc::downgrade(shared));
+    let engine = Arc::downgrade(shared);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            let Some(shared) = guard.0.upgrade() else {
+            let Some(shared) = engine.upgrade() else {
                 return;
             };
             if shared.stopping.load(Ordering::Acquire) {
@@ -188,18 +187,6 @@ fn start_sweeping(shared: &Arc<Shared>) {
             sweep_frozen(&shared, millis_since(shared.epoch));
         }
     });
-}
-
-/// Clears `sweeping` when the sweeper ends for any reason, its runtime's
-/// shutdown included, so the next promotion to freeze starts a new one.
-struct SweeperGuard(std::sync::Weak<Shared>);
-
-impl Drop for SweeperGuard {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.sweeping.store(false, Ordering::Release);
-        }
-    }
 }
 
 fn millis_since(epoch: Instant) -> u64 {

@@ -89,9 +89,7 @@ pub(crate) struct Done {
     pub(crate) events: Vec<PromotionEvent>,
     /// For any command but a grab: the promotion's summary after it (the
     /// writer holds it already). A grab's caller needs only its coupon, and
-    /// a copy of the summary per grab would cost the hot path. Also `None`
-    /// from an owner replica older than this field (the caller reads the
-    /// projection instead).
+    /// a copy of the summary per grab would cost the hot path.
     pub(crate) summary: Option<PromotionSummary>,
 }
 
@@ -144,14 +142,10 @@ struct Shared {
     frozen: ArcSwap<FrozenPromotions>,
     next_generation: AtomicU64,
     stopping: AtomicBool,
-    /// Whether the task that drops expired frozen promotions is running.
-    sweeping: AtomicBool,
     /// The origin of the sweeper's millisecond clock.
     epoch: Instant,
     /// The service's clock, by which the expiry timer judges finish times.
     clock: Arc<dyn Clock>,
-    /// Whether the expiry timer has been started.
-    expiring: AtomicBool,
     tasks: TaskTracker,
     metrics: EngineMetrics,
     /// Ownership among replicas; `None` in a single process.
@@ -179,11 +173,11 @@ impl Engine {
     /// With `ownership`, this engine runs a promotion's writer only while its
     /// replica owns it, and hands other commands to the owner through
     /// `forward` (or answers [`SecKillError::NotOwner`] without one). It then
-    /// keeps its lease on a task of its own, so it must be built inside a
-    /// Tokio runtime.
+    /// keeps its lease on a task of its own.
     ///
-    /// Its expiry timer starts now if built inside a Tokio runtime, else
-    /// with the first command.
+    /// It starts its tasks (the expiry timer, the committer's workers, the
+    /// sweeper of frozen promotions) on the current Tokio runtime, so it
+    /// must be built inside one; `SecKill`'s constructors check that.
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         config: EngineConfig,
@@ -213,10 +207,8 @@ impl Engine {
                 frozen: ArcSwap::default(),
                 next_generation: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
-                sweeping: AtomicBool::new(false),
                 epoch: Instant::now(),
                 clock,
-                expiring: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 metrics,
                 cluster,
@@ -234,28 +226,18 @@ impl Engine {
             tokio::spawn(cluster::follow_others(shared));
         }
         engine.start_expiry();
+        frozen::start_sweeping(&engine.shared);
         engine
     }
 
-    /// Starts the expiry timer unless it runs already or there is no Tokio
-    /// runtime to run it on (then the next command tries again). Not in
-    /// `tasks` and holding the engine weakly, like the lease keeper: it ends
-    /// with the engine and never holds up `shutdown`.
+    /// Starts the expiry timer. Not in `tasks` and holding the engine
+    /// weakly, like the lease keeper: it ends with the engine and never
+    /// holds up `shutdown`.
     fn start_expiry(&self) {
-        // One relaxed load on the command path once it runs.
-        if self.shared.expiring.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.shared.expiring.swap(true, Ordering::AcqRel) {
-            return;
-        }
         // Subscribed before the timer loads the schedule, so no commit falls
         // between the two.
         let changes = self.shared.changes.subscribe();
-        runtime.spawn(expiry::run(
+        tokio::spawn(expiry::run(
             Arc::downgrade(&self.shared),
             Arc::clone(&self.shared.clock),
             changes,
@@ -290,7 +272,6 @@ impl Engine {
         mut command: PromotionCommand,
         may_forward: bool,
     ) -> Reply {
-        self.start_expiry();
         // A few rounds are plenty: a round ends early only when the queue it
         // found was closed, and then the next round finds the successor.
         for _ in 0..8 {
