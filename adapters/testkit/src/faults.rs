@@ -102,7 +102,7 @@ impl FaultyStore {
 }
 
 fn hits(n: u64, every: u64) -> bool {
-    every != 0 && n % every == 0
+    every != 0 && n.is_multiple_of(every)
 }
 
 #[async_trait]

@@ -41,7 +41,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fresh, empty PostgreSQL database of its own, dropped when this is.
 /// For a test (or the README's doctest) that sets SecKill up itself;
-/// seckill-postgres's `PgFixture` is one with a store already open on it.
+/// `seckill_postgres::testing::PgFixture` is one with a store already open
+/// on it.
 #[derive(Debug)]
 pub struct TestDatabase {
     server_url: String,

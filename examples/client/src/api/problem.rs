@@ -223,8 +223,6 @@ impl ProblemType {
     }
 }
 
-/// An error answer, ready to send. Boxed, so `Result<T, Problem>` stays
-
 /// The body of an error answer: RFC 9457 members plus a few of our own where
 /// a client can act on them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
