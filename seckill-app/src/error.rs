@@ -12,13 +12,12 @@ use std::time::Duration;
 use seckill_domain::{PromotionError, PromotionId};
 use thiserror::Error;
 
-use crate::ownership::Replica;
-
-/// Any error a storage adapter wants to carry along. Shared, so one failed
-/// commit can report the same cause to every caller in its batch.
-pub type SourceError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+use crate::cluster::Replica;
 
 /// What a storage port (event store or projection store) reports.
+///
+/// The causes it carries are any error, shared (an `Arc`), so one failed
+/// commit can report the same cause to every caller in its batch.
 #[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -48,14 +47,14 @@ pub enum StoreError {
     Timeout(Duration),
     /// The store cannot be reached: the call was not carried out.
     #[error("the store is unavailable: {0}")]
-    Unavailable(#[source] SourceError),
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// The connection broke while the call was under way (a reset, a
     /// crashed server): a write may or may not have happened.
     #[error("the store stopped answering mid-call: {0}")]
-    Interrupted(#[source] SourceError),
+    Interrupted(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// Any other failure of the store.
     #[error("the store failed: {0}")]
-    Backend(#[source] SourceError),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl StoreError {
@@ -120,7 +119,7 @@ pub enum SecKillError {
     #[error("the service is shutting down")]
     ShuttingDown,
     /// Another replica owns the promotion and this service was given no way
-    /// to forward to it (see [`Forward`](crate::Forward)), or forwarding gave
+    /// to forward to it (see [`Forward`](crate::cluster::Forward)), or forwarding gave
     /// up while the owner kept changing: send the command to `owner`.
     /// Nothing was recorded here.
     #[error("promotion {promotion_id} is owned by replica {} at {}", owner.id, owner.address)]
@@ -133,7 +132,7 @@ pub enum SecKillError {
     /// Another writer kept appending to the promotion's stream, and the
     /// engine's [`max_conflict_retries`](crate::EngineConfig::max_conflict_retries)
     /// ran out (two processes selling one promotion without an
-    /// [`Ownership`](crate::Ownership)). Nothing was recorded; retrying is
+    /// [`Ownership`](crate::cluster::Ownership)). Nothing was recorded; retrying is
     /// safe.
     #[error("promotion {promotion_id}: another writer kept appending to its stream; nothing was recorded, retry shortly")]
     Conflict {
@@ -244,7 +243,7 @@ mod tests {
     use seckill_domain::ScheduleError;
 
     use super::*;
-    use crate::ownership::ReplicaId;
+    use crate::cluster::ReplicaId;
 
     fn id() -> PromotionId {
         PromotionId::from_uuid(uuid::Uuid::from_u128(7))

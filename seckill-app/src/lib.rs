@@ -16,9 +16,26 @@
 //! `seckill-postgres`, or implement [`EventStore`] and [`ProjectionStore`].
 //!
 //! # Layout
-//! * `service`    – [`SecKill`], the application service and its builder,
-//!   and [`IntoBackend`], what both take as a store.
-//! * `engine`     – the grab engine, in seven rooms:
+//! The root holds what an embedder needs first: [`SecKill`], its builder
+//! [`SecKillBuilder`] and [`IntoBackend`] (what both take as a store),
+//! [`EngineConfig`], [`SecKillError`], the views the queries answer
+//! ([`PromotionView`], [`PromotionSummary`], and [`PositionedEvent`] from the
+//! global feed), and the storage port an adapter implements ([`Backend`],
+//! [`EventStore`], [`ProjectionStore`], with [`Commit`], [`Snapshot`] and
+//! [`StoreError`] from their signatures). The rest is in public modules:
+//!
+//! * [`cluster`]      – running as one replica of several: the [`Ownership`]
+//!   and [`Forward`] ports, the wire protocol replicas speak
+//!   ([`ForwardedCommand`], [`ForwardedReply`]) and
+//!   [`execute_forwarded`](cluster::execute_forwarded), the owner's side.
+//! * [`subscription`] – durable, named followers of the global event order:
+//!   [`EventHandler`], the [`SubscriptionStore`] port for leases and
+//!   checkpoints (the third part of a [`Backend`]), and the task that
+//!   delivers, retries and takes over.
+//! * [`engine`]       – the grab engine. Its public part is [`ConfigError`]
+//!   and [`EngineStats`], each the answer of one call
+//!   ([`SecKillBuilder::build`], [`SecKill::stats`]): an embedder meets them
+//!   there and seldom writes their names. Inside, in seven rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
 //!   * `writer`  – the writer task: batches, conflict reload, snapshots,
@@ -29,23 +46,33 @@
 //!   * `expiry`  – the timer that records a promotion expired at its finish
 //!     time (by the [`Clock`]), through the normal command path, on the
 //!     owner only.
-//!   * `config`  – [`EngineConfig`], the engine's settings, and
-//!     [`ConfigError`] for those it cannot run with.
+//!   * `config`  – [`EngineConfig`] and the rules it must keep.
 //!   * `metrics` – the series it records through the `metrics` facade.
 //!   * `cluster` – among replicas: the lease, routes to other owners, and
 //!     the couriers that forward commands to them in batches.
-//! * `subscription` – durable, named followers of the global event order:
-//!   [`EventHandler`], the [`SubscriptionStore`] port for leases and
-//!   checkpoints, and the task that delivers, retries and takes over.
-//! * `port`       – the storage traits adapters implement, and [`Commit`].
-//! * `forward`    – the [`Forward`] port and the wire form of forwarded
-//!   commands and answers.
-//! * `ownership`  – the [`Ownership`] port: which replica runs a promotion's
-//!   writer when several processes share one store.
+//! * [`clock`]        – the [`Clock`] port and [`SystemClock`]; the domain
+//!   never reads a clock.
+//! * `testing`        – with the `testing` feature, for tests only:
+//!   `FixedClock`, and `coupons_in`, the coupons a stream grants, which the
+//!   conformance suite checks projections against.
+//!
+//! And the private files behind the root:
+//! * `service`    – [`SecKill`], [`SecKillBuilder`], [`IntoBackend`].
+//! * `port`       – the storage traits and [`Commit`].
 //! * `projection` – what the read side stores for each event.
-//! * `clock`      – the clock port; the domain never reads one.
 //! * `error`      – [`SecKillError`] for callers (each with a stable
 //!   `code()` and `is_retryable()`), [`StoreError`] for adapters.
+//!
+//! [`Ownership`]: cluster::Ownership
+//! [`Forward`]: cluster::Forward
+//! [`ForwardedCommand`]: cluster::ForwardedCommand
+//! [`ForwardedReply`]: cluster::ForwardedReply
+//! [`EventHandler`]: subscription::EventHandler
+//! [`SubscriptionStore`]: subscription::SubscriptionStore
+//! [`ConfigError`]: engine::ConfigError
+//! [`EngineStats`]: engine::EngineStats
+//! [`Clock`]: clock::Clock
+//! [`SystemClock`]: clock::SystemClock
 //!
 //! # Example
 //! ```
@@ -73,26 +100,19 @@
 //! # }
 //! ```
 
-mod clock;
-mod engine;
+pub mod clock;
+pub mod cluster;
+pub mod engine;
 mod error;
-mod forward;
-mod ownership;
 mod port;
 mod projection;
 mod service;
-mod subscription;
+pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use clock::{Clock, FixedClock, SystemClock};
-pub use engine::{ConfigError, EngineConfig, EngineStats};
-pub use error::{SecKillError, SourceError, StoreError};
-pub use forward::{Forward, ForwardedCommand, ForwardedReply};
-pub use ownership::{Claim, Ownership, Replica, ReplicaId};
+pub use engine::config::EngineConfig;
+pub use error::{SecKillError, StoreError};
 pub use port::{Backend, Commit, EventStore, PositionedEvent, ProjectionStore, Snapshot};
-pub use projection::{coupons_in, PromotionSummary, PromotionView};
+pub use projection::{PromotionSummary, PromotionView};
 pub use service::{IntoBackend, SecKill, SecKillBuilder};
-pub use subscription::{
-    AtLeastOnce, BatchFailure, Delivery, DeliveryFailure, EventHandler, HandlerError, Start,
-    Subscription, SubscriptionBuilder, SubscriptionError, SubscriptionLag, SubscriptionLease,
-    SubscriptionStatus, SubscriptionStore, DEFAULT_SUBSCRIPTION_LEASE,
-};

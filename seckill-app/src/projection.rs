@@ -82,7 +82,7 @@ impl PromotionView {
 }
 
 /// The coupons granted by `events`, in grab order.
-pub fn coupons_in(events: &[PromotionEvent]) -> impl Iterator<Item = &Coupon> + '_ {
+pub(crate) fn coupons_in(events: &[PromotionEvent]) -> impl Iterator<Item = &Coupon> + '_ {
     events.iter().filter_map(|event| match event {
         PromotionEvent::CouponGrabbed { coupon, .. } => Some(coupon),
         _ => None,

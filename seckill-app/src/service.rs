@@ -9,10 +9,10 @@ use seckill_domain::{
 use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{ConfigError, Done, Engine, EngineConfig, EngineStats, Replication};
+use crate::cluster::{Forward, Ownership};
+use crate::engine::config::EngineConfig;
+use crate::engine::{ConfigError, Done, Engine, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
-use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
-use crate::ownership::Ownership;
 use crate::port::{Backend, PositionedEvent};
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
 use crate::subscription::{SubscriptionBuilder, SubscriptionLag};
@@ -255,29 +255,14 @@ impl SecKill {
             })
     }
 
-    /// Runs commands that another replica forwarded because this one owns
-    /// their promotions, and answers each in order. They are decided here or
-    /// answered `NotOwner`, never forwarded again (one hop at most). The
-    /// commands of a batch run concurrently, so grabs of one promotion share
-    /// its writer's group commit.
-    pub async fn execute_forwarded(&self, commands: Vec<ForwardedCommand>) -> Vec<ForwardedReply> {
-        let runs = commands.into_iter().map(|forwarded| async move {
-            let result = self
-                .engine
-                .execute_forwarded(forwarded.promotion_id, forwarded.command)
-                .await;
-            ForwardedReply::from_result(result)
-        });
-        futures::future::join_all(runs).await
-    }
-
     /// Starts building a durable subscription named `name`: every event
     /// after its checkpoint goes to a handler, in order, and the checkpoint
     /// is kept in this service's backend. One consumer per name is active
     /// across every process on the store. See `docs/events.md`.
     ///
     /// ```
-    /// # use seckill_app::{EventHandler, HandlerError, PositionedEvent, SecKill, Start};
+    /// # use seckill_app::{PositionedEvent, SecKill};
+    /// # use seckill_app::subscription::{EventHandler, HandlerError, Start};
     /// # use seckill_memory::MemoryStore;
     /// struct Welcome;
     ///
@@ -502,6 +487,11 @@ impl SecKill {
     /// The clock this service decides with.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The engine, for [`cluster::execute_forwarded`](crate::cluster::execute_forwarded).
+    pub(crate) const fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     fn view(&self, summary: PromotionSummary) -> PromotionView {

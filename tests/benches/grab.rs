@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
-use seckill_app::{Backend, EngineConfig, EngineStats, SecKill, SecKillError};
+use seckill_app::engine::EngineStats;
+use seckill_app::{Backend, EngineConfig, SecKill, SecKillError};
 use seckill_domain::{CouponCount, CustomerId, Discount, PromotionId, PromotionTerms};
 use seckill_memory::MemoryStore;
 use seckill_postgres::testing::PgFixture;

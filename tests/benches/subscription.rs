@@ -27,9 +27,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use clap::Parser;
 use cqrs_es::DomainEvent;
-use seckill_app::{
-    Backend, EngineConfig, EventHandler, EventStore, HandlerError, PositionedEvent, SecKill,
-};
+use seckill_app::subscription::{EventHandler, HandlerError};
+use seckill_app::{Backend, EngineConfig, EventStore, PositionedEvent, SecKill};
 use seckill_domain::testing::{customer, terms};
 use seckill_domain::PromotionEvent;
 use seckill_memory::MemoryStore;
@@ -75,7 +74,7 @@ impl EventHandler for Count {
     async fn handle_batch(
         &self,
         events: &[PositionedEvent],
-    ) -> Result<(), seckill_app::BatchFailure> {
+    ) -> Result<(), seckill_app::subscription::BatchFailure> {
         self.0.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(())
     }

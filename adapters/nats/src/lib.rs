@@ -29,7 +29,7 @@
 //!   the filters consumers use, [`message_id`] and the header names.
 //! * `stream`    – [`StreamSettings`] (retention, duplicate window,
 //!   storage) and [`ensure_stream`], which creates or updates the stream.
-//! * `publisher` – [`Publisher`], the [`EventHandler`](seckill_app::EventHandler)
+//! * `publisher` – [`Publisher`], the [`EventHandler`](seckill_app::subscription::EventHandler)
 //!   that publishes a batch and awaits its acknowledgements.
 //! * `republish` – [`republish`]: events from a position to the head again,
 //!   for operators.

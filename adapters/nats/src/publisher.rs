@@ -10,7 +10,8 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use async_trait::async_trait;
 use cqrs_es::DomainEvent;
 use metrics::{counter, Counter};
-use seckill_app::{BatchFailure, EventHandler, HandlerError, PositionedEvent};
+use seckill_app::subscription::{BatchFailure, EventHandler, HandlerError};
+use seckill_app::PositionedEvent;
 
 use crate::error::NatsError;
 use crate::stream::{ensure_stream, StreamSettings};

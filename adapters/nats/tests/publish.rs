@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use seckill_app::{PositionedEvent, SecKill, Start};
+use seckill_app::subscription::Start;
+use seckill_app::{PositionedEvent, SecKill};
 use seckill_domain::{CouponCount, CustomerId, Discount, PromotionEvent, PromotionTerms};
 use seckill_memory::MemoryStore;
 use seckill_nats::async_nats::header::{IntoHeaderName, NATS_MESSAGE_ID};
@@ -51,7 +52,10 @@ async fn sale(coupons: u64, customers: usize) -> (SecKill, Vec<PositionedEvent>)
 }
 
 /// Waits until the publisher's subscription has handled `events`.
-async fn published(subscription: &seckill_app::Subscription, events: &[PositionedEvent]) {
+async fn published(
+    subscription: &seckill_app::subscription::Subscription,
+    events: &[PositionedEvent],
+) {
     let last = events.last().expect("some events").position;
     let deadline = Instant::now() + Duration::from_secs(20);
     while subscription.status().position < last {

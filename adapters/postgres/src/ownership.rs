@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use seckill_app::{Claim, Ownership, PromotionSummary, Replica, ReplicaId, StoreError};
+use seckill_app::cluster::{Claim, Ownership, Replica, ReplicaId};
+use seckill_app::{PromotionSummary, StoreError};
 use seckill_domain::PromotionId;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use seckill_app::{
-    Delivery, DeliveryFailure, HandlerError, PositionedEvent, StoreError, SubscriptionLease,
-    SubscriptionStore,
+use seckill_app::subscription::{
+    Delivery, DeliveryFailure, HandlerError, SubscriptionLease, SubscriptionStore,
 };
+use seckill_app::{PositionedEvent, StoreError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use seckill_app::{Claim, Ownership, Replica, ReplicaId};
+use seckill_app::cluster::{Claim, Ownership, Replica, ReplicaId};
 use seckill_domain::PromotionId;
 use seckill_postgres::testing::{options, PgFixture};
 use seckill_postgres::{PgOwnership, PgStore};
@@ -223,7 +223,8 @@ async fn a_leaving_replica_hands_its_promotions_over_at_once() {
 async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
     use std::sync::Arc;
 
-    use seckill_app::{FixedClock, SecKill, SecKillError};
+    use seckill_app::testing::FixedClock;
+    use seckill_app::{SecKill, SecKillError};
     use seckill_domain::testing::{customer, opens, terms};
 
     let fixture = PgFixture::new().await;
@@ -290,7 +291,8 @@ async fn a_replica_without_forwarding_answers_not_owner_naming_the_owner() {
 async fn only_the_owner_records_an_expiry() {
     use std::sync::Arc;
 
-    use seckill_app::{FixedClock, SecKill, SecKillError};
+    use seckill_app::testing::FixedClock;
+    use seckill_app::{SecKill, SecKillError};
     use seckill_domain::testing::{closes, opens, terms};
     use seckill_domain::{FinishReason, PromotionEvent};
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use seckill_app::{
-    Delivery, DeliveryFailure, HandlerError, PositionedEvent, SecKill, Subscription,
-    SubscriptionStore,
+use seckill_app::subscription::{
+    Delivery, DeliveryFailure, HandlerError, Subscription, SubscriptionStore,
 };
+use seckill_app::{PositionedEvent, SecKill};
 use seckill_domain::testing::{customer, terms};
 use seckill_postgres::testing::PgFixture;
 use seckill_postgres::{PgStore, TransactionalHandler};

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use seckill_app::subscription::{SubscriptionLease, SubscriptionStore};
 use seckill_app::{
     Backend, Commit, EventStore, ProjectionStore, PromotionSummary, Snapshot, StoreError,
-    SubscriptionLease, SubscriptionStore,
 };
 use seckill_domain::{Coupon, CustomerId, PromotionEvent, PromotionId};
 

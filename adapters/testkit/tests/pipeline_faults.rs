@@ -12,7 +12,8 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use proptest::prelude::*;
-use seckill_app::{Backend, EngineConfig, FixedClock, SecKill, SecKillError};
+use seckill_app::testing::FixedClock;
+use seckill_app::{Backend, EngineConfig, SecKill, SecKillError};
 use seckill_domain::testing::{customer, opens, terms};
 use seckill_domain::{CustomerId, PromotionError};
 use seckill_memory::MemoryStore;

@@ -26,7 +26,7 @@
 //!   loads through postgres-es, the global feed by SQL of its own.
 //! * `projections`   – [`ProjectionStore`](seckill_app::ProjectionStore):
 //!   summaries replayed from the stream, coupons found in the grab events.
-//! * `subscriptions` – [`SubscriptionStore`](seckill_app::SubscriptionStore):
+//! * `subscriptions` – [`SubscriptionStore`](seckill_app::subscription::SubscriptionStore):
 //!   leases fenced by an epoch, and checkpoints.
 //! * `error`         – [`OpenError`], and what each failure means for the
 //!   engine (`StoreError`).

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use seckill_app::{StoreError, SubscriptionLease, SubscriptionStore};
+use seckill_app::subscription::{SubscriptionLease, SubscriptionStore};
+use seckill_app::StoreError;
 use uuid::Uuid;
 
 use crate::error::from_sqlx;

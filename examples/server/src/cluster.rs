@@ -15,7 +15,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seckill_app::{Forward, ForwardedCommand, ForwardedReply, Replica, StoreError};
+use seckill_app::cluster::{execute_forwarded, Forward, ForwardedCommand, ForwardedReply, Replica};
+use seckill_app::StoreError;
 use subtle::ConstantTimeEq;
 
 use super::extract::ApiJson;
@@ -89,7 +90,7 @@ pub(super) async fn forwarded_commands(
     State(state): State<AppState>,
     ApiJson(commands): ApiJson<Vec<ForwardedCommand>>,
 ) -> Json<Vec<ForwardedReply>> {
-    Json(state.seckill.execute_forwarded(commands).await)
+    Json(execute_forwarded(&state.seckill, commands).await)
 }
 
 /// Forwards batches of commands to their owner as one HTTP request each,

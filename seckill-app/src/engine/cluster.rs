@@ -16,9 +16,9 @@ use tokio::time::Instant;
 
 use super::metrics::EngineMetrics;
 use super::{frozen, writer, Reply, Shared};
+use crate::cluster::{Claim, Ownership, Replica, ReplicaId};
+use crate::cluster::{Forward, ForwardedCommand, ForwardedReply};
 use crate::error::{SecKillError, StoreError};
-use crate::forward::{Forward, ForwardedCommand, ForwardedReply};
-use crate::ownership::{Claim, Ownership, Replica, ReplicaId};
 use crate::projection::PromotionSummary;
 
 /// Most commands one forwarded batch carries.

@@ -10,7 +10,7 @@
 //! Gauges move by differences (never `set`), so several engines in one
 //! process add up instead of overwriting each other.
 //!
-//! [`EngineStats`]: crate::EngineStats
+//! [`EngineStats`]: crate::engine::EngineStats
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -154,7 +154,7 @@ pub(super) fn shift(gauge: &Gauge, before: usize, after: usize) {
     }
 }
 
-/// A counter the engine reads back for [`crate::EngineStats`] and reports
+/// A counter the engine reads back for [`crate::engine::EngineStats`] and reports
 /// to the recorder.
 pub(super) struct Count {
     total: AtomicU64,

@@ -8,15 +8,22 @@
 //! and the events of many commands go to the store in one append. Callers are
 //! answered only after that append is durable.
 //!
-//! This module holds the engine's front: [`Engine::execute`] and the slots
-//! that route each command to its promotion's writer. The writer itself is
-//! in `writer`, the committer that groups writers' commits across promotions
-//! in `committer`, finished promotions in `frozen`, the timer that records
-//! expiries in `expiry`, the settings in `config`.
+//! What an embedder sees of it: its settings, [`EngineConfig`] (at the crate
+//! root, since every builder may take one), the [`ConfigError`] for those it
+//! cannot run with, and its counters, [`EngineStats`] (from
+//! [`SecKill::stats`](crate::SecKill::stats)).
+//!
+//! Inside, this module holds the engine's front: `Engine::execute` and the
+//! slots that route each command to its promotion's writer. The writer
+//! itself is in `writer`, the committer that groups writers' commits across
+//! promotions in `committer`, finished promotions in `frozen`, the timer
+//! that records expiries in `expiry`, the settings in `config`.
+//!
+//! [`EngineConfig`]: crate::EngineConfig
 
 mod cluster;
 mod committer;
-mod config;
+pub(crate) mod config;
 mod expiry;
 mod frozen;
 mod metrics;
@@ -36,14 +43,15 @@ use tokio_util::task::TaskTracker;
 use self::cluster::Cluster;
 use self::committer::Committer;
 use self::metrics::EngineMetrics;
-pub use config::{ConfigError, EngineConfig};
+pub use config::ConfigError;
+use config::EngineConfig;
 use frozen::FrozenPromotions;
 use writer::Writer;
 
 use crate::clock::Clock;
+use crate::cluster::Forward;
+use crate::cluster::Ownership;
 use crate::error::{SecKillError, StoreError};
-use crate::forward::Forward;
-use crate::ownership::Ownership;
 use crate::port::Backend;
 use crate::projection::PromotionSummary;
 

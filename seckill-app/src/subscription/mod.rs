@@ -13,6 +13,11 @@
 //! runner holds a lease on the name and fences each checkpoint with the
 //! lease's epoch; the others stand by and take over when the lease lapses.
 //!
+//! Start one with [`SecKill::subscription`](crate::SecKill::subscription),
+//! and implement [`EventHandler`] for where its events go. A backend author
+//! implements [`SubscriptionStore`], the third part of a
+//! [`Backend`](crate::Backend).
+//!
 //! # Layout
 //! * `mod.rs`  – what a user writes: [`EventHandler`], [`Start`], errors.
 //! * `store`   – the [`SubscriptionStore`] port: leases and checkpoints.
@@ -35,7 +40,7 @@ use futures::FutureExt;
 use crate::port::PositionedEvent;
 
 pub use delivery::{AtLeastOnce, Delivery, DeliveryFailure};
-pub use runner::{SubscriptionBuilder, DEFAULT_LEASE as DEFAULT_SUBSCRIPTION_LEASE};
+pub use runner::{SubscriptionBuilder, DEFAULT_LEASE};
 pub use status::{Subscription, SubscriptionLag, SubscriptionStatus};
 pub use store::{SubscriptionLease, SubscriptionStore};
 

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 pub struct SubscriptionLease {
     /// The subscription's name.
     pub name: String,
-    /// Who holds it: one id per running [`Subscription`](crate::Subscription).
+    /// Who holds it: one id per running [`Subscription`](super::Subscription).
     pub consumer: Uuid,
     /// Grows by one whenever the name passes to another consumer. A
     /// checkpoint is stored only under the current epoch.

@@ -39,9 +39,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use seckill_app::{
-    coupons_in, Backend, ConfigError, EngineConfig, FixedClock, SecKill, SecKillError, StoreError,
-};
+use seckill_app::engine::ConfigError;
+use seckill_app::testing::{coupons_in, FixedClock};
+use seckill_app::{Backend, EngineConfig, SecKill, SecKillError, StoreError};
 use seckill_domain::{
     Coupon, CouponCount, Discount, PromotionError, PromotionEvent, PromotionId, PromotionName,
     PromotionStatus, PromotionTerms,

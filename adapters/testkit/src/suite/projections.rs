@@ -115,7 +115,7 @@ pub async fn a_stale_rebuild_never_erases_newer_coupons(fixture: impl Fixture) {
         cqrs_es::Aggregate::apply(&mut promotion, event);
     }
     let stale = seckill_app::PromotionSummary::of(&promotion, events.len() as u64).unwrap();
-    let stale_coupons: Vec<Coupon> = seckill_app::coupons_in(&events).cloned().collect();
+    let stale_coupons: Vec<Coupon> = seckill_app::testing::coupons_in(&events).cloned().collect();
     // ... a writer appends ...
     for c in 0..2 {
         seckill

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
-use seckill_app::{
-    Backend, EventHandler, HandlerError, PositionedEvent, SecKill, Start, Subscription,
-    SubscriptionError, SubscriptionLease,
+use seckill_app::subscription::{
+    EventHandler, HandlerError, Start, Subscription, SubscriptionError, SubscriptionLease,
 };
+use seckill_app::{Backend, PositionedEvent, SecKill};
 
 use super::{customer, service, terms};
 use crate::doomed::Doomed;
@@ -126,7 +126,7 @@ async fn grab_many(
     }
 }
 
-fn quick(seckill: &SecKill, name: &str) -> seckill_app::SubscriptionBuilder {
+fn quick(seckill: &SecKill, name: &str) -> seckill_app::subscription::SubscriptionBuilder {
     seckill
         .subscription(name)
         // Long enough that a loaded machine's stall (a disk's fsync was seen

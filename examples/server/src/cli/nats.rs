@@ -75,7 +75,10 @@ pub(crate) async fn start_publishing(
     seckill: &SecKill,
     url: &str,
     nats: &NatsArgs,
-) -> anyhow::Result<(seckill_app::Subscription, seckill_nats::async_nats::Client)> {
+) -> anyhow::Result<(
+    seckill_app::subscription::Subscription,
+    seckill_nats::async_nats::Client,
+)> {
     let settings = nats.settings().context("the NATS stream flags")?;
     // In the background: the sale does not wait for NATS; the subscription
     // retries, and its lag grows, until NATS answers.

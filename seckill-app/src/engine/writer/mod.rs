@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::{frozen, metrics};
 use super::{Request, Shared};
+use crate::cluster::{Claim, Replica};
 use crate::error::{SecKillError, StoreError};
-use crate::ownership::{Claim, Replica};
 use crate::port::{Backend, Commit, Snapshot};
 
 /// The task that owns one promotion.

@@ -5,8 +5,8 @@
 //! [`Forward::forward`] carries every command queued for that owner, up to a
 //! limit), so a transport only moves batches: the web server's is one HTTP
 //! request on a keep-alive pool. The owner runs a batch with
-//! [`SecKill::execute_forwarded`](crate::SecKill::execute_forwarded), which
-//! never forwards again, so a command makes at most one hop.
+//! [`execute_forwarded`](super::execute_forwarded), which never forwards
+//! again, so a command makes at most one hop.
 
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use seckill_domain::{PromotionCommand, PromotionError, PromotionEvent, PromotionId};
 use serde::{Deserialize, Serialize};
 
+use super::ownership::Replica;
 use crate::engine::Done;
 use crate::error::{SecKillError, StoreError};
-use crate::ownership::Replica;
 use crate::projection::PromotionSummary;
 
 /// One command for a promotion another replica owns.
@@ -171,7 +171,7 @@ mod tests {
     use seckill_domain::testing::terms;
 
     use super::*;
-    use crate::ownership::ReplicaId;
+    use crate::cluster::ReplicaId;
 
     fn owner() -> Replica {
         Replica {

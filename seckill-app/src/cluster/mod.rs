@@ -1,0 +1,45 @@
+//! Running as one replica of several on a shared store: the two ports a
+//! replicated service is built with, and the protocol replicas speak. A
+//! service that runs in one process needs none of it.
+//!
+//! [`SecKillBuilder::replicated`](crate::SecKillBuilder::replicated) takes
+//! an [`Ownership`], which records which live [`Replica`] runs each
+//! promotion's writer (`seckill-postgres`'s `PgOwnership` keeps it in the
+//! store), and optionally a [`Forward`], which carries a command for a
+//! promotion owned elsewhere to its owner. The owner runs what it is sent
+//! with [`execute_forwarded`]; [`ForwardedCommand`] and [`ForwardedReply`]
+//! are what crosses the wire.
+//!
+//! # Layout
+//! * `ownership` – the [`Ownership`] port and what it answers: [`Claim`],
+//!   [`Replica`], [`ReplicaId`].
+//! * `forward`   – the [`Forward`] port and the wire form of forwarded
+//!   commands and answers.
+//! * `mod.rs`    – [`execute_forwarded`], the owner's side of a hop.
+
+mod forward;
+mod ownership;
+
+pub use forward::{Forward, ForwardedCommand, ForwardedReply};
+pub use ownership::{Claim, Ownership, Replica, ReplicaId};
+
+use crate::SecKill;
+
+/// Runs commands that another replica forwarded to `seckill` because this
+/// replica owns their promotions, and answers each in order. They are
+/// decided here or answered `NotOwner`, never forwarded again (one hop at
+/// most). The commands of a batch run concurrently, so grabs of one
+/// promotion share its writer's group commit.
+pub async fn execute_forwarded(
+    seckill: &SecKill,
+    commands: Vec<ForwardedCommand>,
+) -> Vec<ForwardedReply> {
+    let engine = seckill.engine();
+    let runs = commands.into_iter().map(|forwarded| async move {
+        let result = engine
+            .execute_forwarded(forwarded.promotion_id, forwarded.command)
+            .await;
+        ForwardedReply::from_result(result)
+    });
+    futures::future::join_all(runs).await
+}
