@@ -5,12 +5,17 @@
 //! *and* the projection changes they imply in one atomic step. That is why a
 //! crash can never leave the coupon lists behind the event stream.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use seckill_domain::{Coupon, CustomerId, Promotion, PromotionEvent, PromotionId};
 
 use crate::error::StoreError;
 use crate::projection::PromotionSummary;
 use crate::subscription::SubscriptionStore;
+
+/// Events per page of the default [`EventStore::promotion_ids`].
+const PROMOTION_IDS_PAGE: usize = 1_024;
 
 /// A batch of events for one promotion, appended in one atomic step.
 #[derive(Debug, Clone)]
@@ -151,10 +156,62 @@ pub trait EventStore: Send + Sync + 'static {
     /// The newest position [`read_all`](Self::read_all) can reach now (0 for
     /// an empty store): the head a follower's lag is measured against, and
     /// where a subscription that starts "now" begins.
-    async fn head_position(&self) -> Result<u64, StoreError>;
+    ///
+    /// The default finds it with `read_all` alone, in about 2·log2(head)
+    /// reads of one event each. A store that can read its newest position
+    /// in one query (an index's maximum) overrides it: a running
+    /// subscription asks once a second.
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        // `read_all(after, 1)` is empty exactly when the head is at most
+        // `after`. Gallop up to a bound with nothing after it, then halve
+        // the gap; `low` is always 0 or a position that exists, so the
+        // search ends on the head. Positions need not be dense.
+        let mut low = 0u64;
+        let mut step = 1u64;
+        let mut high = loop {
+            let probe = low.saturating_add(step);
+            match self.read_all(probe, 1).await?.first() {
+                Some(event) => {
+                    low = event.position;
+                    step = step.saturating_mul(2);
+                }
+                None => break probe,
+            }
+        };
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.read_all(middle, 1).await?.first() {
+                Some(event) => low = event.position,
+                None => high = middle,
+            }
+        }
+        Ok(low)
+    }
 
     /// Every promotion that has events, for rebuilding projections.
-    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError>;
+    ///
+    /// The default reads the whole global feed through
+    /// [`read_all`](Self::read_all), a page at a time, and lists each
+    /// promotion once, in the order of its first event. Its callers, the
+    /// rebuild and the start-up catch-up, read every promotion anyway; a
+    /// store that keeps a list of its streams overrides it.
+    async fn promotion_ids(&self) -> Result<Vec<PromotionId>, StoreError> {
+        let mut seen = HashSet::new();
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.read_all(after, PROMOTION_IDS_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(ids);
+            };
+            after = last.position;
+            for event in &page {
+                if seen.insert(event.promotion_id) {
+                    ids.push(event.promotion_id);
+                }
+            }
+        }
+    }
 
     /// Whether the store answers at all, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError> {
@@ -244,3 +301,90 @@ pub trait ProjectionStore: Send + Sync + 'static {
 pub trait Backend: EventStore + ProjectionStore + SubscriptionStore {}
 
 impl<T: EventStore + ProjectionStore + SubscriptionStore> Backend for T {}
+
+#[cfg(test)]
+mod tests {
+    use seckill_domain::testing::created;
+
+    use super::*;
+
+    /// A global feed and nothing else: all the defaults are built on.
+    struct Feed(Vec<PositionedEvent>);
+
+    impl Feed {
+        /// Events at `positions`, of the promotion numbered
+        /// `promotion_of(position)`.
+        fn at(positions: &[u64], promotion_of: impl Fn(u64) -> u128) -> Self {
+            let events = positions
+                .iter()
+                .map(|&position| {
+                    let promotion_id =
+                        PromotionId::from_uuid(uuid::Uuid::from_u128(promotion_of(position)));
+                    PositionedEvent {
+                        position,
+                        promotion_id,
+                        sequence: 1,
+                        event: created(promotion_id, 1),
+                    }
+                })
+                .collect();
+            Self(events)
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for Feed {
+        async fn load_events(
+            &self,
+            _: PromotionId,
+            _: u64,
+        ) -> Result<Vec<PromotionEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn append(&self, _: &Commit) -> Result<(), StoreError> {
+            Err(StoreError::backend("a feed takes no appends"))
+        }
+
+        async fn read_all(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<PositionedEvent>, StoreError> {
+            let page = self.0.iter().filter(|event| event.position > after);
+            Ok(page.take(limit).cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_head_is_the_newest_position_dense_or_not() {
+        let dense: Vec<u64> = (1..=1_000).collect();
+        let feeds: [&[u64]; 7] = [
+            &[],
+            &[1],
+            &[1, 2],
+            &dense,
+            &[3, 7, 100, 1_000_000],
+            &[5],
+            &[1 << 40, (1 << 40) + 1],
+        ];
+        for positions in feeds {
+            let feed = Feed::at(positions, |_| 1);
+            let newest = positions.last().copied().unwrap_or(0);
+            assert_eq!(feed.head_position().await.unwrap(), newest, "{positions:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_promotion_ids_name_each_once_in_order_of_first_event() {
+        // More events than one page holds, seven promotions in turn.
+        let positions: Vec<u64> = (1..=3_000).map(|n| n * 2).collect();
+        let feed = Feed::at(&positions, |position| u128::from(7 - position / 2 % 7));
+        let expected: Vec<PromotionId> = [6, 5, 4, 3, 2, 1, 7]
+            .into_iter()
+            .map(|n| PromotionId::from_uuid(uuid::Uuid::from_u128(n)))
+            .collect();
+        assert_eq!(feed.promotion_ids().await.unwrap(), expected);
+        assert_eq!(Feed(Vec::new()).promotion_ids().await.unwrap(), []);
+    }
+}
