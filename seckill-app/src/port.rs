@@ -108,7 +108,10 @@ pub trait EventStore: Send + Sync + 'static {
     ///   store timed out) may be every commit's answer; when the store cannot
     ///   tell whether the group landed it says so
     ///   ([`StoreError::outcome_unknown`]), and the caller reads back;
-    /// - the engine passes at most one commit per promotion.
+    /// - the engine passes at most one commit per promotion;
+    /// - the store resends nothing on its own: the engine's writer owns the
+    ///   retry policy (it decides again on a conflict and reads back after
+    ///   an unknown outcome), so a retry below it would only repeat one.
     ///
     /// The default appends one commit after another. A store that can write
     /// many streams in one transaction (PostgreSQL: one function call)

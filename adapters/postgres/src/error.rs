@@ -163,16 +163,26 @@ pub(crate) fn store_error(
 /// SQLSTATE of a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
-/// SQLSTATE `deadlock_detected`.
-const DEADLOCK_DETECTED: &str = "40P01";
-
-/// Whether `error` is PostgreSQL's deadlock detector rolling this
-/// transaction back: nothing of it was written, so it may be sent again.
-pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
+/// The SQLSTATE class of `error`'s database error, if it is one.
+fn class(error: &sqlx::Error) -> Option<String> {
     match error {
-        sqlx::Error::Database(db) => db.code().as_deref() == Some(DEADLOCK_DETECTED),
-        _ => false,
+        sqlx::Error::Database(db) => db.code().map(|code| code.chars().take(2).collect()),
+        _ => None,
     }
+}
+
+/// Whether PostgreSQL rolled the transaction back for it to be tried again
+/// (class 40: a deadlock, a serialization failure): nothing of it was
+/// written.
+pub(crate) fn is_rolled_back_to_retry(error: &sqlx::Error) -> bool {
+    class(error).as_deref() == Some("40")
+}
+
+/// Whether PostgreSQL refused a value or a row (class 22, data exception;
+/// class 23, integrity constraint violation): nothing of the statement was
+/// written.
+pub(crate) fn refuses_a_row(error: &sqlx::Error) -> bool {
+    matches!(class(error).as_deref(), Some("22" | "23"))
 }
 
 /// SQLSTATE `unique_violation`.

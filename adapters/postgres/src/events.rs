@@ -5,16 +5,11 @@ use async_trait::async_trait;
 use seckill_app::{Commit, EventStore, PositionedEvent, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 
-use crate::error::{is_deadlock, is_unique_violation_on, Corrupt};
-use crate::rows::{from_db, to_db, CouponColumns, SummaryRow};
+use crate::error::Corrupt;
+use crate::rows::{from_db, to_db};
 use crate::store::PgStore;
 use crate::upcast::{aggregate_type, decode, StoredEvent};
 
-const APPEND: &str = include_str!("../sql/append.sql");
-/// How often an append the deadlock detector rolled back is sent again. Each
-/// time one side of the cycle committed, so a second cycle needs a third
-/// writer of the promotion; past this the failure is answered.
-const DEADLOCK_RETRIES: usize = 3;
 const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
 const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
 const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
@@ -63,65 +58,10 @@ impl EventStore for PgStore {
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
-        let promotion_id = commit.promotion_id;
-        let conflict = || StoreError::Conflict {
-            promotion_id,
-            expected: commit.expected_sequence,
-        };
-        let expected = to_db(commit.expected_sequence)?;
-        let mut event_types = Vec::with_capacity(commit.events.len());
-        let mut payloads = Vec::with_capacity(commit.events.len());
-        for event in &commit.events {
-            event_types.push(event.type_name());
-            payloads.push(serde_json::to_string(event).map_err(StoreError::backend)?);
-        }
-        let coupons = CouponColumns::of(commit.coupons())?;
-        let summary = SummaryRow::of(&commit.summary)?;
-
-        // One statement is one transaction and one round trip, whatever the
-        // batch size: see sql/append.sql.
-        let aggregate_id = promotion_id.to_string();
-        let statement = || {
-            let query = sqlx::query_scalar::<_, i64>(APPEND)
-                .bind(aggregate_type())
-                .bind(&aggregate_id)
-                .bind(expected)
-                .bind(PromotionEvent::VERSION)
-                .bind(&event_types)
-                .bind(&payloads)
-                .bind(promotion_id.as_uuid());
-            summary.bind(coupons.bind(query))
-        };
-        let mut answer = statement().fetch_one(&self.pool).await;
-        // A second writer of this promotion in a group (ADR 0012: two
-        // engines on one store, or replicas during a handover) can close a
-        // lock cycle with this statement, which takes the events lock before
-        // the coupons; so can a commit that merely queued behind one. The
-        // detector rolls one transaction back whole, so it is sent again: the
-        // head check then answers for the stream as the survivor left it.
-        for _ in 0..DEADLOCK_RETRIES {
-            if !answer.as_ref().is_err_and(is_deadlock) {
-                break;
-            }
-            tracing::debug!(%promotion_id, "append rolled back by the deadlock detector; sending it again");
-            answer = statement().fetch_one(&self.pool).await;
-        }
-        match answer {
-            Ok(last) if last == expected => Ok(()),
-            // The stream is not where the writer thinks (behind or ahead):
-            // the statement wrote nothing.
-            Ok(_) => Err(conflict()),
-            // Another writer committed the same sequence numbers first; the
-            // whole statement was rolled back.
-            Err(e) if is_unique_violation_on(&e, "events") => Err(conflict()),
-            Err(e) => Err(self.error(
-                format!(
-                    "appending {} events to promotion {promotion_id}",
-                    commit.events.len()
-                ),
-                e,
-            )),
-        }
+        crate::write::append(self, &[commit])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::backend("the write path answered no commit")))
     }
 
     fn groups_commits(&self) -> bool {
@@ -129,7 +69,7 @@ impl EventStore for PgStore {
     }
 
     async fn append_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
-        crate::group::append_group(self, commits).await
+        crate::write::append(self, commits).await
     }
 
     async fn load_snapshot(

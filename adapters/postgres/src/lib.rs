@@ -3,11 +3,11 @@
 //!
 //! Events live in postgres-es's `events` table, byte-compatible with what
 //! cqrs-es's own `PostgresEventRepository` reads and writes. What this crate
-//! adds is the hot path postgres-es lacks: a batch of any size is appended in
-//! **one statement** (one transaction, one round trip), together with the
-//! coupons it grants and the promotion's summary. A stale writer collides on
-//! the events primary key and gets `StoreError::Conflict`, with nothing
-//! written. The projections share the events' transaction, so a query never
+//! adds is the hot path postgres-es lacks: a batch of any size, or the
+//! batches of many promotions, is appended in **one function call** (one
+//! transaction, one round trip), together with the coupons it grants and the
+//! promotion's summary. A stale writer gets `StoreError::Conflict`, with
+//! nothing written. The projections share the events' transaction, so a query never
 //! sees a coupon that is not durable, nor misses one that is.
 //!
 //! Everything SecKill creates, its `_sqlx_migrations` included, lives in one
@@ -35,9 +35,8 @@
 //!   rules ([`OptionsError`]), and how they shape a pool.
 //! * `schema`      – the schema: created when missing, checked against the
 //!   pool's `search_path`, filled from an old layout in `public`.
-//! * `events`      – the `EventStore` port: batched appends with optimistic
-//!   concurrency, loading, snapshots.
-//! * `group`       – group commit across promotions: many promotions'
+//! * `events`      – the `EventStore` port: appends, loading, snapshots.
+//! * `write`       – the one write path: one commit or many promotions'
 //!   commits in one transaction, each checked and answered on its own.
 //! * `feed`        – the global feed: events in position order, which is
 //!   commit order (ADR 0011), so a follower never skips one.
@@ -55,13 +54,12 @@
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
 //! * `testing` (feature `testing`) – `PgFixture`: a migrated store on a
 //!   fresh database per test, for the conformance suite.
-//! * `../sql`, `../migrations` – every statement, as SQL files; the summary
-//!   upsert is one SQL function (migration 0004) that both writes call.
+//! * `../sql`, `../migrations` – every statement, as SQL files; the append
+//!   and the summary upsert are SQL functions (migration 0011).
 
 mod error;
 mod events;
 mod feed;
-mod group;
 mod options;
 mod ownership;
 mod projections;
@@ -72,6 +70,7 @@ mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upcast;
+mod write;
 
 pub use error::ConnectError;
 pub use options::{OptionsError, PgOptions, DEFAULT_SCHEMA};

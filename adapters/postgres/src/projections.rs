@@ -6,7 +6,7 @@ use seckill_app::{ProjectionStore, PromotionSummary, StoreError};
 use seckill_domain::{Coupon, CustomerId, PromotionId};
 
 use crate::rows::{
-    coupon_from, summary_from, CouponColumns, CouponRecord, SummaryRecord, SummaryRow,
+    coupon_from, summary_from, CouponColumns, CouponRecord, SummaryColumns, SummaryRecord,
 };
 use crate::store::PgStore;
 
@@ -78,7 +78,7 @@ impl PgStore {
         let promotion_id = summary.promotion_id;
         let doing = || format!("replacing the projection of promotion {promotion_id}");
         let columns = CouponColumns::of(coupons.iter())?;
-        let row = SummaryRow::of(summary)?;
+        let row = SummaryColumns::of(summary)?;
         let mut tx = self
             .pool
             .begin()
@@ -88,8 +88,8 @@ impl PgStore {
         // on another replica) may have appended since the events were read;
         // its coupons are not in `coupons`, and replacing would erase them.
         // And a summary must never count events its stream does not hold:
-        // the group append trusts a summary that is not ahead of its stream
-        // (migration 0010, ADR 0012), and would write after a missing range.
+        // the write path trusts a summary that is not ahead of its stream
+        // (migration 0011, ADR 0012), and would write after a missing range.
         let head = self.locked_head(&mut tx, promotion_id).await?;
         if summary.last_sequence > head {
             return Err(StoreError::backend(format!(

@@ -78,53 +78,9 @@ impl<'c> CouponColumns<'c> {
     }
 }
 
-/// A [`PromotionSummary`] as the `promotion_summaries` columns hold it.
-#[derive(Debug)]
-pub(crate) struct SummaryRow<'s> {
-    name: Option<&'s str>,
-    number_of_coupons: i32,
-    remaining: i32,
-    discount: f64,
-    publish_time: DateTime<Utc>,
-    finish_time: DateTime<Utc>,
-    finish_reason: Option<&'static str>,
-    finished_at: Option<DateTime<Utc>>,
-    last_sequence: i64,
-}
-
-impl<'s> SummaryRow<'s> {
-    pub(crate) fn of(summary: &'s PromotionSummary) -> Result<Self, StoreError> {
-        Ok(Self {
-            name: summary.name.as_deref(),
-            number_of_coupons: to_int(summary.number_of_coupons)?,
-            remaining: to_int(summary.remaining)?,
-            discount: summary.discount,
-            publish_time: summary.publish_time,
-            finish_time: summary.finish_time,
-            finish_reason: summary.finish_reason.map(FinishReason::as_str),
-            finished_at: summary.finished_at,
-            last_sequence: to_db(summary.last_sequence)?,
-        })
-    }
-
-    /// Binds every column but the promotion id, in the order of the
-    /// parameters of `upsert_promotion_summary` (migration 0004).
-    pub(crate) fn bind<'q, Q: Binds<'q>>(&'q self, query: Q) -> Q {
-        query
-            .push(self.name)
-            .push(self.number_of_coupons)
-            .push(self.remaining)
-            .push(self.discount)
-            .push(self.publish_time)
-            .push(self.finish_time)
-            .push(self.finish_reason)
-            .push(self.finished_at)
-            .push(self.last_sequence)
-    }
-}
-
-/// Many [`PromotionSummary`]s, one array per `promotion_summaries` column,
-/// for a statement that writes them all (a group of commits).
+/// [`PromotionSummary`]s, one array per `promotion_summaries` column but the
+/// promotion id, as `seckill_upsert_summaries` (migration 0011) takes them:
+/// the one place in Rust that lists the summary's columns.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryColumns<'s> {
     name: Vec<Option<&'s str>>,
@@ -139,22 +95,34 @@ pub(crate) struct SummaryColumns<'s> {
 }
 
 impl<'s> SummaryColumns<'s> {
+    /// One summary's columns.
+    pub(crate) fn of(summary: &'s PromotionSummary) -> Result<Self, StoreError> {
+        let mut columns = Self::default();
+        columns.push(summary)?;
+        Ok(columns)
+    }
+
     /// Adds one summary to the end of every column.
     pub(crate) fn push(&mut self, summary: &'s PromotionSummary) -> Result<(), StoreError> {
-        let row = SummaryRow::of(summary)?;
-        self.name.push(row.name);
-        self.number_of_coupons.push(row.number_of_coupons);
-        self.remaining.push(row.remaining);
-        self.discount.push(row.discount);
-        self.publish_time.push(row.publish_time);
-        self.finish_time.push(row.finish_time);
-        self.finish_reason.push(row.finish_reason);
-        self.finished_at.push(row.finished_at);
-        self.last_sequence.push(row.last_sequence);
+        // Converted first, so a value that does not fit leaves every column
+        // as it was.
+        let number_of_coupons = to_int(summary.number_of_coupons)?;
+        let remaining = to_int(summary.remaining)?;
+        let last_sequence = to_db(summary.last_sequence)?;
+        self.name.push(summary.name.as_deref());
+        self.number_of_coupons.push(number_of_coupons);
+        self.remaining.push(remaining);
+        self.discount.push(summary.discount);
+        self.publish_time.push(summary.publish_time);
+        self.finish_time.push(summary.finish_time);
+        self.finish_reason
+            .push(summary.finish_reason.map(FinishReason::as_str));
+        self.finished_at.push(summary.finished_at);
+        self.last_sequence.push(last_sequence);
         Ok(())
     }
 
-    /// Binds the nine arrays, in [`SummaryRow::bind`]'s order.
+    /// Binds the nine arrays, in the order of the function's parameters.
     pub(crate) fn bind<'q, Q: Binds<'q>>(&'q self, query: Q) -> Q {
         query
             .push(&self.name)

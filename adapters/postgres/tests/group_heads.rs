@@ -1,8 +1,8 @@
-//! Where a group append reads its heads and when it takes the events lock
-//! (migration 0010, ADR 0012's fourth-round addendum), on a real PostgreSQL
-//! with real concurrent transactions: projection rows before the lock, heads
-//! from the summaries backed by the events' primary key, and the lock cycle
-//! a second commit of one promotion can close.
+//! Where the write path (`seckill_append`, migration 0011, ADR 0012) reads
+//! its heads and when it takes the events lock, on a real PostgreSQL with
+//! real concurrent transactions: projection rows before the lock, heads from
+//! the summaries backed by the events' primary key, and two commits of one
+//! promotion at once.
 
 mod common;
 
@@ -91,7 +91,7 @@ impl BehindTheLock {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_writes_its_projection_rows_before_it_queues_for_the_events_lock() {
-    // What keeps the lock short (migration 0010): while another inserter
+    // What keeps the lock short (ADR 0012): while another inserter
     // holds it, a group has already written its coupons and summaries, and
     // waits only to insert its events.
     let fixture = PgFixture::new().await;
@@ -126,8 +126,8 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
     // A group reads its heads before it takes the events lock. Another
     // writer of one of its streams commits in between: the events' primary
     // key refuses the group's first event of that stream, the group rolls
-    // back (its coupons and summary rows too), and one by one the moved
-    // stream conflicts while the other lands.
+    // back (its coupons and summary rows too), and sent commit by commit the
+    // moved stream conflicts while the other lands.
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
     let mut moved = Writer::create(&store, 10).await;
@@ -160,7 +160,7 @@ async fn a_stream_moved_while_the_group_waits_for_the_lock_conflicts_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
-    // A group reads heads from the summaries (migration 0010). Events
+    // A group reads heads from the summaries (ADR 0012). Events
     // written around the store leave a summary behind its stream; where the
     // summary differs from the expected sequence, the stream's own head
     // decides, inside the group: the writer that knows the stream lands in
@@ -205,7 +205,8 @@ async fn a_summary_behind_its_stream_leaves_the_check_to_the_stream() {
 async fn a_stale_writer_whose_summary_matches_collides_and_conflicts() {
     // The summary agrees with a writer that missed event #2 (written around
     // the store): the group trusts it, its insert meets the events' primary
-    // key, and one by one that writer conflicts while the other lands.
+    // key, and sent commit by commit that writer conflicts while the other
+    // lands.
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
     let mut stale = Writer::create(&store, 10).await;
@@ -266,7 +267,7 @@ async fn new_promotions_are_created_together_in_one_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_ahead_of_its_stream_is_refused() {
-    // The group append trusts a summary that is never ahead of its stream;
+    // The write path trusts a summary that is never ahead of its stream;
     // a repair that would write one gets an error and changes nothing.
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
@@ -284,13 +285,14 @@ async fn a_projection_ahead_of_its_stream_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestly() {
-    // The cycle ADR 0012 describes: a group holds a coupon key of promotion
-    // P before it takes the events lock, and a second commit of P (a writer
-    // that gave up on the first and decided again) holds the events lock and
-    // P's summary row, and wants that key. PostgreSQL's deadlock detector
-    // rolls one back, which is sent again and conflicts; the other lands,
-    // and P holds one of the two.
+async fn two_commits_of_one_promotion_at_once_land_one_and_conflict_the_other() {
+    // A group holds a coupon key of promotion P, stalled before the events
+    // lock, while a second commit of P (a writer that gave up on the first
+    // and decided again) wants the same key. Whichever side loses, it wrote
+    // nothing and answers `Conflict`, which the writer decides again on:
+    // never a false success, and P holds one of the two. (When a lone
+    // commit took the events lock first, the deadlock detector had to end a
+    // cycle here; every commit now writes its coupons first.)
     let fixture = PgFixture::new().await;
     let store = fixture.pg_store().clone();
     let mut p = Writer::create(&store, 10).await;
@@ -321,16 +323,15 @@ async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestl
         tokio::spawn(async move { append_together(&store, &group).await })
     };
     until_waiting_on_rows(&store, 1).await;
-    // The second commit of P takes the events lock, upserts P's summary and
-    // waits for the group's uncommitted coupon of P.
+    // The second commit of P waits for the group's uncommitted coupon of P.
     let alone = {
         let store = store.clone();
         let second = second.clone();
         tokio::spawn(async move { store.append(&second).await })
     };
     until_waiting_on_rows(&store, 2).await;
-    // The group goes on to P's summary row, held by the second commit: a
-    // cycle, which the detector ends after `deadlock_timeout`.
+    // The group goes on and commits; the second commit meets P's coupon
+    // key taken and P's stream moved.
     sqlx::query("ROLLBACK")
         .execute(&mut squatter)
         .await
@@ -346,10 +347,8 @@ async fn a_lock_cycle_between_a_group_and_a_second_commit_rolls_one_back_honestl
     assert_eq!(store.load_events(q.id, 0).await.unwrap().len(), 2);
     let stream = store.load_events(p.id, 0).await.unwrap();
     assert_eq!(stream.len(), 2, "P holds exactly one of the two commits");
-    // The side the detector rolled back is sent again (alone: by the
-    // append's own retry; the group: one by one) and meets the stream the
-    // other side moved: a conflict, which the writer decides again on, not
-    // a failure its callers would see.
+    // The losing side meets the stream the other side moved: a conflict,
+    // which the writer decides again on, not a failure its callers see.
     match (&grouped[0], &alone) {
         (Ok(()), Err(error)) | (Err(error), Ok(())) => {
             assert!(

@@ -24,7 +24,7 @@ use super::problem::{Problem, ProblemType};
 use super::AppState;
 
 /// Where peers send forwarded commands, below a replica's advertised URL.
-pub const INTERNAL_COMMANDS: &str = "/internal/commands";
+pub(crate) const INTERNAL_COMMANDS: &str = "/internal/commands";
 
 /// The largest forwarded batch accepted: 4,096 commands of well under 1 KiB.
 pub(super) const INTERNAL_BODY_LIMIT: usize = 8 * 1024 * 1024;

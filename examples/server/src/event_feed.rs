@@ -29,9 +29,9 @@ use super::AppState;
 use seckill_client::api::FeedEventDto;
 
 /// Events read from the store at once.
-pub const PAGE: usize = 256;
+pub(crate) const PAGE: usize = 256;
 /// How long the feed waits without a hint before it reads again.
-pub const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 
 /// The SSE header a reconnecting client sends: the last `id` it received.
 const LAST_EVENT_ID: &str = "last-event-id";

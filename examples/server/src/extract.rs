@@ -12,12 +12,12 @@ use super::problem::{Problem, ProblemType};
 /// A JSON request body; any failure to read it is a [`Problem`].
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
 #[from_request(via(axum::Json), rejection(Problem))]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 /// Path parameters; any failure to read them is a [`Problem`].
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(Problem))]
-pub struct ApiPath<T>(pub T);
+pub(crate) struct ApiPath<T>(pub(crate) T);
 
 /// Which problem a body that cannot be read is. Every shape or syntax error
 /// (unknown field, wrong type, a time that is not RFC 3339) is a 400: rule

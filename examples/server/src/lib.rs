@@ -70,20 +70,16 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub use admin_auth::{AdminAccess, AdminToken, AdminTokenError};
-pub use cluster::{ClusterSecret, HttpForward, INTERNAL_COMMANDS};
+pub use cluster::{ClusterSecret, HttpForward};
 pub use customer_auth::{CustomerAuth, JwtKeyError, JwtVerifier};
-pub use event_feed::{PAGE as EVENTS_PAGE, POLL as EVENTS_POLL};
-pub use extract::{ApiJson, ApiPath};
 pub use metrics::{GrabOutcome, Metrics};
 pub use problem::Problem;
 pub use rate_limit::{Limit, RateLimits, TrustedProxies};
 pub use security::{Security, Surface};
-pub use sse::MIN_INTERVAL;
-pub use sync::{DEFAULT_LIMIT as SYNC_DEFAULT_LIMIT, MAX_LIMIT as SYNC_MAX_LIMIT};
 
 /// The largest request body accepted. The largest legitimate body (a
 /// promotion with a 200-character name) is under 1 KiB.
-pub const BODY_LIMIT: usize = 16 * 1024;
+pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use super::AppState;
 use seckill_client::api::PromotionDto;
 
 /// The shortest time between two frames of one feed.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Follows one promotion live, as Server-Sent Events.
 #[utoipa::path(

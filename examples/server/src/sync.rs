@@ -14,9 +14,9 @@ use super::routes::query_problem;
 use super::AppState;
 
 /// Coupons a page holds unless `limit` says otherwise.
-pub const DEFAULT_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// The most coupons one page holds.
-pub const MAX_LIMIT: usize = 1_000;
+pub(crate) const MAX_LIMIT: usize = 1_000;
 
 /// The coupons granted after `latestId`, oldest first.
 #[utoipa::path(

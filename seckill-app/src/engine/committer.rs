@@ -10,14 +10,17 @@
 //!
 //! Each commit still carries its own expected sequence, and the store answers
 //! each commit on its own, so one promotion's conflict costs only that
-//! promotion its batch.
+//! promotion its batch. The committer retries nothing: every answer goes
+//! back to its writer, whose retry policy is the engine's only one.
+//!
+//! A group holds at most one commit per promotion without a check here: a
+//! writer has one commit in flight, and one whose store timeout passed has
+//! dropped its reply, so its stale commit is skipped below.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use metrics::Histogram;
-use seckill_domain::PromotionId;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::StoreError;
@@ -52,8 +55,8 @@ struct Pending {
 /// the store's events lock (ADR 0011).
 const WORKERS: usize = 2;
 
-/// Events one group carries at most (a single bigger commit goes alone), so
-/// one statement stays a few megabytes and well inside a store timeout.
+/// Events past which a group takes no more commits, so one statement stays
+/// a few megabytes and well inside a store timeout.
 const MAX_GROUP_EVENTS: usize = 16_384;
 
 impl Committer {
@@ -119,8 +122,9 @@ impl Grouped {
     }
 }
 
-/// One worker: takes whatever commits are queued (up to `max_group`, one per
-/// promotion), appends them as one group, and answers each.
+/// One worker: waits for a commit, takes whatever else is queued (up to
+/// `max_group` commits or [`MAX_GROUP_EVENTS`] events), appends them as one
+/// group, and answers each.
 async fn work(
     backend: Arc<dyn Backend>,
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
@@ -128,50 +132,31 @@ async fn work(
     group_size: Histogram,
     groups: Arc<AtomicU64>,
 ) {
-    // What did not fit the last group waits for the next, first in line: a
-    // group past its limits, or a second commit of a promotion already in it
-    // (its writer gave up on the first and decided again), because the store
-    // takes one commit per stream in a group.
-    let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let mut queued = Vec::with_capacity(max_group);
-        if carried.len() < max_group {
-            let room = max_group - carried.len();
-            let mut receiver = receiver.lock().await;
-            if carried.is_empty() {
-                if receiver.recv_many(&mut queued, room).await == 0 {
-                    return;
-                }
-            } else {
-                // Something to send already: take only what is there now.
-                while queued.len() < room {
-                    match receiver.try_recv() {
-                        Ok(pending) => queued.push(pending),
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
-        let mut group = Vec::with_capacity(carried.len() + queued.len());
-        let mut streams: HashSet<PromotionId> = HashSet::new();
+        let mut group: Vec<Pending> = Vec::with_capacity(max_group);
         let mut events = 0;
-        for pending in std::mem::take(&mut carried).into_iter().chain(queued) {
-            // A writer that gave up (its store timeout passed) has answered
-            // its callers "outcome unknown"; not writing it keeps that true
-            // and spares the store.
-            if pending.reply.is_closed() {
-                continue;
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut next = Some(first);
+            while let Some(pending) = next {
+                // A writer that gave up (its store timeout passed) has
+                // answered its callers "outcome unknown"; not writing it
+                // keeps that true and spares the store.
+                if !pending.reply.is_closed() {
+                    events += pending.commit.events.len();
+                    group.push(pending);
+                }
+                // The limits are checked before taking another, so a group
+                // passes them by at most one commit.
+                next = if group.len() < max_group && events < MAX_GROUP_EVENTS {
+                    receiver.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            let size = pending.commit.events.len();
-            let full =
-                group.len() >= max_group || (!group.is_empty() && events + size > MAX_GROUP_EVENTS);
-            if full || streams.contains(&pending.commit.promotion_id) {
-                carried.push(pending);
-                continue;
-            }
-            streams.insert(pending.commit.promotion_id);
-            events += size;
-            group.push(pending);
         }
         if group.is_empty() {
             continue;

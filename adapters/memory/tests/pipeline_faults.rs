@@ -3,7 +3,7 @@
 //! ahead on or off, a crowd races for fewer coupons than it has people, and
 //! every answer must be true of what the store holds afterwards.
 //!
-//! On the in-memory backend, wrapped in the testkit's `FaultyStore`, so a
+//! On this crate's backend, wrapped in the testkit's `FaultyStore`, so a
 //! case runs in milliseconds and proptest can try many.
 
 use std::collections::HashMap;

@@ -1,5 +1,0 @@
--- Appends many promotions' commits in one transaction (migrations 0009 and
--- 0010, ADR 0012); answers every stream's head as the function read it, in
--- the order of the commits. The parameters are the function's, in its order.
-SELECT seckill_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                            $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
