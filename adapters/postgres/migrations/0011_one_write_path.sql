@@ -21,6 +21,13 @@ DROP FUNCTION IF EXISTS upsert_promotion_summary(
 -- skips its element (how `seckill_append` leaves out a conflicting commit).
 -- The arrays are the columns, in the table's order. plpgsql, not sql: its
 -- plan is prepared once per connection, not at every call.
+--
+-- Both functions use generic plans. With PostgreSQL's default, plpgsql may
+-- plan a statement anew for each call's arrays (a custom plan for a
+-- one-element array looks cheaper than the generic one); a lone commit was
+-- measurably slower that way than the statement this replaces, and as fast
+-- with generic plans (docs/benchmarks/write-path.md). The generic plans are
+-- the same index lookups and unnests.
 CREATE OR REPLACE FUNCTION seckill_upsert_summaries(
     s_promotion_id  uuid[],
     s_name          text[],
@@ -34,6 +41,7 @@ CREATE OR REPLACE FUNCTION seckill_upsert_summaries(
     s_last_sequence bigint[]
 ) RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     INSERT INTO promotion_summaries AS ps (promotion_id, name, number_of_coupons, remaining, discount,
@@ -110,6 +118,7 @@ CREATE OR REPLACE FUNCTION seckill_append(
     s_last_sequence  bigint[]
 ) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     heads bigint[];
