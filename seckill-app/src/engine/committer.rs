@@ -122,9 +122,7 @@ impl Grouped {
     }
 }
 
-/// One worker: waits for a commit, takes whatever else is queued (up to
-/// `max_group` commits or [`MAX_GROUP_EVENTS`] events), appends them as one
-/// group, and answers each.
+/// One worker: gathers a group, appends it, and answers each commit.
 async fn work(
     backend: Arc<dyn Backend>,
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
@@ -133,31 +131,13 @@ async fn work(
     groups: Arc<AtomicU64>,
 ) {
     loop {
-        let mut group: Vec<Pending> = Vec::with_capacity(max_group);
-        let mut events = 0;
-        {
+        let group = {
             let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            let mut next = Some(first);
-            while let Some(pending) = next {
-                // A writer that gave up (its store timeout passed) has
-                // answered its callers "outcome unknown"; not writing it
-                // keeps that true and spares the store.
-                if !pending.reply.is_closed() {
-                    events += pending.commit.events.len();
-                    group.push(pending);
-                }
-                // The limits are checked before taking another, so a group
-                // passes them by at most one commit.
-                next = if group.len() < max_group && events < MAX_GROUP_EVENTS {
-                    receiver.try_recv().ok()
-                } else {
-                    None
-                };
+            match gather(&mut receiver, max_group, MAX_GROUP_EVENTS).await {
+                Some(group) => group,
+                None => return,
             }
-        }
+        };
         if group.is_empty() {
             continue;
         }
@@ -174,6 +154,35 @@ async fn work(
     }
 }
 
+/// Waits for a commit and takes whatever else is queued, up to `max_group`
+/// commits or `max_events` events (checked before taking another, so a
+/// group passes them by at most one commit). `None` once every sender is
+/// gone; an empty group when every commit taken was given up.
+async fn gather(
+    receiver: &mut mpsc::UnboundedReceiver<Pending>,
+    max_group: usize,
+    max_events: usize,
+) -> Option<Vec<Pending>> {
+    let mut next = Some(receiver.recv().await?);
+    let mut group = Vec::new();
+    let mut events = 0;
+    while let Some(pending) = next {
+        // A writer that gave up (its store timeout passed) has answered its
+        // callers "outcome unknown"; not writing it keeps that true and
+        // spares the store.
+        if !pending.reply.is_closed() {
+            events += pending.commit.events.len();
+            group.push(pending);
+        }
+        next = if group.len() < max_group && events < max_events {
+            receiver.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    Some(group)
+}
+
 /// The group's outcomes, one per commit. A store that answers with the wrong
 /// number of outcomes breaks the port's contract; the commits it did not
 /// answer get an error that says the outcome is unknown, never success.
@@ -186,4 +195,114 @@ async fn append_all(backend: &dyn Backend, group: &[Pending]) -> Vec<Result<(), 
         ))
     });
     outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use seckill_domain::testing::created;
+
+    use super::*;
+    use crate::projection::PromotionSummary;
+
+    /// A queued commit of `events` events for a new promotion, and the
+    /// receiver its writer waits on.
+    fn pending(events: usize) -> (Pending, Outcome) {
+        let promotion_id = seckill_domain::PromotionId::from_uuid(uuid::Uuid::new_v4());
+        let now = Utc::now();
+        let commit = Commit {
+            promotion_id,
+            expected_sequence: 0,
+            events: (0..events).map(|_| created(promotion_id, 10)).collect(),
+            summary: PromotionSummary {
+                promotion_id,
+                name: None,
+                number_of_coupons: 10,
+                remaining: 10,
+                discount: 0.5,
+                publish_time: now,
+                finish_time: now,
+                finish_reason: None,
+                finished_at: None,
+                last_sequence: events as u64,
+            },
+        };
+        let (reply, outcome) = oneshot::channel();
+        let pending = Pending {
+            commit: Arc::new(commit),
+            reply,
+        };
+        (pending, outcome)
+    }
+
+    /// What a writer waits on for its commit's answer.
+    type Outcome = oneshot::Receiver<Result<(), StoreError>>;
+
+    /// A queue holding commits of these sizes; the writers' receivers too.
+    fn queue(sizes: &[usize]) -> (mpsc::UnboundedSender<Pending>, Queue, Vec<Outcome>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let mut outcomes = Vec::new();
+        for &size in sizes {
+            let (pending, outcome) = pending(size);
+            sender.send(pending).unwrap();
+            outcomes.push(outcome);
+        }
+        (sender, receiver, outcomes)
+    }
+
+    type Queue = mpsc::UnboundedReceiver<Pending>;
+
+    fn sizes(group: &[Pending]) -> Vec<usize> {
+        group.iter().map(|p| p.commit.events.len()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_takes_every_commit_queued_up_to_max_group() {
+        let (_sender, mut receiver, _outcomes) = queue(&[1, 2, 3, 4, 5]);
+        let group = gather(&mut receiver, 3, 1_000).await.unwrap();
+        assert_eq!(sizes(&group), [1, 2, 3]);
+        let group = gather(&mut receiver, 3, 1_000).await.unwrap();
+        assert_eq!(sizes(&group), [4, 5], "the rest, in order, in the next");
+    }
+
+    #[tokio::test]
+    async fn a_group_stops_taking_once_past_its_events() {
+        // 6 + 5 passes 10: the commit that passed goes, no more after it.
+        let (_sender, mut receiver, _outcomes) = queue(&[6, 5, 1]);
+        let group = gather(&mut receiver, 100, 10).await.unwrap();
+        assert_eq!(sizes(&group), [6, 5]);
+        // A commit bigger than the limit goes alone.
+        let (_sender, mut receiver, _outcomes) = queue(&[50, 1]);
+        let group = gather(&mut receiver, 100, 10).await.unwrap();
+        assert_eq!(sizes(&group), [50]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_writer_gave_up_is_not_written() {
+        let (_sender, mut receiver, mut outcomes) = queue(&[1, 2, 3]);
+        // The writer of the second commit dropped its receiver (its store
+        // timeout passed).
+        drop(outcomes.remove(1));
+        let group = gather(&mut receiver, 100, 1_000).await.unwrap();
+        assert_eq!(sizes(&group), [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_of_given_up_commits_gathers_an_empty_group() {
+        let (_sender, mut receiver, outcomes) = queue(&[1, 2]);
+        drop(outcomes);
+        let group = gather(&mut receiver, 100, 1_000).await.unwrap();
+        assert!(group.is_empty());
+    }
+
+    #[tokio::test]
+    async fn gathering_ends_once_every_writer_is_gone() {
+        let (sender, mut receiver, _outcomes) = queue(&[1]);
+        drop(sender);
+        assert_eq!(
+            sizes(&gather(&mut receiver, 100, 1_000).await.unwrap()),
+            [1]
+        );
+        assert!(gather(&mut receiver, 100, 1_000).await.is_none());
+    }
 }
