@@ -138,6 +138,7 @@ pub(crate) fn store_error(
             return StoreError::interrupted(Failed::new(doing, source));
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Configuration(e) if e.is::<crate::writable::ReadOnly>() => true,
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or_default();
@@ -147,8 +148,13 @@ pub(crate) fn store_error(
                 }
             }
             // Class 08: connection exceptions; 57P0x: the server is shutting
-            // down or starting; 53300: no connection slot left.
-            code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+            // down or starting; 53300: no connection slot left; 25006: the
+            // server takes no writes (a standby: a failover moved the
+            // primary), so nothing was written.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code == "53300"
+                || code == READ_ONLY_SQL_TRANSACTION
         }
         _ => false,
     };
@@ -157,6 +163,19 @@ pub(crate) fn store_error(
         StoreError::unavailable(failed)
     } else {
         StoreError::backend(failed)
+    }
+}
+
+/// SQLSTATE `read_only_sql_transaction`: a write on a server that takes none.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// Whether `error` is a write refused by a server that takes no writes.
+pub(crate) fn is_read_only(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some(READ_ONLY_SQL_TRANSACTION),
+        // The pool refused a connection to such a server (`Writable`).
+        sqlx::Error::Configuration(e) => e.is::<crate::writable::ReadOnly>(),
+        _ => false,
     }
 }
 

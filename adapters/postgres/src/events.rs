@@ -14,7 +14,6 @@ const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
 const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
 const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
 const PROMOTION_IDS: &str = include_str!("../sql/promotion_ids.sql");
-const PING: &str = include_str!("../sql/ping.sql");
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -175,17 +174,35 @@ impl EventStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let answer =
-            tokio::time::timeout(self.ping_timeout, sqlx::query(PING).execute(&self.pool)).await;
-        match answer {
-            Ok(Ok(_)) => Ok(()),
-            // However it failed, the store is not ready to serve.
+        let check = async {
+            let mut connection = self.pool.acquire().await?;
+            crate::writable::check(&mut connection).await
+        };
+        // However it fails, the store is not ready to serve; the answer says
+        // why, a read-only server included.
+        match tokio::time::timeout(self.ping_timeout, check).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(why))) => {
+                self.writable.suspect();
+                Err(StoreError::unavailable(format!(
+                    "PostgreSQL answers, but {why}"
+                )))
+            }
+            // No connection, and the pool refused the last one it made: the
+            // reason is that refusal, not the timeout it ended in.
+            Ok(Err(_)) | Err(_) if self.writable.recent_refusal().is_some() => {
+                let why = self.writable.recent_refusal().map(|why| why.to_string());
+                Err(StoreError::unavailable(format!(
+                    "no connection to a PostgreSQL that takes writes; the last one was refused: {}",
+                    why.unwrap_or_default()
+                )))
+            }
             Ok(Err(e)) => Err(StoreError::unavailable(crate::error::Failed::new(
                 "pinging PostgreSQL",
                 e,
             ))),
             Err(_) => Err(StoreError::unavailable(format!(
-                "PostgreSQL did not answer SELECT 1 within {:?}",
+                "PostgreSQL did not answer within {:?}",
                 self.ping_timeout
             ))),
         }

@@ -51,6 +51,8 @@
 //!   one transaction, for exactly-once effects.
 //! * `upcast`      – reading stored events back: upcasters from old event
 //!   versions, and `CorruptEvent` for every row that cannot be read.
+//! * `writable`    – keeping the pool on a server that takes writes: read-only
+//!   connections refused and dropped, and the readiness ping.
 //! * `error`       – [`ConnectError`], and sqlx errors mapped to `StoreError`.
 //! * `testing` (feature `testing`) – `PgFixture`: a migrated store on a
 //!   fresh database per test, for the conformance suite.
@@ -70,6 +72,7 @@ mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upcast;
+mod writable;
 mod write;
 
 pub use error::ConnectError;

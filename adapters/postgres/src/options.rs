@@ -72,7 +72,8 @@ pub struct PgOptions {
     /// At least 1 ms when set. Default: 5 s. See the section on timeouts above.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub statement_timeout: Option<Duration>,
-    /// How long [`ping`](seckill_app::EventStore::ping) waits for `SELECT 1`.
+    /// How long [`ping`](seckill_app::EventStore::ping) waits for a connection
+    /// and its answer to whether the server takes writes.
     /// More than zero. Default: 1 s.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub ping_timeout: Duration,

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use crate::error::{store_error, ConnectError};
 use crate::options::PgOptions;
 use crate::schema;
+use crate::writable::Writable;
 
 const POOL_SETTINGS: &str = include_str!("../sql/pool_settings.sql");
 
@@ -35,6 +36,9 @@ pub struct PgStore {
     /// What statements are cut off at, to report `StoreError::Timeout` with it.
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) ping_timeout: Duration,
+    /// Keeps the pool on a server that takes writes; shared with the pool's
+    /// hooks and by clones.
+    pub(crate) writable: Arc<Writable>,
     /// Shared by clones: the store is cloned per subscription and per task.
     schema: Arc<str>,
 }
@@ -52,12 +56,13 @@ impl PgStore {
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self, ConnectError> {
         options.validate()?;
         let connect = PgConnectOptions::from_str(url).map_err(ConnectError::Url)?;
-        let pool = options
-            .pool_options()
+        let writable = Writable::new();
+        let pool = writable
+            .hooks(options.pool_options())
             .connect_with(options.apply_to(connect))
             .await
             .map_err(ConnectError::Connect)?;
-        let store = Self::assemble(pool, &options);
+        let store = Self::assemble(pool, &options, writable);
         store.migrate().await?;
         Ok(store)
     }
@@ -75,21 +80,22 @@ impl PgStore {
     /// deployment migrates in a step of its own, at least `verify`.
     pub fn from_pool_with(pool: PgPool, options: PgOptions) -> Result<Self, ConnectError> {
         options.validate()?;
-        Ok(Self::assemble(pool, &options))
+        Ok(Self::assemble(pool, &options, Writable::new()))
     }
 
     /// [`from_pool_with`](Self::from_pool_with) with [`PgOptions::default`]:
     /// the pool's connections must have `search_path=seckill` and a 5 s
     /// `statement_timeout`.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self::assemble(pool, &PgOptions::default())
+        Self::assemble(pool, &PgOptions::default(), Writable::new())
     }
 
-    fn assemble(pool: PgPool, options: &PgOptions) -> Self {
+    fn assemble(pool: PgPool, options: &PgOptions, writable: Arc<Writable>) -> Self {
         Self {
             pool,
             statement_timeout: options.statement_timeout,
             ping_timeout: options.ping_timeout,
+            writable,
             schema: options.schema.as_str().into(),
         }
     }
@@ -148,8 +154,12 @@ impl PgStore {
         &self.pool
     }
 
-    /// Translates a failed call into the port's error.
+    /// Translates a failed call into the port's error. A server that took
+    /// no write sets the pool checking its connections at checkout.
     pub(crate) fn error(&self, doing: impl Into<String>, source: sqlx::Error) -> StoreError {
+        if crate::error::is_read_only(&source) {
+            self.writable.suspect();
+        }
         store_error(doing, source, self.statement_timeout)
     }
 }

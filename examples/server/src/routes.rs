@@ -329,8 +329,13 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str
     }
     state.seckill.ready().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
-        Problem::new(ProblemType::StorageUnavailable, "the store does not answer")
-            .retry_after_secs(1)
+        // Says why (a read-only server, no answer in time); store errors
+        // never carry the database URL.
+        Problem::new(
+            ProblemType::StorageUnavailable,
+            format!("the store is not ready: {error}"),
+        )
+        .retry_after_secs(1)
     })?;
     Ok("ready\n")
 }

@@ -1,2 +1,0 @@
--- The readiness probe: a round trip that touches no table.
-SELECT 1
