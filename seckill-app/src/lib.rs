@@ -50,6 +50,8 @@
 //!   * `metrics` – the series it records through the `metrics` facade.
 //!   * `cluster` – among replicas: the lease, routes to other owners, and
 //!     the couriers that forward commands to them in batches.
+//! * [`throttle`]     – [`LogThrottle`](throttle::LogThrottle): a failure
+//!   logged once per kind and interval, with a count, not once per request.
 //! * [`clock`]        – the [`Clock`] port and [`SystemClock`]; the domain
 //!   never reads a clock.
 //! * `testing`        – with the `testing` feature, for tests only:
@@ -110,6 +112,7 @@ mod service;
 pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod throttle;
 
 pub use engine::config::EngineConfig;
 pub use error::{SecKillError, StoreError};

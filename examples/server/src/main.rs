@@ -228,8 +228,10 @@ async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<P
 
 fn init_logging(log: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(log).context("parsing --log / RUST_LOG")?;
+    // Colours for a terminal only: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

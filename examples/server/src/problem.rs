@@ -13,11 +13,16 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use seckill_app::throttle::{LogThrottle, DEFAULT_INTERVAL};
 use seckill_app::SecKillError;
 use seckill_client::api::CouponDto;
 // The wire types, for the modules that build problems.
 pub(crate) use seckill_client::api::{ProblemDetails, ProblemType, PROBLEM_JSON};
 use seckill_domain::{PromotionError, ValueError};
+
+/// The failures every request of an outage meets, logged once per kind and
+/// interval with a count; the metrics count each.
+pub(crate) static FAILURES: LogThrottle = LogThrottle::new(DEFAULT_INTERVAL);
 
 /// An error answer, ready to send. Boxed, so `Result<T, Problem>` stays
 /// small on every handler's happy path.
@@ -102,7 +107,9 @@ impl Problem {
                                            commands; retry on another instance"
                 .to_owned(),
             SecKillError::NotOwner { .. } => {
-                tracing::warn!(promotion = %promotion_id, %error, "no owner took the command");
+                if let Some(left_out) = FAILURES.admit("no owner took the command") {
+                    tracing::warn!(promotion = %promotion_id, %error, left_out, "no owner took the command");
+                }
                 "the replica that owns this promotion could not take the command; nothing was \
                  acknowledged. Retrying is safe"
                     .to_owned()
@@ -110,13 +117,17 @@ impl Problem {
             SecKillError::Storage(cause) => {
                 // The cause may name hosts or credentials: it goes to the log,
                 // not to the client.
-                tracing::warn!(promotion = %promotion_id, error = %cause, "storage failure");
+                if let Some(left_out) = FAILURES.admit("storage failure") {
+                    tracing::warn!(promotion = %promotion_id, error = %cause, left_out, "storage failure");
+                }
                 "the store failed; nothing was acknowledged. Retrying is safe: a grab that was \
                  recorded after all answers with its coupon"
                     .to_owned()
             }
             SecKillError::OutcomeUnknown { source, .. } => {
-                tracing::warn!(promotion = %promotion_id, error = %source, "outcome unknown");
+                if let Some(left_out) = FAILURES.admit("outcome unknown") {
+                    tracing::warn!(promotion = %promotion_id, error = %source, left_out, "outcome unknown");
+                }
                 "the store's answer was lost: your command may have been recorded, or not. \
                  Retrying is safe: a grab that was recorded answers 409 with your coupon"
                     .to_owned()

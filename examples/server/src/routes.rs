@@ -274,7 +274,9 @@ pub(super) async fn promotion(
 
 /// A query's failure: queries name no promotion, and only storage can fail.
 pub(super) fn query_problem(error: seckill_app::SecKillError) -> Problem {
-    tracing::warn!(%error, "query failed");
+    if let Some(left_out) = crate::problem::FAILURES.admit("query failed") {
+        tracing::warn!(%error, left_out, "query failed");
+    }
     Problem::new(
         ProblemType::StorageUnavailable,
         "the store failed to answer; retry shortly",
@@ -328,7 +330,9 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         );
     }
     state.seckill.ready().await.map_err(|error| {
-        tracing::warn!(%error, "readiness check failed");
+        if let Some(left_out) = crate::problem::FAILURES.admit("readiness check failed") {
+            tracing::warn!(%error, left_out, "readiness check failed");
+        }
         // Says why (a read-only server, no answer in time); store errors
         // never carry the database URL.
         Problem::new(

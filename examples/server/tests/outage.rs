@@ -29,9 +29,11 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     let started = Instant::now();
     let cluster = Cluster::throwaway();
     cluster.start();
+    let log = cluster.dir().join("server.log");
     let mut server = ServerProcess::builder()
         .database(&cluster.url())
         .flags(&["--db-timeout", "2s", "--pool-size", "4"])
+        .log_file(&log)
         .start()
         .await;
     let client = server.client.clone();
@@ -49,6 +51,7 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     }
 
     cluster.stop();
+    let outage = Instant::now();
     let mut slowest = Duration::ZERO;
     let grabs = (0..20).map(|i| {
         let client = &client;
@@ -75,6 +78,31 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
     assert!(not_ready.retry_after().is_some(), "{not_ready}");
     assert!(at.elapsed() < FAIL_FAST, "readyz took {:?}", at.elapsed());
     client.health().await.expect("the process itself is fine");
+    // The log tells of the outage, but not once per request: a line per
+    // kind of failure per 10 s interval.
+    let lines = std::fs::read_to_string(&log).expect("the server's log");
+    let intervals = 1 + outage.elapsed().as_secs() / 10;
+    // A line's message follows its target: `seckill_server::problem: storage failure …`.
+    let count = |kind: &str| {
+        let message = format!(": {kind} ");
+        lines.lines().filter(|line| line.contains(&message)).count() as u64
+    };
+    assert!(
+        count("storage failure") + count("outcome unknown") >= 1,
+        "{lines}"
+    );
+    for kind in [
+        "storage failure",
+        "outcome unknown",
+        "commit failed",
+        "cannot load promotion",
+    ] {
+        assert!(
+            count(kind) <= intervals,
+            "{} lines of {kind:?} in {intervals} intervals:\n{lines}",
+            count(kind)
+        );
+    }
 
     cluster.start();
     let back = Instant::now();

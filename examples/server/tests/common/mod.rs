@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ pub struct ServerProcessBuilder {
     replica: bool,
     bare: bool,
     flags: Vec<String>,
+    log_file: Option<PathBuf>,
 }
 
 impl ServerProcessBuilder {
@@ -75,6 +77,12 @@ impl ServerProcessBuilder {
     /// On this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Its log at `info` into `path`, for a test that reads it.
+    pub fn log_file(mut self, path: &Path) -> Self {
+        self.log_file = Some(path.to_owned());
         self
     }
 
@@ -107,7 +115,7 @@ impl ServerProcessBuilder {
             ]);
         }
         args.extend(self.flags);
-        ServerProcess::spawn(port, &args).await
+        ServerProcess::spawn(port, &args, self.log_file.as_deref()).await
     }
 }
 
@@ -118,12 +126,16 @@ impl ServerProcess {
         ServerProcessBuilder::default()
     }
 
-    async fn spawn(port: u16, flags: &[String]) -> Self {
-        // Quiet unless TEST_LOG is set: the outage test provokes failures
-        // the server rightly logs.
-        let (log, stderr) = match std::env::var_os("TEST_LOG") {
-            Some(_) => ("info", Stdio::inherit()),
-            None => ("off", Stdio::null()),
+    async fn spawn(port: u16, flags: &[String], log_file: Option<&Path>) -> Self {
+        // Quiet unless TEST_LOG is set or the test reads the log: the
+        // outage test provokes failures the server rightly logs.
+        let (log, stderr) = match (log_file, std::env::var_os("TEST_LOG")) {
+            (Some(path), _) => (
+                "info",
+                Stdio::from(std::fs::File::create(path).expect("creating the log file")),
+            ),
+            (None, Some(_)) => ("info", Stdio::inherit()),
+            (None, None) => ("off", Stdio::null()),
         };
         let child = Command::new(SERVER)
             .args(["--bind", &format!("127.0.0.1:{port}")])

@@ -18,6 +18,7 @@ use super::{Request, Shared};
 use crate::cluster::{Claim, Replica};
 use crate::error::{SecKillError, StoreError};
 use crate::port::{Backend, Commit, Snapshot};
+use crate::throttle::FAILURES;
 
 /// The task that owns one promotion.
 pub(super) struct Writer {
@@ -66,7 +67,9 @@ impl Writer {
     /// Runs until the promotion goes idle, finishes, or the engine stops.
     pub(super) async fn run(mut self) {
         if let Err(error) = self.claim().await {
-            tracing::warn!(promotion = %self.promotion_id, %error, "cannot claim promotion");
+            if let Some(left_out) = FAILURES.admit("cannot claim promotion") {
+                tracing::warn!(promotion = %self.promotion_id, %error, left_out, "cannot claim promotion");
+            }
             self.retire(Some(error)).await;
             return;
         }
@@ -75,7 +78,9 @@ impl Writer {
             return;
         }
         if let Err(error) = self.reload().await {
-            tracing::warn!(promotion = %self.promotion_id, %error, "cannot load promotion");
+            if let Some(left_out) = FAILURES.admit("cannot load promotion") {
+                tracing::warn!(promotion = %self.promotion_id, %error, left_out, "cannot load promotion");
+            }
             self.retire(Some(error)).await;
             return;
         }

@@ -29,6 +29,7 @@ use crate::engine::{Done, Request, Shared};
 use crate::error::{SecKillError, StoreError};
 use crate::port::Commit;
 use crate::projection::PromotionSummary;
+use crate::throttle::FAILURES;
 
 /// How often, at most, a writer takes what queued while its commit is in
 /// flight. A hot promotion's callers arrive one by one: waking for each
@@ -143,7 +144,9 @@ impl Writer {
                     // failed events, so every request gets the error, not
                     // just grabs.
                     metrics.failed_commits.add(1);
-                    tracing::warn!(promotion = %self.promotion_id, %error, requests = flight.requests.len(), "commit failed");
+                    if let Some(left_out) = FAILURES.admit("commit failed") {
+                        tracing::warn!(promotion = %self.promotion_id, %error, requests = flight.requests.len(), left_out, "commit failed");
+                    }
                     if error.outcome_unknown() {
                         // Not in the store yet, but it may still land: only
                         // "unknown" is true, and a retry finds out.
