@@ -99,6 +99,7 @@ macro_rules! conformance {
             writers_retiring_between_waves_of_grabs_answer_every_grab,
             a_subscription_catches_up_then_follows_live_without_gap_or_duplicate,
             a_subscription_resumes_from_its_checkpoint,
+            a_checkpoint_past_the_head_shows_until_the_head_reaches_it,
             a_failing_handler_is_retried_and_nothing_is_skipped,
             one_consumer_is_active_per_name_and_a_standby_takes_over,
             a_crashed_consumer_is_taken_over_and_nothing_is_missed,

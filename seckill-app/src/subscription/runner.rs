@@ -302,10 +302,12 @@ impl Runner {
             if lost.is_cancelled() {
                 return ended();
             }
-            // The head is for the lag only: read it at most once a second.
+            // The head is for the lag, and to see a checkpoint past it: read
+            // it at most once a second, and first thing after each claim.
             if head_read.elapsed() >= Duration::from_secs(1) {
                 if let Ok(head) = settings.backend.head_position().await {
                     status.set_head(head.max(cursor));
+                    check_ahead(status, cursor, head);
                 }
                 head_read = Instant::now();
             }
@@ -405,6 +407,30 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// A checkpoint past the head means the store lost events the subscription
+/// had handled: a failover to a standby that had not received them
+/// (asynchronous replication). New events then take those positions again
+/// and are not delivered. Never silent: an error when it is seen, a warning
+/// when the head reaches the checkpoint again, the status's `ahead`, and the
+/// `checkpoint_ahead` gauge.
+fn check_ahead(status: &Shared, cursor: u64, head: u64) {
+    let ahead = cursor.saturating_sub(head);
+    if !status.set_ahead(ahead) {
+        return;
+    }
+    if ahead > 0 {
+        tracing::error!(
+            subscription = %status.name,
+            checkpoint = cursor,
+            head,
+            ahead,
+            "subscription checkpoint is past the newest event: the store lost events it had handled (a failover without synchronous replication?); new events at those positions are not delivered"
+        );
+    } else {
+        tracing::warn!(subscription = %status.name, head, "the newest event has reached the subscription's checkpoint again");
     }
 }
 

@@ -61,6 +61,12 @@ pub struct SubscriptionStatus {
     pub failures: u64,
     /// The newest failure, with the event it was on.
     pub last_error: Option<String>,
+    /// Positions the checkpoint is past the newest position, as this
+    /// consumer last saw it: 0 unless a failover lost commits the
+    /// subscription had already handled (asynchronous replication; see
+    /// `docs/events.md`). New events that take those positions again are
+    /// not delivered.
+    pub ahead: u64,
 }
 
 impl SubscriptionStatus {
@@ -99,6 +105,7 @@ pub(super) struct Shared {
     pub(super) active: AtomicBool,
     pub(super) position: AtomicU64,
     pub(super) head: AtomicU64,
+    pub(super) ahead: AtomicU64,
     pub(super) handled: AtomicU64,
     pub(super) failures: AtomicU64,
     // std Mutex: held for a clone, never across an `.await`.
@@ -113,6 +120,7 @@ impl Shared {
             active: AtomicBool::new(false),
             position: AtomicU64::new(0),
             head: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -132,6 +140,7 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            ahead: self.ahead.load(Ordering::Relaxed),
         }
     }
 
@@ -149,6 +158,13 @@ impl Shared {
     pub(super) fn set_head(&self, head: u64) {
         self.head.store(head, Ordering::Relaxed);
         self.publish_lag();
+    }
+
+    /// Records how far the checkpoint is past the head (0: not past);
+    /// answers whether that changed.
+    pub(super) fn set_ahead(&self, ahead: u64) -> bool {
+        self.metrics.ahead.set(ahead as f64);
+        self.ahead.swap(ahead, Ordering::Relaxed) != ahead
     }
 
     pub(super) fn publish_lag(&self) {
@@ -176,6 +192,7 @@ impl Shared {
 pub(super) struct SubscriptionMetrics {
     position: Gauge,
     lag: Gauge,
+    ahead: Gauge,
     active: Gauge,
     events: Counter,
     failures: Counter,
@@ -193,6 +210,10 @@ impl SubscriptionMetrics {
             "Positions between a subscription's checkpoint and the newest event."
         );
         metrics::describe_gauge!(
+            "seckill_subscription_checkpoint_ahead",
+            "Positions a subscription's checkpoint is past the newest event: non-zero only after a failover lost commits it had handled."
+        );
+        metrics::describe_gauge!(
             "seckill_subscription_active",
             "1 where this process is the subscription's active consumer, 0 on a standby."
         );
@@ -207,6 +228,7 @@ impl SubscriptionMetrics {
         Self {
             position: gauge!("seckill_subscription_position", &labels),
             lag: gauge!("seckill_subscription_lag", &labels),
+            ahead: gauge!("seckill_subscription_checkpoint_ahead", &labels),
             active: gauge!("seckill_subscription_active", &labels),
             events: counter!("seckill_subscription_events_total", &labels),
             failures: counter!("seckill_subscription_failures_total", &labels),

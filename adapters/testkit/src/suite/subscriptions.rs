@@ -252,6 +252,51 @@ pub async fn a_subscription_resumes_from_its_checkpoint(fixture: impl Fixture) {
     now.stop().await;
 }
 
+/// A checkpoint past the newest event (what a failover to a standby that
+/// lost the newest commits leaves) is never passed over in silence: the
+/// status and the gauge say how far ahead it is, until the head reaches it.
+pub async fn a_checkpoint_past_the_head_shows_until_the_head_reaches_it(fixture: impl Fixture) {
+    let (seckill, _) = service(fixture.store().await);
+    let promotion = seckill.create_promotion(terms(100)).await.unwrap().id();
+    grab_many(&seckill, promotion, "before", 4).await;
+    let head = *positions_when(&seckill, 5).await.last().unwrap();
+    // As if this subscription had handled five events the store then lost.
+    let recorder = Recorder::default();
+    let subscription = quick(&seckill, "ahead")
+        .start(Start::After(head + 5))
+        .run(recorder.clone())
+        .unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while subscription.status().ahead != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the status never said how far ahead: {:?}",
+            subscription.status()
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    // New events take positions up to the checkpoint, then pass it.
+    grab_many(&seckill, promotion, "after", 8).await;
+    let all = positions_when(&seckill, 13).await;
+    let past: Vec<u64> = all.iter().copied().filter(|&p| p > head + 5).collect();
+    recorder.wait_for(past.len()).await;
+    assert_eq!(
+        recorder.positions(),
+        past,
+        "only what is past the checkpoint"
+    );
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while subscription.status().ahead != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the status still says ahead: {:?}",
+            subscription.status()
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    subscription.stop().await;
+}
+
 /// Handler errors and panics are retried with backoff; no event is skipped,
 /// and the failures show in the status.
 pub async fn a_failing_handler_is_retried_and_nothing_is_skipped(fixture: impl Fixture) {
