@@ -13,7 +13,7 @@ use crate::cluster::{Forward, Ownership};
 use crate::engine::config::EngineConfig;
 use crate::engine::{ConfigError, Done, Engine, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
-use crate::port::{Backend, PositionedEvent};
+use crate::port::{Backend, PositionedEvent, ProjectionStore};
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
 use crate::subscription::{SubscriptionBuilder, SubscriptionLag};
 
@@ -25,12 +25,15 @@ use crate::subscription::{SubscriptionBuilder, SubscriptionLag};
 pub struct SecKill {
     engine: Engine,
     backend: Arc<dyn Backend>,
+    /// What the queries read: the backend, or a replica of it.
+    queries: Arc<dyn ProjectionStore>,
     clock: Arc<dyn Clock>,
 }
 
 /// Builds a [`SecKill`] with a clock and engine settings other than the defaults.
 pub struct SecKillBuilder {
     backend: Arc<dyn Backend>,
+    queries: Option<Arc<dyn ProjectionStore>>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     ownership: Option<Replication>,
@@ -41,6 +44,18 @@ impl SecKillBuilder {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Answers the queries ([`SecKill::coupons_of`], [`SecKill::promotion`],
+    /// [`SecKill::active_promotions`]) from `queries` instead of the
+    /// backend: a read replica of it, such as `seckill_postgres::PgReplica`,
+    /// so reads scale out while the backend takes the grabs. Answers may
+    /// then be as old as the replica allows; everything that decides, the
+    /// global feed and the subscriptions still read the backend.
+    #[must_use]
+    pub fn queries(mut self, queries: Arc<dyn ProjectionStore>) -> Self {
+        self.queries = Some(queries);
         self
     }
 
@@ -94,6 +109,9 @@ impl SecKillBuilder {
                 Arc::clone(&self.clock),
                 self.ownership,
             ),
+            queries: self
+                .queries
+                .unwrap_or_else(|| Arc::clone(&self.backend) as Arc<dyn ProjectionStore>),
             backend: self.backend,
             clock: self.clock,
         }
@@ -146,6 +164,7 @@ impl SecKill {
     pub fn builder(backend: impl IntoBackend) -> SecKillBuilder {
         SecKillBuilder {
             backend: backend.into_backend(),
+            queries: None,
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
             ownership: None,
@@ -346,7 +365,7 @@ impl SecKill {
 
     /// Every coupon the customer holds, oldest first; empty for a stranger.
     pub async fn coupons_of(&self, customer_id: &CustomerId) -> Result<Vec<Coupon>, SecKillError> {
-        Ok(self.backend.coupons_of(customer_id).await?)
+        Ok(self.queries.coupons_of(customer_id).await?)
     }
 
     /// One promotion's state now.
@@ -355,7 +374,7 @@ impl SecKill {
         promotion_id: PromotionId,
     ) -> Result<PromotionView, SecKillError> {
         let summary = self
-            .backend
+            .queries
             .promotion(promotion_id)
             .await?
             .ok_or(SecKillError::NotFound(promotion_id))?;
@@ -365,7 +384,7 @@ impl SecKill {
     /// The promotions that are open now or will open later, soonest first.
     pub async fn active_promotions(&self) -> Result<Vec<PromotionView>, SecKillError> {
         let mut views: Vec<_> = self
-            .backend
+            .queries
             .unfinished_promotions()
             .await?
             .into_iter()

@@ -42,6 +42,8 @@
 //!   commit order (ADR 0011), so a follower never skips one.
 //! * `projections` – the `ProjectionStore` port: coupons by customer and
 //!   promotion summaries.
+//! * `replica`     – [`PgReplica`]: queries from a standby within a lag
+//!   bound, and from the primary past it.
 //! * `rows`        – the column encoding both ports share: coupons and
 //!   summaries as bind parameters, and rows back into domain values.
 //! * `ownership`   – [`PgOwnership`]: which replica owns each promotion, as
@@ -65,6 +67,7 @@ mod feed;
 mod options;
 mod ownership;
 mod projections;
+mod replica;
 mod rows;
 mod schema;
 mod store;
@@ -78,6 +81,7 @@ mod write;
 pub use error::ConnectError;
 pub use options::{OptionsError, PgOptions, DEFAULT_SCHEMA};
 pub use ownership::{PgOwnership, DEFAULT_LEASE};
+pub use replica::{PgReplica, DEFAULT_MAX_LAG};
 pub use store::{PgStore, MIGRATOR};
 pub use subscriptions::{Transactional, TransactionalHandler};
 pub use upcast::{upcasters, DiscountPercentUpcaster};

@@ -100,6 +100,18 @@ impl PgStore {
         }
     }
 
+    /// A store that reads through `pool` (a standby's) with `like`'s
+    /// settings; it never writes, so its pool has no write checks.
+    pub(crate) fn reading(pool: PgPool, like: &Self) -> Self {
+        Self {
+            pool,
+            statement_timeout: like.statement_timeout,
+            ping_timeout: like.ping_timeout,
+            writable: Writable::new(),
+            schema: Arc::clone(&like.schema),
+        }
+    }
+
     /// The schema SecKill's tables are in.
     pub fn schema(&self) -> &str {
         &self.schema

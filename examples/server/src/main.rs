@@ -33,7 +33,7 @@ use seckill_app::cluster::{Replica, ReplicaId};
 use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
 use seckill_memory::MemoryStore;
 use seckill_nats::{Publisher, StreamSettings, Subjects};
-use seckill_postgres::{PgOwnership, PgStore};
+use seckill_postgres::{PgOwnership, PgReplica, PgStore};
 use seckill_server::{ClusterSecret, HttpForward};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
@@ -109,6 +109,19 @@ struct Args {
     /// sets it for the tests, and `cargo run` would inherit it.
     #[arg(long, env = "SECKILL_DATABASE_URL")]
     database_url: Option<String>,
+
+    /// A read replica's PostgreSQL URL (a standby, or HAProxy's port for
+    /// the standbys): the queries (coupons by customer, the promotion list,
+    /// a promotion) read it while it is within `--read-max-lag` of the
+    /// primary, and the primary past that. Grabs, admin commands, `/sync`
+    /// and the event feeds always use `--database-url`.
+    #[arg(long, env = "SECKILL_READ_DATABASE_URL", requires = "database_url")]
+    read_database_url: Option<String>,
+
+    /// How far behind the read replica may be before queries go to the
+    /// primary, e.g. `1s` or `250ms`.
+    #[arg(long, env = "SECKILL_READ_MAX_LAG", default_value = "1s", value_parser = parse_duration)]
+    read_max_lag: Duration,
 
     #[command(flatten)]
     pg: PgArgs,
@@ -198,13 +211,25 @@ enum LogFormat {
     Json,
 }
 
+/// What the service runs on.
+struct Storage {
+    backend: Arc<dyn Backend>,
+    /// Among replicas, when `--advertise-url` is set.
+    ownership: Option<PgOwnership>,
+    /// Where the queries read, when `--read-database-url` is set.
+    queries: Option<PgReplica>,
+}
+
 /// The one place that picks the storage backend.
-/// The store, and the ownership among replicas when `--advertise-url` is set.
-async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<PgOwnership>)> {
+async fn open_backend(args: &Args) -> anyhow::Result<Storage> {
     match &args.database_url {
         None => {
             tracing::info!("storage: in memory (give --database-url for PostgreSQL)");
-            Ok((Arc::new(MemoryStore::new()), None))
+            Ok(Storage {
+                backend: Arc::new(MemoryStore::new()),
+                ownership: None,
+                queries: None,
+            })
         }
         Some(url) => {
             let options = pg_options(args.pool_size, args.db_timeout, &args.pg);
@@ -221,7 +246,27 @@ async fn open_backend(args: &Args) -> anyhow::Result<(Arc<dyn Backend>, Option<P
                 tracing::info!(replica = %replica.id, %address, lease = ?args.lease, "replica: promotions owned by lease");
                 PgOwnership::new(&store, replica, args.lease)
             });
-            Ok((Arc::new(store), ownership))
+            let queries = match &args.read_database_url {
+                None => None,
+                Some(read_url) => {
+                    let options = pg_options(args.pool_size, args.db_timeout, &args.pg);
+                    let replica = PgReplica::connect_with(
+                        read_url,
+                        options,
+                        store.clone(),
+                        args.read_max_lag,
+                    )
+                    .await
+                    .context("connecting to the read replica")?;
+                    tracing::info!(max_lag = ?args.read_max_lag, "queries: from the read replica within its bound");
+                    Some(replica)
+                }
+            };
+            Ok(Storage {
+                backend: Arc::new(store),
+                ownership,
+                queries,
+            })
         }
     }
 }
@@ -258,7 +303,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Before the service is built: its engine takes its metric handles from
     // the recorder installed now.
     let metrics = seckill_server::Metrics::install().context("installing the metrics recorder")?;
-    let (backend, ownership) = open_backend(&args).await?;
+    let Storage {
+        backend,
+        ownership,
+        queries,
+    } = open_backend(&args).await?;
     let config = EngineConfig::default()
         .with_queue_capacity(args.queue_capacity)
         .with_max_batch(args.max_batch)
@@ -268,6 +317,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_expiry_interval(args.expiry_interval);
     let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);
     let mut builder = SecKill::builder(backend).config(config);
+    if let Some(queries) = queries {
+        builder = builder.queries(Arc::new(queries));
+    }
     if let (Some(ownership), Some(secret)) = (ownership, &secret) {
         let forward =
             HttpForward::new(secret.clone(), args.db_timeout).context("building the forwarder")?;

@@ -40,6 +40,32 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming standby of this cluster (`pg_basebackup -R`), in a fresh
+    /// temporary directory, on a free port, not started yet. This cluster
+    /// must be running. Dropping it stops it and removes the directory.
+    ///
+    /// # Panics
+    /// If `pg_basebackup` fails; the message holds its output.
+    pub fn standby(&self) -> Self {
+        let dir = std::env::temp_dir().join(format!("seckill-pg-{}", Uuid::new_v4().simple()));
+        let mut standby = Self::existing(dir, free_port());
+        standby.throwaway = true;
+        run(standby
+            .command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&standby.dir)
+            .args(["-R", "-X", "stream", "--no-sync"]));
+        standby
+    }
+
     /// Runs `initdb` into `dir`, which must not exist yet.
     pub(crate) fn init(dir: PathBuf, port: u16) -> Self {
         let cluster = Self::existing(dir, port);
