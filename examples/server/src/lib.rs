@@ -63,7 +63,7 @@ use seckill_app::SecKill;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
@@ -165,7 +165,13 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(linger::drain_refused_body))
-        .layer(TraceLayer::new_for_http())
+        // A failed response at DEBUG, not ERROR: in an outage every request
+        // fails alike, and the handlers' own lines (one per kind per
+        // interval, `seckill_app::throttle`) already say why.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         // Last resort: a bug must still answer in the API's error format.
         .layer(CatchPanicLayer::custom(page::panic_problem))
         .layer(page::nosniff())

@@ -96,6 +96,8 @@ async fn grabs_fail_fast_while_postgres_is_down_and_recover_without_a_restart() 
         "outcome unknown",
         "commit failed",
         "cannot load promotion",
+        "cannot reload promotion; writer stops",
+        "response failed",
     ] {
         assert!(
             count(kind) <= intervals,

@@ -109,7 +109,9 @@ impl Writer {
                 return;
             }
             if let Err(error) = processed {
-                tracing::warn!(promotion = %self.promotion_id, %error, "cannot reload promotion; writer stops");
+                if let Some(left_out) = FAILURES.admit("cannot reload promotion") {
+                    tracing::warn!(promotion = %self.promotion_id, %error, left_out, "cannot reload promotion; writer stops");
+                }
                 self.retire(Some(error)).await;
                 return;
             }
@@ -184,7 +186,9 @@ impl Writer {
                 Some(error) => fail_all(batch, error),
                 None => {
                     if let Err(error) = self.process(batch).await {
-                        tracing::warn!(promotion = %self.promotion_id, %error, "retiring writer lost its store");
+                        if let Some(left_out) = FAILURES.admit("retiring writer lost its store") {
+                            tracing::warn!(promotion = %self.promotion_id, %error, left_out, "retiring writer lost its store");
+                        }
                         failure = Some(error);
                     }
                 }
