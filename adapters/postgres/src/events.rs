@@ -190,21 +190,19 @@ impl EventStore for PgStore {
             }
             // No connection, and the pool refused the last one it made: the
             // reason is that refusal, not the timeout it ended in.
-            Ok(Err(_)) | Err(_) if self.writable.recent_refusal().is_some() => {
-                let why = self.writable.recent_refusal().map(|why| why.to_string());
-                Err(StoreError::unavailable(format!(
-                    "no connection to a PostgreSQL that takes writes; the last one was refused: {}",
-                    why.unwrap_or_default()
-                )))
-            }
-            Ok(Err(e)) => Err(StoreError::unavailable(crate::error::Failed::new(
-                "pinging PostgreSQL",
-                e,
-            ))),
-            Err(_) => Err(StoreError::unavailable(format!(
-                "PostgreSQL did not answer within {:?}",
-                self.ping_timeout
-            ))),
+            failed => match (self.writable.recent_refusal(), failed) {
+                (Some(why), _) => Err(StoreError::unavailable(format!(
+                    "no connection to a PostgreSQL that takes writes; the last one was refused: {why}"
+                ))),
+                (None, Ok(Err(e))) => Err(StoreError::unavailable(crate::error::Failed::new(
+                    "pinging PostgreSQL",
+                    e,
+                ))),
+                (None, _) => Err(StoreError::unavailable(format!(
+                    "PostgreSQL did not answer within {:?}",
+                    self.ping_timeout
+                ))),
+            },
         }
     }
 }

@@ -8,7 +8,7 @@
 //! a gap-free read of the feed needs the primary's snapshot (ADR 0011).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -48,7 +48,7 @@ pub struct PgReplica {
     /// for never), and whether the standby was within bounds then. Relaxed:
     /// a cache; a stale reading only costs one more check.
     checked_ms: AtomicU64,
-    fresh: AtomicU64,
+    fresh: AtomicBool,
 }
 
 impl PgReplica {
@@ -75,7 +75,7 @@ impl PgReplica {
             statement_timeout: options.statement_timeout,
             base: Instant::now(),
             checked_ms: AtomicU64::new(0),
-            fresh: AtomicU64::new(0),
+            fresh: AtomicBool::new(false),
         })
     }
 
@@ -94,10 +94,10 @@ impl PgReplica {
         let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
         let checked = self.checked_ms.load(Ordering::Relaxed);
         if checked != 0 && now - checked < LAG_FRESH_FOR.as_millis() as u64 {
-            return self.fresh.load(Ordering::Relaxed) == 1;
+            return self.fresh.load(Ordering::Relaxed);
         }
         let fresh = matches!(self.lag().await, Ok(lag) if lag <= self.max_lag);
-        self.fresh.store(u64::from(fresh), Ordering::Relaxed);
+        self.fresh.store(fresh, Ordering::Relaxed);
         self.checked_ms.store(now, Ordering::Relaxed);
         fresh
     }

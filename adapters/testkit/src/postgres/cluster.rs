@@ -177,12 +177,17 @@ impl Drop for Cluster {
     }
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below the ephemeral range
+/// (32768–60999): a server bound in that range can meet a port the kernel
+/// hands a client's connection, and then fail to start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port on loopback")
-        .port()
+    loop {
+        // 20,000 to 32,767, at random so concurrent tests rarely try the same.
+        let port = 20_000 + (Uuid::new_v4().as_u128() % 12_768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// This process's user id, as `id -u` prints it.
@@ -194,13 +199,18 @@ pub(crate) fn uid() -> String {
         .unwrap_or_default()
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then the PostgreSQL tools run as the
+/// `postgres` user: `initdb` refuses root).
+pub fn is_root() -> bool {
     uid() == "0"
 }
 
 /// `$PG_BIN` if set, else the newest `/usr/lib/postgresql/*/bin`; either
 /// must hold `initdb`.
-fn postgres_bin() -> PathBuf {
+///
+/// # Panics
+/// If there is none; the message says how to install them.
+pub fn postgres_bin() -> PathBuf {
     let mut found: Vec<PathBuf> = match std::env::var_os("PG_BIN") {
         Some(dir) => vec![PathBuf::from(dir)],
         None => std::fs::read_dir("/usr/lib/postgresql")

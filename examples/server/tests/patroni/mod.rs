@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use seckill_testkit::postgres::cluster::{free_port, is_root, postgres_bin};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -37,17 +38,6 @@ pub(crate) struct Patroni {
     http: reqwest::Client,
 }
 
-/// A port below the ephemeral range (32768–60999), so no client's port
-/// collides with it, that nothing listens on now.
-fn free_port() -> u16 {
-    loop {
-        let port = 20_000 + (Uuid::new_v4().as_u128() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 fn postgres_ids() -> (u32, u32) {
     let id = |flag: &str| {
         let out = std::process::Command::new("id")
@@ -75,25 +65,6 @@ fn which(program: &str) -> PathBuf {
         "{program} is missing: the failover test needs it; run `{INSTALL}`"
     );
     PathBuf::from(path)
-}
-
-/// `bin_dir` of the newest installed PostgreSQL.
-fn postgres_bin() -> PathBuf {
-    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL's binaries under /usr/lib/postgresql")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    versions.sort_unstable();
-    let version = versions.last().expect("an installed PostgreSQL");
-    PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"))
-}
-
-/// Whether this process runs as root.
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 /// `program`, as the postgres user when we are root (initdb refuses root),
