@@ -17,35 +17,6 @@ use sqlx::{Connection, PgConnection};
 /// Generous: a stalled disk can hold a reload or a connection for seconds.
 const BOUND: Duration = Duration::from_secs(60);
 
-/// Turns every session of the cluster read-only, or back, and waits until
-/// a new session sees it (existing ones take it at their next command).
-async fn set_read_only(admin: &mut PgConnection, url: &str, on: bool) {
-    let statement = if on {
-        "ALTER SYSTEM SET default_transaction_read_only = on"
-    } else {
-        "ALTER SYSTEM RESET default_transaction_read_only"
-    };
-    sqlx::query(statement).execute(&mut *admin).await.unwrap();
-    sqlx::query("SELECT pg_reload_conf()")
-        .execute(&mut *admin)
-        .await
-        .unwrap();
-    let expected = if on { "on" } else { "off" };
-    let start = Instant::now();
-    loop {
-        let mut fresh = PgConnection::connect(url).await.unwrap();
-        let seen: String = sqlx::query_scalar("SHOW default_transaction_read_only")
-            .fetch_one(&mut fresh)
-            .await
-            .unwrap();
-        if seen == expected {
-            return;
-        }
-        assert!(start.elapsed() < BOUND, "the reload never took effect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The store's sessions on the server.
 async fn sessions(admin: &mut PgConnection) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
@@ -77,7 +48,7 @@ async fn a_server_that_stops_taking_writes_is_left_and_taken_back() {
         "the pool holds connections"
     );
 
-    set_read_only(&mut admin, &url, true).await;
+    cluster.set_read_only(true).await;
 
     // A write there is refused, nothing is written, and it says so as a
     // store that cannot take the call, not as a failure of the call.
@@ -109,7 +80,7 @@ async fn a_server_that_stops_taking_writes_is_left_and_taken_back() {
         "with every connection refused, readiness still says why: {error}"
     );
 
-    set_read_only(&mut admin, &url, false).await;
+    cluster.set_read_only(false).await;
 
     // The same process writes again, without a restart: the commit nothing
     // was written of lands as decided.

@@ -10,120 +10,17 @@ mod common;
 mod patroni;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{create_open, violations, ServerProcess};
+use patroni::sale::Sale;
 use patroni::Patroni;
-use seckill_client::api::CouponDto;
-use seckill_client::{Client, Grab};
-use tokio_util::sync::CancellationToken;
+use seckill_client::Grab;
 
 /// How soon grabs must be answered 201 again after the event: the leader
 /// key's TTL (10 s) for a node kill, the store timeout twice, and slack for
 /// a disk that stalls.
 const RECOVERS_WITHIN: Duration = Duration::from_secs(45);
-
-/// Closed-loop grabbers, each with customers of its own, retrying a 503
-/// (which acknowledges nothing) until answered.
-struct Sale {
-    acknowledged: Arc<Mutex<HashMap<String, CouponDto>>>,
-    won_at: Arc<Mutex<Vec<Instant>>>,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Sale {
-    fn start(client: &Client, promotion: uuid::Uuid, round: &str) -> Self {
-        let acknowledged = Arc::new(Mutex::new(HashMap::new()));
-        let won_at = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let tasks = (0..8)
-            .map(|worker| {
-                let (client, acknowledged, won_at, stop) = (
-                    client.clone(),
-                    Arc::clone(&acknowledged),
-                    Arc::clone(&won_at),
-                    stop.clone(),
-                );
-                let round = round.to_owned();
-                tokio::spawn(async move {
-                    let mut i = 0;
-                    while !stop.is_cancelled() {
-                        let customer = format!("{round}-{worker}-{i}");
-                        loop {
-                            match client.grab(promotion, &customer).await {
-                                Ok(Grab::Won(coupon)) => {
-                                    won_at.lock().unwrap().push(Instant::now());
-                                    acknowledged.lock().unwrap().insert(customer, coupon);
-                                    break;
-                                }
-                                Ok(Grab::AlreadyGrabbed(coupon)) => {
-                                    acknowledged.lock().unwrap().insert(customer, coupon);
-                                    break;
-                                }
-                                Ok(grab) if grab.is_unavailable() => {}
-                                Err(_) => {}
-                                Ok(other) => panic!("{customer}: {other:?}"),
-                            }
-                            if stop.is_cancelled() {
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        Self {
-            acknowledged,
-            won_at,
-            stop,
-            tasks,
-        }
-    }
-
-    /// Until a grab is won after `since`; how long that took.
-    async fn won_after(&self, since: Instant) -> Duration {
-        loop {
-            if let Some(&at) = self.won_at.lock().unwrap().iter().find(|&&at| at > since) {
-                return at - since;
-            }
-            assert!(
-                since.elapsed() < RECOVERS_WITHIN,
-                "no grab won for {RECOVERS_WITHIN:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The longest time without a won grab from `since` until now.
-    fn longest_gap(&self, since: Instant) -> Duration {
-        let mut won: Vec<Instant> = self.won_at.lock().unwrap().clone();
-        won.retain(|&at| at > since);
-        won.sort_unstable();
-        won.push(Instant::now());
-        let mut previous = since;
-        let mut longest = Duration::ZERO;
-        for at in won {
-            longest = longest.max(at - previous);
-            previous = at;
-        }
-        longest
-    }
-
-    async fn stop(self) -> HashMap<String, CouponDto> {
-        self.stop.cancel();
-        for task in self.tasks {
-            task.await.unwrap();
-        }
-        Arc::try_unwrap(self.acknowledged)
-            .unwrap()
-            .into_inner()
-            .unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failovers_lose_no_acknowledged_grab_and_need_no_restart() {
@@ -141,8 +38,8 @@ async fn failovers_lose_no_acknowledged_grab_and_need_no_restart() {
     let mut recoveries = Vec::new();
 
     for round in ["postmaster", "node", "switchover"] {
-        let sale = Sale::start(&client, id, round);
-        sale.won_after(Instant::now()).await;
+        let sale = Sale::start(&client, id, round, 8);
+        sale.won_after(Instant::now(), RECOVERS_WITHIN).await;
         let leader = cluster.leader().await;
         let at = Instant::now();
         match round {
@@ -153,7 +50,7 @@ async fn failovers_lose_no_acknowledged_grab_and_need_no_restart() {
         // Grabs go on through the failover, until the new primary has taken
         // one and a second more.
         cluster.new_leader(leader).await;
-        sale.won_after(Instant::now()).await;
+        sale.won_after(Instant::now(), RECOVERS_WITHIN).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let gap = sale.longest_gap(at);
         assert!(gap < RECOVERS_WITHIN, "{round}: {gap:?} without a grab won");

@@ -140,6 +140,49 @@ impl Cluster {
         command
     }
 
+    /// Turns every session of the running cluster read-only
+    /// (`default_transaction_read_only`, reloaded), or back, and waits until
+    /// a new session sees it; existing sessions take it at their next
+    /// command. What a failover does to the connections a load balancer
+    /// leaves on an old primary that came back as a standby.
+    ///
+    /// # Panics
+    /// If the cluster does not answer, or the reload has not taken effect
+    /// within 60 s (a stalled disk can hold a reload for seconds).
+    pub async fn set_read_only(&self, on: bool) {
+        use sqlx::Connection;
+        let url = self.url();
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let statement = if on {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        for statement in [statement, "SELECT pg_reload_conf()"] {
+            sqlx::query(statement)
+                .execute(&mut admin)
+                .await
+                .expect(statement);
+        }
+        let expected = if on { "on" } else { "off" };
+        let start = std::time::Instant::now();
+        loop {
+            let mut fresh = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let seen: String = sqlx::query_scalar("SHOW default_transaction_read_only")
+                .fetch_one(&mut fresh)
+                .await
+                .expect("SHOW default_transaction_read_only");
+            if seen == expected {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the reload never took effect"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The URL of its `postgres` database, as the `postgres` superuser.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)

@@ -4,6 +4,10 @@
 //! checks, on free loopback ports under a temporary directory. It never
 //! touches the PostgreSQL on 5432. Dropping it stops every process.
 
+#![allow(dead_code)] // The failover test and the HA benchmark use different parts.
+
+pub(crate) mod sale;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -35,6 +39,7 @@ pub(crate) struct Patroni {
     haproxy: Child,
     nodes: Vec<Node>,
     primary_port: u16,
+    replica_port: u16,
     http: reqwest::Client,
 }
 
@@ -137,11 +142,11 @@ impl Patroni {
                 patroni: None,
             });
         }
-        let primary_port = free_port();
+        let (primary_port, replica_port) = (free_port(), free_port());
         let haproxy_config = dir.join("haproxy.cfg");
         std::fs::write(
             &haproxy_config,
-            haproxy_config_text(primary_port, &nodes, shutdown_sessions),
+            haproxy_config_text(primary_port, replica_port, &nodes, shutdown_sessions),
         )
         .expect("writing HAProxy's configuration");
         let haproxy = Command::new(haproxy)
@@ -160,6 +165,7 @@ impl Patroni {
             haproxy,
             nodes,
             primary_port,
+            replica_port,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -186,6 +192,15 @@ impl Patroni {
         format!(
             "postgres://postgres:postgres@127.0.0.1:{}/postgres",
             self.primary_port
+        )
+    }
+
+    /// The URL of the standbys, through HAProxy's replica port (round robin
+    /// over the nodes whose `/replica` check passes).
+    pub(crate) fn replica_url(&self) -> String {
+        format!(
+            "postgres://postgres:postgres@127.0.0.1:{}/postgres",
+            self.replica_port
         )
     }
 
@@ -403,23 +418,40 @@ postgresql:
     )
 }
 
-fn haproxy_config_text(primary_port: u16, nodes: &[Node], shutdown_sessions: bool) -> String {
+fn haproxy_config_text(
+    primary_port: u16,
+    replica_port: u16,
+    nodes: &[Node],
+    shutdown_sessions: bool,
+) -> String {
     let cut = if shutdown_sessions {
         " on-marked-down shutdown-sessions"
     } else {
         ""
     };
-    let mut text = format!(
-        "global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30m\n  \
-         timeout server 30m\n  timeout check 2s\nlisten primary\n  bind 127.0.0.1:{primary_port}\n  \
-         option httpchk GET /primary\n  http-check expect status 200\n  \
-         default-server inter 1s fall 2 rise 1{cut}\n"
+    let mut text = String::from(
+        "global\n  maxconn 400\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30m\n  \
+         timeout server 30m\n  timeout check 2s\n",
     );
-    for node in nodes {
+    for (name, port, check, balance) in [
+        ("primary", primary_port, "/primary", ""),
+        (
+            "replicas",
+            replica_port,
+            "/replica",
+            "  balance roundrobin\n",
+        ),
+    ] {
         text.push_str(&format!(
-            "  server {} 127.0.0.1:{} maxconn 100 check port {}\n",
-            node.name, node.pg_port, node.api_port
+            "listen {name}\n  bind 127.0.0.1:{port}\n{balance}  option httpchk GET {check}\n  \
+             http-check expect status 200\n  default-server inter 1s fall 2 rise 1{cut}\n"
         ));
+        for node in nodes {
+            text.push_str(&format!(
+                "  server {} 127.0.0.1:{} maxconn 100 check port {}\n",
+                node.name, node.pg_port, node.api_port
+            ));
+        }
     }
     text
 }
