@@ -189,10 +189,13 @@ impl SecKill {
         terms: PromotionTerms,
     ) -> Result<PromotionView, SecKillError> {
         let at = self.clock.now();
+        // Draws are not sealed here yet (issue 26): the aggregate refuses
+        // draw terms without a seal, so only first come is created.
         let command = PromotionCommand::CreatePromotion {
             promotion_id,
             terms,
             at,
+            seal: None,
         };
         self.administer(promotion_id, command).await
     }
@@ -205,7 +208,11 @@ impl SecKill {
         terms: PromotionTerms,
     ) -> Result<PromotionView, SecKillError> {
         let at = self.clock.now();
-        let command = PromotionCommand::UpdatePromotion { terms, at };
+        let command = PromotionCommand::UpdatePromotion {
+            terms,
+            at,
+            seal: None,
+        };
         self.administer(promotion_id, command).await
     }
 

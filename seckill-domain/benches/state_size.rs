@@ -69,6 +69,7 @@ fn main() {
     promotion.apply(PromotionEvent::PromotionCreated {
         promotion_id: id,
         terms,
+        seal: None,
     });
     let mut slowest_apply = std::time::Duration::ZERO;
     for number in 1..=holders {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::draw::{DrawSeal, DrawSecret};
 use crate::value::{CustomerId, PromotionId, PromotionTerms};
 
 /// A command to the [`Promotion`](crate::Promotion) aggregate.
@@ -17,6 +18,9 @@ pub enum PromotionCommand {
         terms: PromotionTerms,
         /// When the promotion was requested; the schedule is checked against it.
         at: DateTime<Utc>,
+        /// For a draw, and only for one: the commitment to its secret and
+        /// the secret sealed, which the engine makes.
+        seal: Option<DrawSeal>,
     },
     /// Replace all terms of a promotion that has not started yet.
     UpdatePromotion {
@@ -24,6 +28,8 @@ pub enum PromotionCommand {
         terms: PromotionTerms,
         /// When the update was requested.
         at: DateTime<Utc>,
+        /// For a draw, and only for one: as in `CreatePromotion`.
+        seal: Option<DrawSeal>,
     },
     /// One customer asks for one coupon.
     GrabCoupon {
@@ -32,6 +38,24 @@ pub enum PromotionCommand {
         /// When they asked.
         at: DateTime<Utc>,
     },
+    /// One customer enters a draw.
+    EnterDraw {
+        /// Who is entering.
+        customer_id: CustomerId,
+        /// When they asked.
+        at: DateTime<Utc>,
+    },
+    /// Decide a draw whose entries have closed, revealing its secret; the
+    /// first [`Promotion::AWARDS_PER_COMMIT`](crate::Promotion::AWARDS_PER_COMMIT)
+    /// coupons are awarded with it.
+    Draw {
+        /// The secret committed to at creation.
+        secret: DrawSecret,
+        /// When it is sent; at or after the close.
+        at: DateTime<Utc>,
+    },
+    /// Award the next coupons of a draw too big for one commit.
+    AwardDraw,
     /// Close a promotion whose finish time has passed. The promotion is
     /// recorded finished at its finish time, whenever this is sent.
     ExpirePromotion {

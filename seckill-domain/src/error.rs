@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::coupon::Coupon;
+use crate::draw::Entry;
 
 /// A value that does not parse into one of the domain's value types.
 // Serde: a refusal crosses the wire unchanged when a replica forwards a
@@ -29,8 +30,18 @@ pub enum ValueError {
     #[error("promotion name {0:?} must be 1 to 200 characters without control characters")]
     Name(String),
     /// The text is not the name of a `FinishReason`.
-    #[error("finish reason {0:?} must be one of sold_out, expired, cancelled")]
+    #[error("finish reason {0:?} must be one of sold_out, expired, cancelled, drawn")]
     FinishReason(String),
+    /// A draw would close before the sale opens or after it finishes.
+    #[error("a draw's close {closes_at} must be from publish time {publish_time} to finish time {finish_time}")]
+    CloseOutsideSale {
+        /// The requested close.
+        closes_at: DateTime<Utc>,
+        /// The requested publish time.
+        publish_time: DateTime<Utc>,
+        /// The requested finish time.
+        finish_time: DateTime<Utc>,
+    },
     /// The sale would finish before, or when, it opens.
     #[error("finish time {finish_time} must be after publish time {publish_time}")]
     FinishNotAfterPublish {
@@ -100,6 +111,56 @@ pub enum PromotionError {
     /// The schedule is not one a sale can run on, judged at the command's time.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// A grab on a promotion that allocates by draw: enter it instead.
+    #[error("the promotion allocates by draw; enter it before {closes_at}")]
+    IsADraw {
+        /// When entries close.
+        closes_at: DateTime<Utc>,
+    },
+    /// An entry or a draw on a promotion that allocates first come.
+    #[error("the promotion allocates first come, not by draw")]
+    NotADraw,
+    /// The customer already entered the draw. Their entry comes back, so a
+    /// client's retry is safe.
+    #[error("customer {} already entered as entry #{}", .0.customer_id, .0.number)]
+    AlreadyEntered(Box<Entry>),
+    /// The draw holds [`Promotion::MAX_ENTRIES`](crate::Promotion::MAX_ENTRIES) entries already.
+    #[error("the draw holds its most entries, {max_entries}")]
+    EntriesFull {
+        /// The most entries a draw takes.
+        max_entries: u32,
+    },
+    /// An entry at or after the close.
+    #[error("entries closed at {closes_at}")]
+    EntriesClosed {
+        /// When entries closed.
+        closes_at: DateTime<Utc>,
+    },
+    /// A draw before the close.
+    #[error("entries close at {closes_at}; the draw comes after")]
+    NotYetClosed {
+        /// When entries close.
+        closes_at: DateTime<Utc>,
+    },
+    /// A second draw, or a change after the draw.
+    #[error("the promotion has been drawn")]
+    AlreadyDrawn,
+    /// Expiring a draw that was not drawn: the draw finishes it.
+    #[error("entries closed at {closes_at}; the promotion must be drawn before it finishes")]
+    NotYetDrawn {
+        /// When entries closed.
+        closes_at: DateTime<Utc>,
+    },
+    /// The secret offered is not the one committed to at creation.
+    #[error("the secret does not match the draw's commitment")]
+    WrongSecret,
+    /// A draw's terms without the seal of its secret, or a seal with
+    /// first-come terms.
+    #[error("a draw's terms need the seal of its secret, and only a draw's do")]
+    Seal,
+    /// Awarding a draw's coupons when none are waiting.
+    #[error("no coupon of the draw is waiting to be awarded")]
+    NothingToAward,
 }
 
 impl PromotionError {
@@ -118,6 +179,17 @@ impl PromotionError {
             Self::AlreadyFinished => "already-finished",
             Self::NotYetExpired { .. } => "not-yet-expired",
             Self::Schedule(_) => "invalid-schedule",
+            Self::IsADraw { .. } => "is-a-draw",
+            Self::NotADraw => "not-a-draw",
+            Self::AlreadyEntered(_) => "already-entered",
+            Self::EntriesFull { .. } => "entries-full",
+            Self::EntriesClosed { .. } => "entries-closed",
+            Self::NotYetClosed { .. } => "not-yet-closed",
+            Self::AlreadyDrawn => "already-drawn",
+            Self::NotYetDrawn { .. } => "not-yet-drawn",
+            Self::WrongSecret => "wrong-secret",
+            Self::Seal => "invalid-seal",
+            Self::NothingToAward => "nothing-to-award",
         }
     }
 }

@@ -10,6 +10,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::coupon::Coupon;
+use crate::draw::{DrawSeal, DrawSecret, Entry};
 use crate::error::ValueError;
 use crate::value::{truncate, PromotionId, PromotionTerms};
 
@@ -22,6 +23,8 @@ pub enum FinishReason {
     Expired,
     /// An admin closed it early.
     Cancelled,
+    /// It was drawn and every winner got a coupon.
+    Drawn,
 }
 
 impl FinishReason {
@@ -32,6 +35,7 @@ impl FinishReason {
             Self::SoldOut => "sold_out",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
+            Self::Drawn => "drawn",
         }
     }
 }
@@ -51,6 +55,7 @@ impl FromStr for FinishReason {
             "sold_out" => Ok(Self::SoldOut),
             "expired" => Ok(Self::Expired),
             "cancelled" => Ok(Self::Cancelled),
+            "drawn" => Ok(Self::Drawn),
             other => Err(ValueError::FinishReason(truncate(other))),
         }
     }
@@ -65,6 +70,9 @@ pub enum PromotionEvent {
         promotion_id: PromotionId,
         /// Its terms.
         terms: PromotionTerms,
+        /// For a draw: the commitment to its secret, and the secret sealed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seal: Option<DrawSeal>,
     },
     /// The terms of a promotion that had not started were replaced.
     PromotionUpdated {
@@ -72,6 +80,26 @@ pub enum PromotionEvent {
         terms: PromotionTerms,
         /// When.
         at: DateTime<Utc>,
+        /// For a draw: the commitment to its secret, and the secret sealed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seal: Option<DrawSeal>,
+    },
+    /// A customer entered a draw.
+    DrawEntered {
+        /// The entry.
+        entry: Entry,
+    },
+    /// Entries closed and the draw was decided: the secret is revealed, and
+    /// the coupons follow as `CouponGrabbed` events in the draw's order.
+    PromotionDrawn {
+        /// The secret whose SHA-256 was committed to at creation.
+        secret: DrawSecret,
+        /// The close: the draw's time, however late it was recorded.
+        at: DateTime<Utc>,
+        /// How many entered.
+        entries: u32,
+        /// How many win: the number of coupons, or everyone if fewer entered.
+        winners: u32,
     },
     /// A customer won a coupon.
     CouponGrabbed {
@@ -99,6 +127,8 @@ impl PromotionEvent {
             Self::PromotionCreated { .. } => "PromotionCreated",
             Self::PromotionUpdated { .. } => "PromotionUpdated",
             Self::CouponGrabbed { .. } => "CouponGrabbed",
+            Self::DrawEntered { .. } => "DrawEntered",
+            Self::PromotionDrawn { .. } => "PromotionDrawn",
             Self::PromotionFinished { .. } => "PromotionFinished",
         }
     }
@@ -124,10 +154,14 @@ mod tests {
             FinishReason::SoldOut,
             FinishReason::Expired,
             FinishReason::Cancelled,
+            FinishReason::Drawn,
         ] {
             // Exhaustive: a new variant does not compile until it is listed above.
             match reason {
-                FinishReason::SoldOut | FinishReason::Expired | FinishReason::Cancelled => {}
+                FinishReason::SoldOut
+                | FinishReason::Expired
+                | FinishReason::Cancelled
+                | FinishReason::Drawn => {}
             }
             assert_eq!(reason.as_str().parse(), Ok(reason));
             assert_eq!(reason.to_string(), reason.as_str());

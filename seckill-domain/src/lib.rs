@@ -11,6 +11,8 @@
 //!   and `PromotionStatus`, the one definition of where a sale stands.
 //! * `command`   – what callers ask for (`CreatePromotion`, `GrabCoupon`, ...).
 //! * `event`     – what happened; the only source of truth, serde-stable.
+//! * `draw`      – the second allocation: entries, the secret and its
+//!   commitment, the draw's order, and checking a draw from its events.
 //! * `holders`   – who holds a coupon: a compact, append-only set whose copy
 //!   shares its full chunks, and its snapshot JSON.
 //! * `coupon`    – what a winning grab hands out.
@@ -35,7 +37,7 @@
 //! )?;
 //! let id = PromotionId::from_uuid(uuid::Uuid::nil());
 //! let alice = CustomerId::parse("alice")?;
-//! let created = PromotionEvent::PromotionCreated { promotion_id: id, terms };
+//! let created = PromotionEvent::PromotionCreated { promotion_id: id, terms, seal: None };
 //!
 //! // One coupon: Alice's grab takes it and finishes the sale.
 //! let events = TestFramework::<Promotion>::with(())
@@ -48,6 +50,7 @@
 
 mod command;
 mod coupon;
+pub mod draw;
 mod error;
 mod event;
 mod holders;
@@ -58,6 +61,7 @@ mod value;
 
 pub use command::PromotionCommand;
 pub use coupon::Coupon;
+pub use draw::{Allocation, Entry};
 pub use error::{PromotionError, ScheduleError, ValueError};
 pub use event::{FinishReason, PromotionEvent};
 pub use promotion::{GrabEvents, Promotion, PromotionStatus};

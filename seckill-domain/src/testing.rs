@@ -14,7 +14,10 @@ use std::fmt::Display;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use crate::{CouponCount, CustomerId, Discount, PromotionEvent, PromotionId, PromotionTerms};
+use crate::draw::{DrawSeal, DrawSecret, SealedSecret};
+use crate::{
+    Allocation, CouponCount, CustomerId, Discount, PromotionEvent, PromotionId, PromotionTerms,
+};
 
 /// When the test promotions open: 2030-11-11 00:00 UTC, so they are always
 /// in the future of whatever clock is running.
@@ -51,5 +54,44 @@ pub fn created(promotion_id: PromotionId, coupons: u64) -> PromotionEvent {
     PromotionEvent::PromotionCreated {
         promotion_id,
         terms: terms(coupons),
+        seal: None,
+    }
+}
+
+/// When the test draws close: half an hour after [`opens`].
+pub fn draw_closes() -> DateTime<Utc> {
+    opens() + Duration::minutes(30)
+}
+
+/// [`terms`]`(coupons)` allocating by draw, closing at [`draw_closes`].
+pub fn draw_terms(coupons: u64) -> PromotionTerms {
+    terms(coupons)
+        .with_allocation(Allocation::Draw {
+            closes_at: draw_closes(),
+        })
+        .expect("the close is within the sale")
+}
+
+/// The test draws' secret: 32 bytes of 7.
+pub fn secret() -> DrawSecret {
+    DrawSecret::from_bytes([7; 32])
+}
+
+/// The seal of [`secret`]; the sealed bytes are a stand-in (the domain
+/// never opens them).
+pub fn seal() -> DrawSeal {
+    DrawSeal {
+        commitment: secret().commitment(),
+        sealed_secret: SealedSecret::from_bytes([0; 32]),
+    }
+}
+
+/// `PromotionCreated` for a draw of `coupons` coupons ([`draw_terms`],
+/// [`seal`]).
+pub fn draw_created(promotion_id: PromotionId, coupons: u64) -> PromotionEvent {
+    PromotionEvent::PromotionCreated {
+        promotion_id,
+        terms: draw_terms(coupons),
+        seal: Some(seal()),
     }
 }

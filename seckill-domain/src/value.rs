@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::draw::Allocation;
 use crate::error::ValueError;
 
 /// The identity of one promotion: the aggregate id of its event stream.
@@ -233,10 +234,12 @@ impl From<PromotionName> for String {
     }
 }
 
-/// What a promotion offers and when: everything an admin sets.
+/// What a promotion offers, when, and how it allocates: everything an admin
+/// sets.
 ///
 /// Built only through [`PromotionTerms::new`], which enforces that the sale
-/// finishes after it is published.
+/// finishes after it is published, and [`PromotionTerms::with_allocation`],
+/// which enforces that a draw closes within the sale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawTerms")]
 pub struct PromotionTerms {
@@ -246,6 +249,9 @@ pub struct PromotionTerms {
     finish_time: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<PromotionName>,
+    // Left out for first come, so events stored before draws read the same.
+    #[serde(skip_serializing_if = "Allocation::is_first_come")]
+    allocation: Allocation,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +263,8 @@ struct RawTerms {
     finish_time: DateTime<Utc>,
     #[serde(default)]
     name: Option<PromotionName>,
+    #[serde(default)]
+    allocation: Allocation,
 }
 
 impl TryFrom<RawTerms> for PromotionTerms {
@@ -269,7 +277,8 @@ impl TryFrom<RawTerms> for PromotionTerms {
             raw.publish_time,
             raw.finish_time,
             raw.name,
-        )
+        )?
+        .with_allocation(raw.allocation)
     }
 }
 
@@ -294,7 +303,24 @@ impl PromotionTerms {
             publish_time,
             finish_time,
             name,
+            allocation: Allocation::FirstCome,
         })
+    }
+
+    /// The same terms allocating by `allocation`; a draw must close within
+    /// the sale, at or after the publish time and at or before the finish.
+    pub fn with_allocation(mut self, allocation: Allocation) -> Result<Self, ValueError> {
+        if let Allocation::Draw { closes_at } = allocation {
+            if closes_at < self.publish_time || closes_at > self.finish_time {
+                return Err(ValueError::CloseOutsideSale {
+                    closes_at,
+                    publish_time: self.publish_time,
+                    finish_time: self.finish_time,
+                });
+            }
+        }
+        self.allocation = allocation;
+        Ok(self)
     }
 
     /// How many coupons are offered.
@@ -320,6 +346,11 @@ impl PromotionTerms {
     /// The optional display name.
     pub const fn name(&self) -> Option<&PromotionName> {
         self.name.as_ref()
+    }
+
+    /// How the coupons are allocated.
+    pub const fn allocation(&self) -> Allocation {
+        self.allocation
     }
 }
 

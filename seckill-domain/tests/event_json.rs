@@ -4,9 +4,10 @@
 
 use chrono::{TimeZone, Utc};
 use cqrs_es::DomainEvent;
+use seckill_domain::draw::{Commitment, DrawSeal, DrawSecret, SealedSecret};
 use seckill_domain::{
-    Coupon, CouponCount, CustomerId, Discount, FinishReason, PromotionEvent, PromotionId,
-    PromotionName, PromotionTerms,
+    Allocation, Coupon, CouponCount, CustomerId, Discount, Entry, FinishReason, PromotionEvent,
+    PromotionId, PromotionName, PromotionTerms,
 };
 
 fn terms() -> PromotionTerms {
@@ -38,6 +39,7 @@ fn promotion_created_json_is_stable() {
         &PromotionEvent::PromotionCreated {
             promotion_id: id(),
             terms: terms(),
+            seal: None,
         },
         "PromotionCreated",
         r#"{"PromotionCreated":{"promotion_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z","name":"Singles' Day"}}}"#,
@@ -50,6 +52,7 @@ fn promotion_updated_json_is_stable() {
         &PromotionEvent::PromotionUpdated {
             terms: terms(),
             at: Utc.with_ymd_and_hms(2030, 11, 10, 0, 0, 0).unwrap(),
+            seal: None,
         },
         "PromotionUpdated",
         r#"{"PromotionUpdated":{"terms":{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z","name":"Singles' Day"},"at":"2030-11-10T00:00:00Z"}}"#,
@@ -80,6 +83,7 @@ fn promotion_finished_json_is_stable() {
         (FinishReason::SoldOut, "SoldOut"),
         (FinishReason::Expired, "Expired"),
         (FinishReason::Cancelled, "Cancelled"),
+        (FinishReason::Drawn, "Drawn"),
     ] {
         pinned(
             &PromotionEvent::PromotionFinished {
@@ -92,6 +96,70 @@ fn promotion_finished_json_is_stable() {
             ),
         );
     }
+}
+
+#[test]
+fn a_draws_promotion_created_json_is_stable() {
+    let terms = terms()
+        .with_allocation(Allocation::Draw {
+            closes_at: Utc.with_ymd_and_hms(2030, 11, 11, 0, 30, 0).unwrap(),
+        })
+        .unwrap();
+    pinned(
+        &PromotionEvent::PromotionCreated {
+            promotion_id: id(),
+            terms,
+            seal: Some(DrawSeal {
+                commitment: Commitment::from_bytes([0xab; 32]),
+                sealed_secret: SealedSecret::from_bytes([0x01; 32]),
+            }),
+        },
+        "PromotionCreated",
+        &format!(
+            r#"{{"PromotionCreated":{{"promotion_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{{"number_of_coupons":100,"discount":0.75,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z","name":"Singles' Day","allocation":{{"draw":{{"closes_at":"2030-11-11T00:30:00Z"}}}}}},"seal":{{"commitment":"{}","sealed_secret":"{}"}}}}}}"#,
+            "ab".repeat(32),
+            "01".repeat(32)
+        ),
+    );
+}
+
+#[test]
+fn draw_entered_json_is_stable() {
+    pinned(
+        &PromotionEvent::DrawEntered {
+            entry: Entry {
+                promotion_id: id(),
+                number: 3,
+                customer_id: CustomerId::parse("alice").unwrap(),
+                entered_at: Utc.timestamp_opt(1_920_499_200, 123_000_000).unwrap(),
+            },
+        },
+        "DrawEntered",
+        r#"{"DrawEntered":{"entry":{"promotion_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","number":3,"customer_id":"alice","entered_at":"2030-11-10T00:00:00.123Z"}}}"#,
+    );
+}
+
+#[test]
+fn promotion_drawn_json_is_stable() {
+    pinned(
+        &PromotionEvent::PromotionDrawn {
+            secret: DrawSecret::from_bytes([0x07; 32]),
+            at: Utc.with_ymd_and_hms(2030, 11, 11, 0, 30, 0).unwrap(),
+            entries: 1000,
+            winners: 100,
+        },
+        "PromotionDrawn",
+        &format!(
+            r#"{{"PromotionDrawn":{{"secret":"{}","at":"2030-11-11T00:30:00Z","entries":1000,"winners":100}}}}"#,
+            "07".repeat(32)
+        ),
+    );
+}
+
+#[test]
+fn stored_terms_with_a_close_outside_the_sale_do_not_load() {
+    let json = r#"{"PromotionCreated":{"promotion_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","terms":{"number_of_coupons":1,"discount":1.0,"publish_time":"2030-11-11T00:00:00Z","finish_time":"2030-11-11T01:00:00Z","allocation":{"draw":{"closes_at":"2030-11-11T02:00:00Z"}}}}}"#;
+    assert!(serde_json::from_str::<PromotionEvent>(json).is_err());
 }
 
 #[test]

@@ -67,6 +67,7 @@ fn a_new_promotion_is_created() {
             promotion_id: id(),
             terms: terms(3),
             at: opens() - Duration::days(1),
+            seal: None,
         })
         .then_expect_events(vec![created(3)]);
 }
@@ -79,6 +80,7 @@ fn a_promotion_cannot_be_created_twice() {
             promotion_id: id(),
             terms: terms(5),
             at: opens() - Duration::days(1),
+            seal: None,
         })
         .then_expect_error(PromotionError::AlreadyExists);
 }
@@ -90,6 +92,7 @@ fn commands_to_an_unknown_promotion_are_refused() {
         PromotionCommand::UpdatePromotion {
             terms: terms(1),
             at: during(),
+            seal: None,
         },
         PromotionCommand::CancelPromotion { at: during() },
         PromotionCommand::ExpirePromotion { at: closes() },
@@ -224,10 +227,12 @@ fn an_upcoming_promotion_can_be_updated() {
         .when(PromotionCommand::UpdatePromotion {
             terms: terms(7),
             at,
+            seal: None,
         })
         .then_expect_events(vec![PromotionEvent::PromotionUpdated {
             terms: terms(7),
             at,
+            seal: None,
         }]);
 }
 
@@ -238,6 +243,7 @@ fn an_update_after_the_start_is_rejected() {
         .when(PromotionCommand::UpdatePromotion {
             terms: terms(7),
             at: opens(),
+            seal: None,
         })
         .then_expect_error(PromotionError::AlreadyStarted {
             publish_time: opens(),
@@ -251,6 +257,7 @@ fn an_update_is_rejected_once_a_coupon_was_granted_whatever_its_clock_says() {
         .when(PromotionCommand::UpdatePromotion {
             terms: terms(7),
             at: opens() - Duration::minutes(1),
+            seal: None,
         })
         .then_expect_error(PromotionError::AlreadyStarted {
             publish_time: opens(),
@@ -263,6 +270,7 @@ fn a_finished_promotion_cannot_be_updated_or_finished_again() {
         PromotionCommand::UpdatePromotion {
             terms: terms(7),
             at: opens() - Duration::minutes(1),
+            seal: None,
         },
         PromotionCommand::CancelPromotion { at: during() },
         PromotionCommand::ExpirePromotion { at: closes() },
@@ -373,6 +381,7 @@ fn create_at(terms: PromotionTerms, at: DateTime<Utc>) -> PromotionCommand {
         promotion_id: id(),
         terms,
         at,
+        seal: None,
     }
 }
 
@@ -461,7 +470,11 @@ fn an_update_is_held_to_the_same_schedule_rules() {
     let too_far = terms_between(opens() + Duration::days(400), opens() + Duration::days(401));
     PromotionTest::with(())
         .given(vec![created(3)])
-        .when(PromotionCommand::UpdatePromotion { terms: too_far, at })
+        .when(PromotionCommand::UpdatePromotion {
+            terms: too_far,
+            at,
+            seal: None,
+        })
         .then_expect_error(PromotionError::Schedule(
             ScheduleError::PublishTooFarAhead {
                 publish_time: opens() + Duration::days(400),

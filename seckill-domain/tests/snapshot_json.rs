@@ -28,6 +28,7 @@ fn promotion_with_two_holders() -> Promotion {
     promotion.apply(PromotionEvent::PromotionCreated {
         promotion_id: id,
         terms,
+        seal: None,
     });
     for (number, (customer, nanos)) in [("alice", 123_456_789), ("bob", 0)].into_iter().enumerate()
     {

@@ -305,6 +305,7 @@ async fn naive_workloads(args: &Args, keep: &mut Vec<PgFixture>) -> Vec<String> 
             promotion_id: id,
             terms: terms(1_000_000),
             at: Utc::now(),
+            seal: None,
         };
         naive.execute(id, create).await.expect("create");
         let outcome = run(&naive, &[id], callers, args.budget, limit).await;

@@ -56,6 +56,7 @@ async fn we_read_and_continue_a_stream_that_cqrs_es_wrote_through_postgres_es() 
             promotion_id: id,
             at: terms.publish_time(),
             terms,
+            seal: None,
         },
     )
     .await

@@ -110,6 +110,7 @@ async fn postgres_es_reads_our_rows_and_we_read_what_cqrs_es_writes() {
         promotion_id: id,
         terms: terms(10),
         at: opens(),
+        seal: None,
     };
     cqrs.execute(&id.to_string(), create).await.unwrap();
     let grab = PromotionCommand::GrabCoupon {

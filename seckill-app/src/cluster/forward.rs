@@ -186,6 +186,7 @@ mod tests {
         let created = PromotionEvent::PromotionCreated {
             promotion_id: id,
             terms: terms(5),
+            seal: None,
         };
         cqrs_es::Aggregate::apply(&mut promotion, created);
         PromotionSummary::of(&promotion, 1).expect("created")

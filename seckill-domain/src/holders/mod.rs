@@ -65,6 +65,11 @@ impl HolderSet {
         self.arena.len()
     }
 
+    /// Whether no one is in the set.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.arena.len() == 0
+    }
+
     /// The holding of `customer`, if they hold a coupon.
     pub(crate) fn get(&self, customer: &str) -> Option<Holder<'_>> {
         let place = self.index.find(&self.arena, customer)?;
@@ -90,6 +95,11 @@ impl HolderSet {
             .map_err(|held| AlreadyHeld { number: held + 1 })?;
         self.arena.push(customer, grabbed_at);
         Ok(place + 1)
+    }
+
+    /// The customer at `place` (from 0) in arrival order.
+    pub(crate) fn customer(&self, place: u32) -> Option<&str> {
+        self.arena.customer(place)
     }
 
     /// Every holder, in grab order (so by coupon number).

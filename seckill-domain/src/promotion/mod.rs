@@ -1,5 +1,12 @@
 //! The `Promotion` aggregate: it decides every command against the rules of a
 //! flash sale and changes only by applying its own events.
+//!
+//! `draw` holds the rules of promotions that allocate by draw: entries, the
+//! draw, and the awards that follow it.
+
+mod draw;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -8,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::PromotionCommand;
 use crate::coupon::Coupon;
+use crate::draw::{Allocation, DrawSeal, DrawSecret};
 use crate::error::{PromotionError, ScheduleError};
 use crate::event::{FinishReason, PromotionEvent};
 use crate::holders::HolderSet;
@@ -27,6 +35,8 @@ pub enum PromotionStatus {
     Expired,
     /// Closed early by an admin.
     Cancelled,
+    /// Drawn: every winner of the draw holds a coupon.
+    Drawn,
 }
 
 impl PromotionStatus {
@@ -43,6 +53,7 @@ impl PromotionStatus {
             Some(FinishReason::SoldOut) => Self::SoldOut,
             Some(FinishReason::Cancelled) => Self::Cancelled,
             Some(FinishReason::Expired) => Self::Expired,
+            Some(FinishReason::Drawn) => Self::Drawn,
             None if now < publish_time => Self::Upcoming,
             None if now >= finish_time => Self::Expired,
             None => Self::Active,
@@ -91,6 +102,49 @@ pub struct Promotion {
     // Compact, and cheap to copy for a background snapshot: see `holders`.
     holders: HolderSet,
     finished: Option<Finished>,
+    // Draws only; left out of a first-come snapshot, and empty when an older
+    // snapshot is read. The entries are a holder set too: numbered by
+    // arrival, found by customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seal: Option<DrawSeal>,
+    #[serde(default, skip_serializing_if = "HolderSet::is_empty")]
+    entries: HolderSet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drawn: Option<Drawn>,
+}
+
+/// A draw once decided: its secret, and the winning entries' places (from
+/// 0) in draw order, computed once when `PromotionDrawn` is applied. Shared,
+/// so a snapshot's copy of the aggregate does not copy it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawDrawn", into = "RawDrawn")]
+struct Drawn {
+    secret: DrawSecret,
+    winners: Arc<[u32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawDrawn {
+    secret: DrawSecret,
+    winners: Vec<u32>,
+}
+
+impl From<RawDrawn> for Drawn {
+    fn from(raw: RawDrawn) -> Self {
+        Self {
+            secret: raw.secret,
+            winners: raw.winners.into(),
+        }
+    }
+}
+
+impl From<Drawn> for RawDrawn {
+    fn from(drawn: Drawn) -> Self {
+        Self {
+            secret: drawn.secret,
+            winners: drawn.winners.to_vec(),
+        }
+    }
 }
 
 impl Promotion {
@@ -176,15 +230,20 @@ impl Promotion {
         if let Some(coupon) = self.coupon_of(customer) {
             return Err(PromotionError::AlreadyGrabbed(Box::new(coupon)));
         }
+        if let Allocation::Draw { closes_at } = terms.allocation() {
+            return Err(PromotionError::IsADraw { closes_at });
+        }
         let total = terms.number_of_coupons().get();
         if let Some(finished) = self.finished {
             return Err(match finished.reason {
                 FinishReason::SoldOut => PromotionError::SoldOut {
                     number_of_coupons: total,
                 },
-                FinishReason::Expired | FinishReason::Cancelled => PromotionError::Ended {
-                    finished_at: finished.at,
-                },
+                FinishReason::Expired | FinishReason::Cancelled | FinishReason::Drawn => {
+                    PromotionError::Ended {
+                        finished_at: finished.at,
+                    }
+                }
             });
         }
         if at < terms.publish_time() {
@@ -246,6 +305,15 @@ impl Promotion {
     }
 }
 
+/// A draw's terms come with the seal of its secret, and only a draw's.
+fn check_seal(terms: &PromotionTerms, seal: Option<&DrawSeal>) -> Result<(), PromotionError> {
+    if terms.allocation().is_first_come() == seal.is_none() {
+        Ok(())
+    } else {
+        Err(PromotionError::Seal)
+    }
+}
+
 /// Checks that `terms` describe a sale that can still run, judged at `at`:
 /// it has not finished yet, opens at most [`ScheduleError::MAX_LEAD`] ahead
 /// and runs at most [`ScheduleError::MAX_RUN`]. Durations are compared with
@@ -290,32 +358,54 @@ impl Aggregate for Promotion {
                 promotion_id,
                 terms,
                 at,
+                seal,
             } => {
                 if self.exists() {
                     return Err(PromotionError::AlreadyExists);
                 }
                 check_schedule(&terms, at)?;
+                check_seal(&terms, seal.as_ref())?;
                 sink.write(
                     PromotionEvent::PromotionCreated {
                         promotion_id,
                         terms,
+                        seal,
                     },
                     self,
                 )
                 .await;
             }
-            PromotionCommand::UpdatePromotion { terms, at } => {
+            PromotionCommand::UpdatePromotion { terms, at, seal } => {
                 let current = self.open_terms()?;
-                // A granted coupon proves the sale started, even if this
-                // command's clock says otherwise.
-                if at >= current.publish_time() || self.granted() > 0 {
+                // A granted coupon or an entry proves the sale started, even
+                // if this command's clock says otherwise.
+                if at >= current.publish_time() || self.granted() > 0 || !self.entries.is_empty() {
                     return Err(PromotionError::AlreadyStarted {
                         publish_time: current.publish_time(),
                     });
                 }
                 check_schedule(&terms, at)?;
-                sink.write(PromotionEvent::PromotionUpdated { terms, at }, self)
+                check_seal(&terms, seal.as_ref())?;
+                sink.write(PromotionEvent::PromotionUpdated { terms, at, seal }, self)
                     .await;
+            }
+            PromotionCommand::EnterDraw { customer_id, at } => {
+                let entry = self.decide_entry(&customer_id, at)?;
+                sink.write(PromotionEvent::DrawEntered { entry }, self)
+                    .await;
+            }
+            PromotionCommand::Draw { secret, at } => {
+                // Applying the draw orders the entries; the awards read it.
+                let drawn = self.draw_event(secret, at)?;
+                sink.write(drawn, self).await;
+                for event in self.award_events()? {
+                    sink.write(event, self).await;
+                }
+            }
+            PromotionCommand::AwardDraw => {
+                for event in self.award_events()? {
+                    sink.write(event, self).await;
+                }
             }
             PromotionCommand::GrabCoupon { customer_id, at } => {
                 for event in self.grab_events(&customer_id, at)? {
@@ -324,6 +414,13 @@ impl Aggregate for Promotion {
             }
             PromotionCommand::ExpirePromotion { at } => {
                 let terms = self.open_terms()?;
+                // A draw finishes by being drawn, never by expiring.
+                if self.drawn.is_some() {
+                    return Err(PromotionError::AlreadyDrawn);
+                }
+                if let Allocation::Draw { closes_at } = terms.allocation() {
+                    return Err(PromotionError::NotYetDrawn { closes_at });
+                }
                 if at < terms.finish_time() {
                     return Err(PromotionError::NotYetExpired {
                         finish_time: terms.finish_time(),
@@ -343,6 +440,9 @@ impl Aggregate for Promotion {
             }
             PromotionCommand::CancelPromotion { at } => {
                 self.open_terms()?;
+                if self.drawn.is_some() {
+                    return Err(PromotionError::AlreadyDrawn);
+                }
                 sink.write(
                     PromotionEvent::PromotionFinished {
                         at,
@@ -361,11 +461,25 @@ impl Aggregate for Promotion {
             PromotionEvent::PromotionCreated {
                 promotion_id,
                 terms,
+                seal,
             } => {
                 self.id = Some(promotion_id);
                 self.terms = Some(terms);
+                self.seal = seal;
             }
-            PromotionEvent::PromotionUpdated { terms, .. } => self.terms = Some(terms),
+            PromotionEvent::PromotionUpdated { terms, seal, .. } => {
+                self.terms = Some(terms);
+                self.seal = seal;
+            }
+            PromotionEvent::DrawEntered { entry } => {
+                // Numbered by arrival as `decide_entry` numbers them; a
+                // repeated entry cannot be recorded, and were one replayed
+                // the first stands.
+                let _ = self
+                    .entries
+                    .insert(entry.customer_id.as_str(), entry.entered_at);
+            }
+            PromotionEvent::PromotionDrawn { secret, .. } => self.apply_drawn(secret),
             PromotionEvent::CouponGrabbed { coupon, .. } => {
                 // The set numbers holders by their place, as `decide_grab`
                 // does: `coupon.number` is `granted() + 1` in every stream

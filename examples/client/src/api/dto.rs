@@ -182,6 +182,8 @@ pub enum StatusDto {
     Expired,
     /// Closed early by an admin.
     Cancelled,
+    /// Drawn: every winner of the draw holds a coupon.
+    Drawn,
 }
 
 impl From<PromotionStatus> for StatusDto {
@@ -192,6 +194,7 @@ impl From<PromotionStatus> for StatusDto {
             PromotionStatus::SoldOut => Self::SoldOut,
             PromotionStatus::Expired => Self::Expired,
             PromotionStatus::Cancelled => Self::Cancelled,
+            PromotionStatus::Drawn => Self::Drawn,
         }
     }
 }
