@@ -44,12 +44,14 @@
 //!   * `frozen`  – finished promotions answered from their final state
 //!     without a writer, and the sweeper that drops unused ones.
 //!   * `expiry`  – the timer that records a promotion expired at its finish
-//!     time (by the [`Clock`]), through the normal command path, on the
-//!     owner only.
+//!     time, and draws a draw at its close (by the [`Clock`]), through the
+//!     normal command path, on the owner only.
 //!   * `config`  – [`EngineConfig`] and the rules it must keep.
 //!   * `metrics` – the series it records through the `metrics` facade.
 //!   * `cluster` – among replicas: the lease, routes to other owners, and
 //!     the couriers that forward commands to them in batches.
+//! * [`draw`]         – [`DrawKey`](draw::DrawKey): how a draw's secret is
+//!   sealed in its creation event until the close (docs/draws.md).
 //! * [`throttle`]     – [`LogThrottle`](throttle::LogThrottle): a failure
 //!   logged once per kind and interval, with a count, not once per request.
 //! * [`clock`]        – the [`Clock`] port and [`SystemClock`]; the domain
@@ -104,6 +106,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod draw;
 pub mod engine;
 mod error;
 mod port;
@@ -117,5 +120,5 @@ pub mod throttle;
 pub use engine::config::EngineConfig;
 pub use error::{SecKillError, StoreError};
 pub use port::{Backend, Commit, EventStore, PositionedEvent, ProjectionStore, Snapshot};
-pub use projection::{PromotionSummary, PromotionView};
+pub use projection::{DrawSummary, PromotionSummary, PromotionView};
 pub use service::{IntoBackend, SecKill, SecKillBuilder};

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use seckill_domain::{Coupon, CustomerId, Promotion, PromotionEvent, PromotionId};
 
+use crate::draw::DrawKey;
 use crate::error::StoreError;
 use crate::projection::PromotionSummary;
 use crate::subscription::SubscriptionStore;
@@ -220,6 +221,15 @@ pub trait EventStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The key draws' secrets are sealed with ([`crate::draw`]): made at
+    /// the first call (say with [`DrawKey::random`]) and the same at every
+    /// call after, from every process on the store, so whichever replica
+    /// owns a draw at its close, after any restart, opens its secret. A
+    /// store that forgets its events may forget it with them. No default:
+    /// a key that did not outlive the process would strand every pending
+    /// draw.
+    async fn draw_key(&self) -> Result<DrawKey, StoreError>;
 }
 
 /// The read side: the projections that answer queries.
@@ -347,6 +357,10 @@ mod tests {
 
         async fn append(&self, _: &Commit) -> Result<(), StoreError> {
             Err(StoreError::backend("a feed takes no appends"))
+        }
+
+        async fn draw_key(&self) -> Result<DrawKey, StoreError> {
+            Err(StoreError::backend("a feed keeps no key"))
         }
 
         async fn read_all(

@@ -2,6 +2,7 @@
 //! only persist what these functions compute, so every backend projects alike.
 
 use chrono::{DateTime, Utc};
+use seckill_domain::draw::{DrawSeal, DrawSecret};
 use seckill_domain::{
     Coupon, FinishReason, Promotion, PromotionEvent, PromotionId, PromotionStatus,
 };
@@ -30,6 +31,26 @@ pub struct PromotionSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// The last event this summary includes: the projection's position.
     pub last_sequence: u64,
+    /// For a promotion that allocates by draw: where the draw stands.
+    /// Boxed: most promotions are first come, and a summary travels in
+    /// every commit's announcement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<Box<DrawSummary>>,
+}
+
+/// Where a draw stands, as the query side shows it (docs/draws.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawSummary {
+    /// When entries close and the promotion is drawn.
+    pub closes_at: DateTime<Utc>,
+    /// How many entered so far.
+    pub entries: u32,
+    /// The commitment to the secret (its SHA-256), recorded at creation,
+    /// and the secret sealed for the engine that draws.
+    pub seal: DrawSeal,
+    /// The secret, once drawn; anyone can then recompute the winners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<DrawSecret>,
 }
 
 impl PromotionSummary {
@@ -50,6 +71,18 @@ impl PromotionSummary {
             finish_reason: finished.map(|(_, reason)| reason),
             finished_at: finished.map(|(at, _)| at),
             last_sequence,
+            draw: terms
+                .allocation()
+                .closes_at()
+                .zip(promotion.seal())
+                .map(|(closes_at, seal)| {
+                    Box::new(DrawSummary {
+                        closes_at,
+                        entries: promotion.entries(),
+                        seal,
+                        secret: promotion.drawn_secret(),
+                    })
+                }),
         })
     }
 

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use seckill_domain::draw::DrawSeal;
 use seckill_domain::{
-    Coupon, CustomerId, PromotionCommand, PromotionEvent, PromotionId, PromotionTerms,
+    Coupon, CustomerId, Entry, PromotionCommand, PromotionEvent, PromotionId, PromotionTerms,
 };
 use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{Forward, Ownership};
+use crate::draw::DrawKey;
 use crate::engine::config::EngineConfig;
 use crate::engine::{ConfigError, Done, Engine, EngineStats, Replication};
 use crate::error::{SecKillError, StoreError};
@@ -37,9 +39,21 @@ pub struct SecKillBuilder {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     ownership: Option<Replication>,
+    draw_key: Option<DrawKey>,
 }
 
 impl SecKillBuilder {
+    /// Seals draws' secrets with `key` instead of the store's own
+    /// ([`EventStore::draw_key`](crate::EventStore::draw_key)), so the key
+    /// can live outside the database. Every process on the store must use
+    /// the same key, and keep it while a draw is pending: a draw sealed
+    /// with another key cannot be drawn.
+    #[must_use]
+    pub const fn draw_key(mut self, key: DrawKey) -> Self {
+        self.draw_key = Some(key);
+        self
+    }
+
     /// Uses `clock` instead of the system clock.
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -108,6 +122,7 @@ impl SecKillBuilder {
                 self.config,
                 Arc::clone(&self.clock),
                 self.ownership,
+                self.draw_key,
             ),
             queries: self
                 .queries
@@ -168,6 +183,7 @@ impl SecKill {
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
             ownership: None,
+            draw_key: None,
         }
     }
 
@@ -188,14 +204,13 @@ impl SecKill {
         promotion_id: PromotionId,
         terms: PromotionTerms,
     ) -> Result<PromotionView, SecKillError> {
+        let seal = self.seal(promotion_id, &terms).await?;
         let at = self.clock.now();
-        // Draws are not sealed here yet (issue 26): the aggregate refuses
-        // draw terms without a seal, so only first come is created.
         let command = PromotionCommand::CreatePromotion {
             promotion_id,
             terms,
             at,
-            seal: None,
+            seal,
         };
         self.administer(promotion_id, command).await
     }
@@ -207,13 +222,29 @@ impl SecKill {
         promotion_id: PromotionId,
         terms: PromotionTerms,
     ) -> Result<PromotionView, SecKillError> {
+        // Every new terms of a draw get a new secret: the one before was
+        // never revealed, and its seal is replaced with the terms.
+        let seal = self.seal(promotion_id, &terms).await?;
         let at = self.clock.now();
-        let command = PromotionCommand::UpdatePromotion {
-            terms,
-            at,
-            seal: None,
-        };
+        let command = PromotionCommand::UpdatePromotion { terms, at, seal };
         self.administer(promotion_id, command).await
+    }
+
+    /// For draw terms, a new secret's seal (docs/draws.md); none for first
+    /// come.
+    async fn seal(
+        &self,
+        promotion_id: PromotionId,
+        terms: &PromotionTerms,
+    ) -> Result<Option<DrawSeal>, SecKillError> {
+        if terms.allocation().is_first_come() {
+            return Ok(None);
+        }
+        let key = self.engine.draw_key().await?;
+        let (_, seal) = key
+            .new_secret(promotion_id)
+            .map_err(|error| SecKillError::Storage(StoreError::Backend(Arc::new(error))))?;
+        Ok(Some(seal))
     }
 
     /// Closes a promotion early, and returns it as it stands after.
@@ -277,6 +308,28 @@ impl SecKill {
                 promotion_id,
                 source: StoreError::backend(
                     "the promotion's owner recorded the grab but sent no coupon",
+                ),
+            })
+    }
+
+    /// Enters `customer_id` into the draw of `promotion_id`, and returns the
+    /// entry once it is durable. A second entry is refused with the first
+    /// (`PromotionError::AlreadyEntered`), so a retry is safe. Entries go
+    /// through the promotion's writer and group commit, as grabs do.
+    pub async fn enter_draw(
+        &self,
+        promotion_id: PromotionId,
+        customer_id: CustomerId,
+    ) -> Result<Entry, SecKillError> {
+        let at = self.clock.now();
+        let command = PromotionCommand::EnterDraw { customer_id, at };
+        let done: Done = self.engine.execute(promotion_id, command).await?;
+        // As for a grab: recorded, so a retry is answered with the entry.
+        done.into_entry()
+            .ok_or_else(|| SecKillError::OutcomeUnknown {
+                promotion_id,
+                source: StoreError::backend(
+                    "the promotion's owner recorded the entry but sent no entry",
                 ),
             })
     }

@@ -121,6 +121,17 @@ impl PromotionEvent {
     /// The current payload version of every event type.
     pub const VERSION: &'static str = "1.0";
 
+    /// Every event type's name, as [`type_name`](Self::type_name) gives it:
+    /// a store can tell a row of an unknown type from a row of ours.
+    pub const TYPES: [&'static str; 6] = [
+        "PromotionCreated",
+        "PromotionUpdated",
+        "CouponGrabbed",
+        "PromotionFinished",
+        "DrawEntered",
+        "PromotionDrawn",
+    ];
+
     /// The event's type name, as stored beside its payload.
     pub const fn type_name(&self) -> &'static str {
         match self {

@@ -27,6 +27,10 @@ fn id() -> PromotionId {
 
 fn pinned(event: &PromotionEvent, event_type: &str, json: &str) {
     assert_eq!(event.event_type(), event_type);
+    assert!(
+        PromotionEvent::TYPES.contains(&event_type),
+        "{event_type} is listed"
+    );
     assert_eq!(event.event_version(), "1.0");
     assert_eq!(serde_json::to_string(event).unwrap(), json);
     let back: PromotionEvent = serde_json::from_str(json).unwrap();

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use foldhash::fast::RandomState;
+use seckill_app::draw::DrawKey;
 use seckill_app::{
     Commit, EventStore, PositionedEvent, ProjectionStore, PromotionSummary, Snapshot, StoreError,
 };
@@ -68,6 +69,8 @@ struct Inner {
     /// The summary each promotion's last commit carried.
     summaries: BTreeMap<PromotionId, PromotionSummary>,
     coupons: CouponIndex,
+    /// Made at the first ask and kept as long as the events are.
+    draw_key: Option<DrawKey>,
 }
 
 /// One promotion's events, in order.
@@ -175,6 +178,16 @@ impl EventStore for MemoryStore {
             .summaries
             .insert(commit.promotion_id, commit.summary.clone());
         Ok(())
+    }
+
+    async fn draw_key(&self) -> Result<DrawKey, StoreError> {
+        let mut inner = self.lock();
+        if let Some(key) = inner.draw_key {
+            return Ok(key);
+        }
+        let key = DrawKey::random().map_err(StoreError::backend)?;
+        inner.draw_key = Some(key);
+        Ok(key)
     }
 
     async fn load_snapshot(

@@ -2,6 +2,7 @@
 //! tables.
 
 use async_trait::async_trait;
+use seckill_app::draw::DrawKey;
 use seckill_app::{Commit, EventStore, PositionedEvent, Snapshot, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 
@@ -14,6 +15,7 @@ const LOAD_EVENTS: &str = include_str!("../sql/load_events.sql");
 const LOAD_SNAPSHOT: &str = include_str!("../sql/load_snapshot.sql");
 const SAVE_SNAPSHOT: &str = include_str!("../sql/save_snapshot.sql");
 const PROMOTION_IDS: &str = include_str!("../sql/promotion_ids.sql");
+const DRAW_KEY: &str = include_str!("../sql/draw_key.sql");
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -171,6 +173,24 @@ impl EventStore for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    async fn draw_key(&self) -> Result<DrawKey, StoreError> {
+        // A fresh key is offered at every ask; the table keeps the first.
+        let offered = DrawKey::random().map_err(StoreError::backend)?;
+        let kept: Vec<u8> = sqlx::query_scalar(DRAW_KEY)
+            .bind(offered.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error("reading the draw key", e))?;
+        let bytes: [u8; 32] = kept.try_into().map_err(|_| {
+            StoreError::backend(Corrupt::Projection {
+                table: "seckill_draw_key",
+                key: "singleton".to_owned(),
+                reason: "the key is not 32 bytes".to_owned(),
+            })
+        })?;
+        Ok(DrawKey::from_bytes(bytes))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

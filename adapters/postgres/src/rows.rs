@@ -92,6 +92,7 @@ pub(crate) struct SummaryColumns<'s> {
     finish_reason: Vec<Option<&'static str>>,
     finished_at: Vec<Option<DateTime<Utc>>>,
     last_sequence: Vec<i64>,
+    draw: Vec<Option<String>>,
 }
 
 impl<'s> SummaryColumns<'s> {
@@ -109,6 +110,12 @@ impl<'s> SummaryColumns<'s> {
         let number_of_coupons = to_int(summary.number_of_coupons)?;
         let remaining = to_int(summary.remaining)?;
         let last_sequence = to_db(summary.last_sequence)?;
+        let draw = summary
+            .draw
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::backend)?;
         self.name.push(summary.name.as_deref());
         self.number_of_coupons.push(number_of_coupons);
         self.remaining.push(remaining);
@@ -119,10 +126,11 @@ impl<'s> SummaryColumns<'s> {
             .push(summary.finish_reason.map(FinishReason::as_str));
         self.finished_at.push(summary.finished_at);
         self.last_sequence.push(last_sequence);
+        self.draw.push(draw);
         Ok(())
     }
 
-    /// Binds the nine arrays, in the order of the function's parameters.
+    /// Binds the ten arrays, in the order of the function's parameters.
     pub(crate) fn bind<'q, Q: Binds<'q>>(&'q self, query: Q) -> Q {
         query
             .push(&self.name)
@@ -134,6 +142,7 @@ impl<'s> SummaryColumns<'s> {
             .push(&self.finish_reason)
             .push(&self.finished_at)
             .push(&self.last_sequence)
+            .push(&self.draw)
     }
 }
 
@@ -157,6 +166,7 @@ pub(crate) type SummaryRecord = (
     Option<String>,
     Option<DateTime<Utc>>,
     i64,
+    Option<String>,
 );
 
 fn corrupt(table: &'static str, key: Uuid, reason: impl ToString) -> StoreError {
@@ -191,6 +201,7 @@ pub(crate) fn summary_from(row: SummaryRecord) -> Result<PromotionSummary, Store
         finish_reason,
         finished_at,
         last_sequence,
+        draw,
     ) = row;
     let bad = |reason: String| corrupt("promotion_summaries", promotion_id, reason);
     let count = |value: i32| u32::try_from(value).map_err(|_| bad(format!("count {value}")));
@@ -211,5 +222,10 @@ pub(crate) fn summary_from(row: SummaryRecord) -> Result<PromotionSummary, Store
         finished_at,
         last_sequence: u64::try_from(last_sequence)
             .map_err(|_| bad(format!("last sequence {last_sequence}")))?,
+        draw: draw
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| bad(format!("draw: {e}")))?,
     })
 }

@@ -17,7 +17,7 @@ const MOVE_MIGRATIONS: &str = include_str!("../sql/legacy_migrations_move.sql");
 
 /// Every table our migrations create. A new migration's table joins this
 /// list, so an old layout that has it moves with the rest.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "events",
     "snapshots",
     "coupons",
@@ -25,6 +25,7 @@ const TABLES: [&str; 7] = [
     "replicas",
     "promotion_owners",
     "subscriptions",
+    "seckill_draw_key",
 ];
 
 /// Creates `schema` if missing and moves an old layout into it, in one

@@ -31,12 +31,7 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
 static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> = LazyLock::new(upcasters);
 
 /// The event types `PromotionEvent` has; anything else is corrupt.
-const KNOWN_TYPES: [&str; 4] = [
-    "PromotionCreated",
-    "PromotionUpdated",
-    "CouponGrabbed",
-    "PromotionFinished",
-];
+const KNOWN_TYPES: [&str; 6] = PromotionEvent::TYPES;
 
 /// Version 0.9 → 1.0 of the promotion terms inside `PromotionCreated` and
 /// `PromotionUpdated`.

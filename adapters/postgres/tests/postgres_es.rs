@@ -91,7 +91,8 @@ async fn migrating_adopts_a_database_that_postgres_es_created() {
     // Back to what postgres-es's db/init.sql leaves: its two tables, no
     // migration history, no projections.
     sqlx::raw_sql(
-        "DROP TABLE coupons, promotion_summaries, replicas, promotion_owners, _sqlx_migrations",
+        "DROP TABLE coupons, promotion_summaries, replicas, promotion_owners, subscriptions, \
+         seckill_draw_key, _sqlx_migrations",
     )
     .execute(store.pool())
     .await

@@ -202,6 +202,10 @@ impl EventStore for FaultyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
+    async fn draw_key(&self) -> Result<seckill_app::draw::DrawKey, StoreError> {
+        self.inner.draw_key().await
+    }
 }
 
 #[async_trait]

@@ -108,6 +108,8 @@ macro_rules! conformance {
             a_promotion_with_coupons_left_expires_at_its_finish_time,
             a_finished_promotion_is_never_expired_and_none_twice,
             the_expiry_timer_ends_with_the_service,
+            a_draw_is_drawn_at_its_close_and_anyone_can_verify_it,
+            a_draw_is_made_once_by_two_services,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {

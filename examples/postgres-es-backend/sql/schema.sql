@@ -91,3 +91,11 @@ CREATE TABLE IF NOT EXISTS subscriptions
     epoch      bigint      NOT NULL,
     expires_at timestamptz
 );
+
+-- The key draws' secrets are sealed with (`EventStore::draw_key`): one row,
+-- the first key any process offered.
+CREATE TABLE IF NOT EXISTS draw_key
+(
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    key       bytea   NOT NULL CHECK (octet_length(key) = 32)
+);

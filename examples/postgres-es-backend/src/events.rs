@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
+use seckill_app::draw::DrawKey;
 use seckill_app::{Commit, EventStore, PositionedEvent, StoreError};
 use seckill_domain::{Promotion, PromotionEvent, PromotionId};
 use sqlx::postgres::PgRow;
@@ -26,6 +27,13 @@ LIMIT $3";
 /// The last committed position.
 const HEAD_POSITION: &str =
     "SELECT coalesce(max(position), 0) FROM events WHERE aggregate_type = $1";
+
+/// The draw key: $1 kept if none is yet; the kept one answered.
+const DRAW_KEY: &str = "
+WITH offered AS (
+    INSERT INTO draw_key (key) VALUES ($1) ON CONFLICT (singleton) DO NOTHING RETURNING key
+)
+SELECT key FROM offered UNION ALL SELECT key FROM draw_key LIMIT 1";
 
 /// Every promotion with events.
 const PROMOTION_IDS: &str = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1";
@@ -121,6 +129,19 @@ impl EventStore for PgEsBackend {
             .await
             .map_err(|e| from_sqlx("listing promotions", e, self.statement_timeout))?;
         ids.iter().map(|id| promotion_id(id)).collect()
+    }
+
+    async fn draw_key(&self) -> Result<DrawKey, StoreError> {
+        let offered = DrawKey::random().map_err(StoreError::backend)?;
+        let kept: Vec<u8> = sqlx::query_scalar(DRAW_KEY)
+            .bind(offered.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| from_sqlx("reading the draw key", e, self.statement_timeout))?;
+        let bytes: [u8; 32] = kept
+            .try_into()
+            .map_err(|_| StoreError::backend("the kept draw key is not 32 bytes"))?;
+        Ok(DrawKey::from_bytes(bytes))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -225,6 +225,7 @@ mod tests {
                 finish_reason: None,
                 finished_at: None,
                 last_sequence: events as u64,
+                draw: None,
             },
         };
         let (reply, outcome) = oneshot::channel();

@@ -1,7 +1,10 @@
 //! The expiry timer: a promotion whose finish time passes with coupons left
 //! is recorded `PromotionFinished { reason: Expired }` then, not when
 //! somebody next grabs, so its event is in the feed on time and it leaves
-//! `ProjectionStore::unfinished_promotions`.
+//! `ProjectionStore::unfinished_promotions`. A draw is due at its close
+//! instead: the timer opens its sealed secret with the engine's draw key,
+//! sends `Draw`, and then `AwardDraw` until every winner holds a coupon
+//! (docs/draws.md).
 //!
 //! The timer keeps an in-memory schedule of the unfinished promotions by
 //! finish time. It loads it from the projections at start and every
@@ -25,6 +28,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use seckill_domain::draw::DrawSeal;
 use seckill_domain::{FinishReason, PromotionCommand, PromotionError, PromotionEvent, PromotionId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -46,68 +50,95 @@ const AT_ONCE: usize = 64;
 /// Summaries taken from the `changes` feed per wake-up.
 const DRAIN: usize = 1_024;
 
-/// The unfinished promotions by finish time.
+/// When a promotion is due, and what is due then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Due {
+    /// Its finish time; a draw's close.
+    at: DateTime<Utc>,
+    /// For a draw: its seal, and whether `PromotionDrawn` is recorded.
+    draw: Option<(DrawSeal, bool)>,
+}
+
+impl Due {
+    fn of(summary: &PromotionSummary) -> Self {
+        match &summary.draw {
+            Some(draw) => Self {
+                at: draw.closes_at,
+                draw: Some((draw.seal, draw.secret.is_some())),
+            },
+            None => Self {
+                at: summary.finish_time,
+                draw: None,
+            },
+        }
+    }
+}
+
+/// The unfinished promotions by the time they are due.
 #[derive(Default)]
 struct Schedule {
     by_time: BTreeSet<(DateTime<Utc>, PromotionId)>,
-    finish_of: HashMap<PromotionId, DateTime<Utc>>,
+    due_of: HashMap<PromotionId, Due>,
 }
 
 impl Schedule {
     /// Notes what a summary says: finished ones leave, others are due at
-    /// their finish time.
+    /// their finish time (a draw at its close).
     fn learn(&mut self, summary: &PromotionSummary) {
         if summary.finish_reason.is_some() {
             self.forget(summary.promotion_id);
         } else {
-            self.set(summary.promotion_id, summary.finish_time);
+            self.set(summary.promotion_id, Due::of(summary));
         }
     }
 
-    fn set(&mut self, promotion_id: PromotionId, finish_time: DateTime<Utc>) {
-        match self.finish_of.insert(promotion_id, finish_time) {
-            Some(old) if old == finish_time => return,
+    fn set(&mut self, promotion_id: PromotionId, due: Due) {
+        match self.due_of.insert(promotion_id, due) {
+            Some(old) if old.at == due.at => return,
             Some(old) => {
-                self.by_time.remove(&(old, promotion_id));
+                self.by_time.remove(&(old.at, promotion_id));
             }
             None => {}
         }
-        self.by_time.insert((finish_time, promotion_id));
+        self.by_time.insert((due.at, promotion_id));
     }
 
     fn forget(&mut self, promotion_id: PromotionId) {
-        if let Some(old) = self.finish_of.remove(&promotion_id) {
-            self.by_time.remove(&(old, promotion_id));
+        if let Some(old) = self.due_of.remove(&promotion_id) {
+            self.by_time.remove(&(old.at, promotion_id));
         }
     }
 
     /// Takes every promotion due at `now` out of the schedule, earliest first.
-    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<PromotionId> {
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(PromotionId, Due)> {
         let mut due = Vec::new();
-        while let Some(&(finish_time, promotion_id)) = self.by_time.first() {
-            if finish_time > now {
+        while let Some(&(at, promotion_id)) = self.by_time.first() {
+            if at > now {
                 break;
             }
             self.by_time.pop_first();
-            self.finish_of.remove(&promotion_id);
-            due.push(promotion_id);
+            if let Some(what) = self.due_of.remove(&promotion_id) {
+                due.push((promotion_id, what));
+            }
         }
         due
     }
 
     fn len(&self) -> usize {
-        self.finish_of.len()
+        self.due_of.len()
     }
 }
 
-/// What one attempt to record an expiry came to.
+/// What one attempt to record an expiry or a draw came to.
 enum Outcome {
     /// Recorded here now.
     Expired,
+    /// Drawn here, every winner awarded.
+    Drawn,
     /// Finished already (sold out, cancelled, or expired by another attempt),
     /// or gone: nothing to do.
     Finished,
-    /// Its stored finish time is later than the schedule knew.
+    /// Its stored finish time (or close) is later than the schedule knew.
     Later(DateTime<Utc>),
     /// Another replica owns it and records it.
     Elsewhere,
@@ -191,26 +222,33 @@ pub(super) async fn run(
         }
         let engine = Engine { shared };
         let outcomes: Vec<_> = futures::stream::iter(due)
-            .map(|promotion_id| {
+            .map(|(promotion_id, due)| {
                 let engine = engine.clone();
-                async move { (promotion_id, expire(&engine, promotion_id, now).await) }
+                async move {
+                    let outcome = match due.draw {
+                        Some((seal, _)) => draw(&engine, promotion_id, &seal, now).await,
+                        None => expire(&engine, promotion_id, now).await,
+                    };
+                    (promotion_id, due, outcome)
+                }
             })
             .buffer_unordered(AT_ONCE)
             .collect()
             .await;
         let mut failed = None;
-        for (promotion_id, outcome) in outcomes {
+        for (promotion_id, due, outcome) in outcomes {
             match outcome {
                 Outcome::Expired => engine.shared.metrics.expired_promotions.add(1),
+                Outcome::Drawn => tracing::info!(promotion = %promotion_id, "promotion drawn"),
                 Outcome::Finished => {}
-                Outcome::Later(finish_time) => schedule.set(promotion_id, finish_time),
+                Outcome::Later(at) => schedule.set(promotion_id, Due { at, ..due }),
                 Outcome::Elsewhere => {
                     // Ask the ownership port afresh next time: a route
                     // remembered from a grab may name an owner that died.
                     if let Some(cluster) = &engine.shared.cluster {
                         cluster.forget_route(promotion_id);
                     }
-                    tracing::debug!(promotion = %promotion_id, "expiry left to the owner");
+                    tracing::debug!(promotion = %promotion_id, "expiry or draw left to the owner");
                 }
                 Outcome::Stopping => return,
                 Outcome::Failed(error) => failed = Some(error),
@@ -219,7 +257,7 @@ pub(super) async fn run(
         match failed {
             // Left out of the schedule; the reload soon puts it back, due.
             Some(error) => {
-                report_failure(&mut failing, "cannot record an expiry", &error);
+                report_failure(&mut failing, "cannot record an expiry or a draw", &error);
                 next_refresh = next_refresh.min(Instant::now() + retry);
                 retry = (retry * 2).min(REFRESH);
             }
@@ -279,6 +317,61 @@ async fn expire(engine: &Engine, promotion_id: PromotionId, at: DateTime<Utc>) -
     }
 }
 
+/// Draws `promotion_id` through the engine with the secret its seal holds,
+/// then awards its coupons, a commit at a time, until it is finished.
+async fn draw(
+    engine: &Engine,
+    promotion_id: PromotionId,
+    seal: &DrawSeal,
+    at: DateTime<Utc>,
+) -> Outcome {
+    let key = match engine.draw_key().await {
+        Ok(key) => key,
+        Err(error) => return Outcome::Failed(error),
+    };
+    let Some(secret) = key.open(promotion_id, seal) else {
+        // Sealed with another key: no retry opens it. Said at every reload
+        // until an operator supplies the key it was sealed with.
+        tracing::error!(
+            promotion = %promotion_id,
+            "cannot open the draw's secret: it was sealed with another draw key"
+        );
+        return Outcome::Finished;
+    };
+    // As forwarded commands: decided here or answered `NotOwner`, so only
+    // the owner draws, and a duplicate attempt is refused `AlreadyDrawn`.
+    let mut command = PromotionCommand::Draw { secret, at };
+    loop {
+        match engine.execute_forwarded(promotion_id, command).await {
+            Ok(done) if done.events.iter().any(is_drawn_finish) => return Outcome::Drawn,
+            Ok(_) | Err(SecKillError::Rejected(PromotionError::AlreadyDrawn)) => {}
+            Err(
+                SecKillError::NotFound(_)
+                | SecKillError::Rejected(
+                    PromotionError::AlreadyFinished | PromotionError::NothingToAward,
+                ),
+            ) => return Outcome::Finished,
+            Err(SecKillError::Rejected(PromotionError::NotYetClosed { closes_at })) => {
+                return Outcome::Later(closes_at)
+            }
+            Err(SecKillError::NotOwner { .. }) => return Outcome::Elsewhere,
+            Err(SecKillError::ShuttingDown) => return Outcome::Stopping,
+            Err(other) => return Outcome::Failed(other),
+        }
+        command = PromotionCommand::AwardDraw;
+    }
+}
+
+fn is_drawn_finish(event: &PromotionEvent) -> bool {
+    matches!(
+        event,
+        PromotionEvent::PromotionFinished {
+            reason: FinishReason::Drawn,
+            ..
+        }
+    )
+}
+
 fn is_expiry(event: &PromotionEvent) -> bool {
     matches!(
         event,
@@ -301,30 +394,41 @@ mod tests {
         DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minute)
     }
 
+    fn due(minute: i64) -> Due {
+        Due {
+            at: at(minute),
+            draw: None,
+        }
+    }
+
+    fn ids(due: Vec<(PromotionId, Due)>) -> Vec<PromotionId> {
+        due.into_iter().map(|(id, _)| id).collect()
+    }
+
     #[test]
     fn due_promotions_come_out_earliest_first_and_only_once() {
         let mut schedule = Schedule::default();
-        schedule.set(id(1), at(30));
-        schedule.set(id(2), at(10));
-        schedule.set(id(3), at(20));
-        assert_eq!(schedule.take_due(at(5)), vec![]);
-        assert_eq!(schedule.take_due(at(20)), vec![id(2), id(3)]);
-        assert_eq!(schedule.take_due(at(20)), vec![]);
+        schedule.set(id(1), due(30));
+        schedule.set(id(2), due(10));
+        schedule.set(id(3), due(20));
+        assert_eq!(ids(schedule.take_due(at(5))), vec![]);
+        assert_eq!(ids(schedule.take_due(at(20))), vec![id(2), id(3)]);
+        assert_eq!(ids(schedule.take_due(at(20))), vec![]);
         assert_eq!(schedule.len(), 1);
-        assert_eq!(schedule.take_due(at(60)), vec![id(1)]);
+        assert_eq!(ids(schedule.take_due(at(60))), vec![id(1)]);
         assert_eq!(schedule.len(), 0);
     }
 
     #[test]
     fn a_moved_finish_time_replaces_the_old_one_and_forget_removes_it() {
         let mut schedule = Schedule::default();
-        schedule.set(id(1), at(10));
-        schedule.set(id(1), at(40));
-        assert_eq!(schedule.take_due(at(20)), vec![]);
-        schedule.set(id(2), at(15));
+        schedule.set(id(1), due(10));
+        schedule.set(id(1), due(40));
+        assert_eq!(ids(schedule.take_due(at(20))), vec![]);
+        schedule.set(id(2), due(15));
         schedule.forget(id(2));
         schedule.forget(id(9));
-        assert_eq!(schedule.take_due(at(60)), vec![id(1)]);
+        assert_eq!(ids(schedule.take_due(at(60))), vec![id(1)]);
         assert_eq!(schedule.by_time.len(), 0);
     }
 }

@@ -29,13 +29,13 @@ mod frozen;
 mod metrics;
 mod writer;
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use arc_swap::ArcSwap;
-use seckill_domain::{Coupon, PromotionCommand, PromotionEvent, PromotionId};
+use seckill_domain::{Coupon, Entry, PromotionCommand, PromotionEvent, PromotionId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -51,6 +51,7 @@ use writer::Writer;
 use crate::clock::Clock;
 use crate::cluster::Forward;
 use crate::cluster::Ownership;
+use crate::draw::DrawKey;
 use crate::error::{SecKillError, StoreError};
 use crate::port::Backend;
 use crate::projection::PromotionSummary;
@@ -110,6 +111,14 @@ impl Done {
         }
     }
 
+    /// The entry a draw recorded: its `DrawEntered` event.
+    pub(crate) fn into_entry(self) -> Option<Entry> {
+        self.events.into_iter().find_map(|event| match event {
+            PromotionEvent::DrawEntered { entry } => Some(entry),
+            _ => None,
+        })
+    }
+
     /// The coupon a grab was granted: its `CouponGrabbed` event.
     pub(crate) fn into_coupon(self) -> Option<Coupon> {
         self.events.into_iter().find_map(|event| match event {
@@ -166,6 +175,11 @@ struct Shared {
     // every step, so it never lags. std RwLock: a lookup per commit, an
     // insert per new watch, never held across an `.await`.
     watched: RwLock<HashMap<PromotionId, Arc<watch::Sender<PromotionSummary>>>>,
+    /// The key draws are sealed with: the embedder's, else the store's,
+    /// asked for once and kept (a `OnceCell`: every caller waits for the
+    /// one fetch, and a failed fetch is tried again by the next caller).
+    draw_key: Option<DrawKey>,
+    stored_draw_key: tokio::sync::OnceCell<DrawKey>,
 }
 
 /// The grab engine. Cheap to clone; all clones share the writers.
@@ -191,6 +205,7 @@ impl Engine {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         ownership: Option<Replication>,
+        draw_key: Option<DrawKey>,
     ) -> Self {
         let (cluster, announcements) = match ownership {
             Some((ownership, forward)) => {
@@ -222,6 +237,8 @@ impl Engine {
                 cluster,
                 changes: broadcast::channel(watch_capacity).0,
                 watched: RwLock::default(),
+                draw_key,
+                stored_draw_key: tokio::sync::OnceCell::new(),
             }),
         };
         if let Some(announcements) = announcements {
@@ -251,6 +268,25 @@ impl Engine {
             changes,
             self.shared.config.expiry_interval,
         ));
+    }
+
+    /// The key draws' secrets are sealed with: the embedder's, or the
+    /// store's (asked for once, within the store timeout).
+    pub(crate) async fn draw_key(&self) -> Result<DrawKey, SecKillError> {
+        if let Some(key) = self.shared.draw_key {
+            return Ok(key);
+        }
+        let shared = &self.shared;
+        let timeout = shared.config.store_timeout;
+        let key = shared
+            .stored_draw_key
+            .get_or_try_init(|| async {
+                tokio::time::timeout(timeout, shared.backend.draw_key())
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout(timeout)))
+            })
+            .await?;
+        Ok(*key)
     }
 
     /// Decides `command` on the promotion's writer and returns the events it
@@ -402,12 +438,12 @@ impl Engine {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         match watched.entry(promotion_id) {
-            Entry::Occupied(entry) => {
+            hash_map::Entry::Occupied(entry) => {
                 let sender = entry.get();
                 sender.send_if_modified(|latest| advance(latest, &current));
                 sender.subscribe()
             }
-            Entry::Vacant(entry) => {
+            hash_map::Entry::Vacant(entry) => {
                 let (sender, receiver) = watch::channel(current);
                 let sender = Arc::new(sender);
                 entry.insert(Arc::clone(&sender));

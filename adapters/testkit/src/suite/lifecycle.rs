@@ -30,8 +30,12 @@ async fn await_count(count: impl Fn() -> u64, expected: u64) {
     assert_eq!(count(), expected, "no expiry counted twice");
 }
 
-/// Polls until the promotion is recorded finished, failing after [`PATIENCE`].
-async fn await_finished(seckill: &SecKill, id: PromotionId) -> seckill_app::PromotionView {
+/// Polls until the promotion is recorded finished (expired, or drawn),
+/// failing after [`PATIENCE`].
+pub(super) async fn await_finished(
+    seckill: &SecKill,
+    id: PromotionId,
+) -> seckill_app::PromotionView {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let view = seckill.promotion(id).await.unwrap();

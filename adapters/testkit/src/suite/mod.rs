@@ -14,11 +14,14 @@
 //! * `subscriptions` – durable subscriptions: catch-up, resume, retries,
 //!   one consumer per name, takeover after a crash, the lease rules.
 //! * `lifecycle`   – the expiry timer: expired on time by the service's clock, once.
+//! * `draws`       – draws: entries, the draw on time and once, a result
+//!   that verifies from the stored events.
 //!
 //! This file holds what they share: a service on a fixed clock, and
 //! [`assert_consistent`], which every test ends with.
 
 mod commands;
+mod draws;
 mod engine;
 mod groups;
 mod lifecycle;
@@ -27,6 +30,7 @@ mod replies;
 mod subscriptions;
 
 pub use commands::*;
+pub use draws::*;
 pub use engine::*;
 pub use groups::*;
 pub use lifecycle::*;
@@ -144,7 +148,7 @@ pub async fn assert_consistent(store: &Arc<dyn Backend>, promotion_id: Promotion
     coupons
 }
 
-fn rejection(result: Result<Coupon, SecKillError>) -> PromotionError {
+fn rejection<T: std::fmt::Debug>(result: Result<T, SecKillError>) -> PromotionError {
     match result {
         Err(SecKillError::Rejected(error)) => error,
         other => panic!("expected a rejection, got {other:?}"),

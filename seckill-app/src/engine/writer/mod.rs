@@ -372,7 +372,11 @@ fn fail_all(requests: Vec<Request>, error: &StoreError) {
     }
 }
 
-/// Whether `command` is a grab, whose caller gets a coupon, not a summary.
+/// Whether `command` is a grab or an entry, whose caller gets a coupon or
+/// an entry, not a summary.
 const fn is_grab(command: &PromotionCommand) -> bool {
-    matches!(command, PromotionCommand::GrabCoupon { .. })
+    matches!(
+        command,
+        PromotionCommand::GrabCoupon { .. } | PromotionCommand::EnterDraw { .. }
+    )
 }

@@ -245,6 +245,15 @@ impl Writer {
                         events.len() - before
                     })
                 }
+                // Entries are as hot as grabs in a draw: the same shortcut.
+                PromotionCommand::EnterDraw { customer_id, at } => {
+                    self.state.decide_entry(customer_id, *at).map(|entry| {
+                        let event = PromotionEvent::DrawEntered { entry };
+                        self.state.apply(event.clone());
+                        events.push(event);
+                        1
+                    })
+                }
                 other => {
                     let sink = EventSink::default();
                     match self.state.handle(other.clone(), &(), &sink).await {
