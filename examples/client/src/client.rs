@@ -9,10 +9,13 @@
 //! answers is a [`ClientError`].
 //!
 //! `events` holds [`EventFeed`], the reader of the global event stream
-//! (`GET /events`).
+//! (`GET /events`); `entries` holds [`Client::enter`] and [`Enter`], entering
+//! a draw.
 
+mod entries;
 mod events;
 
+pub use entries::Enter;
 pub use events::{EventFeed, FeedFrame};
 
 use std::sync::Arc;

@@ -33,4 +33,4 @@ pub mod api;
 mod client;
 pub mod loadgen;
 
-pub use client::{Client, ClientError, EventFeed, FeedFrame, Grab};
+pub use client::{Client, ClientError, Enter, EventFeed, FeedFrame, Grab};

@@ -193,6 +193,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (schemas, paths, grab) = routes!(routes::grab);
     let grab = grab.route_layer(middleware::from_fn(metrics::track_grab));
     let api = both_spellings(api, (schemas, paths, grab));
+    let api = both_spellings(api, routes!(routes::enter));
     let api = both_spellings(api, routes!(routes::active_promotions));
     let (router, mut document) = api
         .routes(routes!(routes::update_promotion))

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seckill_app::throttle::{LogThrottle, DEFAULT_INTERVAL};
 use seckill_app::SecKillError;
-use seckill_client::api::CouponDto;
+use seckill_client::api::{CouponDto, EntryDto};
 // The wire types, for the modules that build problems.
 pub(crate) use seckill_client::api::{ProblemDetails, ProblemType, PROBLEM_JSON};
 use seckill_domain::{PromotionError, ValueError};
@@ -52,6 +52,8 @@ impl Problem {
                 coupon: None,
                 publish_time: None,
                 finished_at: None,
+                entry: None,
+                closes_at: None,
             },
             retry_after: None,
             challenge: None,
@@ -167,6 +169,12 @@ impl Problem {
             PromotionError::Ended { finished_at } => self.0.details.finished_at = Some(finished_at),
             PromotionError::AlreadyStarted { publish_time } => {
                 self.0.details.publish_time = Some(publish_time);
+            }
+            PromotionError::AlreadyEntered(entry) => {
+                self.0.details.entry = Some(EntryDto::from(*entry));
+            }
+            PromotionError::EntriesClosed { closes_at } | PromotionError::IsADraw { closes_at } => {
+                self.0.details.closes_at = Some(closes_at);
             }
             _ => {}
         }

@@ -16,13 +16,13 @@ use super::customer_auth::Caller;
 use super::extract::{ApiJson, ApiPath};
 use super::metrics::GrabOutcome;
 use super::openapi::answers::{
-    AdminDisabled, AdminUnauthorized, BadRequest, Conflict, CustomerUnauthorized, GrabForbidden,
-    NotStarted, OtherCustomer, PayloadTooLarge, SoldOut, TooManyRequests, Unavailable,
-    UnknownPromotion, Unprocessable, UnsupportedMediaType,
+    AdminDisabled, AdminUnauthorized, BadRequest, Conflict, CustomerUnauthorized, EntriesFull,
+    EntryConflict, EntryForbidden, GrabForbidden, NotStarted, OtherCustomer, PayloadTooLarge,
+    SoldOut, TooManyRequests, Unavailable, UnknownPromotion, Unprocessable, UnsupportedMediaType,
 };
 use super::problem::{Problem, ProblemType};
 use super::AppState;
-use seckill_client::api::{CouponDto, GrabRequest, PromotionDto, PromotionRequest};
+use seckill_client::api::{CouponDto, EntryDto, GrabRequest, PromotionDto, PromotionRequest};
 
 /// A promotion id from a path: one that is not a UUID does not parse (400).
 pub(super) fn parse_promotion_id(raw: &str) -> Result<PromotionId, Problem> {
@@ -185,6 +185,35 @@ pub(super) async fn grab(
     // For `metrics::track_grab`, the route layer that counts and times grabs.
     response.extensions_mut().insert(outcome);
     response
+}
+
+/// Enters a customer into a draw; answers once the entry is durable.
+/// Entries go through the promotion's writer and group commit as grabs do,
+/// and take the same rate limits and customer tokens.
+#[utoipa::path(
+    post,
+    path = "/command/entries/",
+    tag = "command",
+    request_body = GrabRequest,
+    responses(
+        (status = 201, description = "Entered: the entry, durable before this answer", body = EntryDto),
+        BadRequest, CustomerUnauthorized, EntryForbidden, UnknownPromotion, EntryConflict, EntriesFull, PayloadTooLarge, UnsupportedMediaType, Unprocessable, NotStarted, TooManyRequests, Unavailable,
+    ),
+    security((), ("customerToken" = []))
+)]
+pub(super) async fn enter(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<GrabRequest>,
+) -> Result<(StatusCode, Json<EntryDto>), Problem> {
+    let (promotion_id, customer_id) = request.parse()?;
+    admit_grab(&state, &caller, &customer_id).map_err(|(_, problem)| problem)?;
+    let entry = state
+        .seckill
+        .enter_draw(promotion_id, customer_id)
+        .await
+        .map_err(|error| Problem::from_error(promotion_id, error))?;
+    Ok((StatusCode::CREATED, Json(EntryDto::from(entry))))
 }
 
 /// Whether `caller` may grab for `customer` now: their own customer, within

@@ -7,9 +7,11 @@
 use chrono::{DateTime, Duration, Utc};
 use seckill_app::{PositionedEvent, PromotionView};
 use seckill_domain::{
-    Coupon, CouponCount, CustomerId, Discount, PromotionId, PromotionName, PromotionStatus,
-    PromotionTerms, ValueError,
+    Allocation, Coupon, CouponCount, CustomerId, Discount, PromotionId, PromotionName,
+    PromotionStatus, PromotionTerms, ValueError,
 };
+
+use super::DrawDto;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -42,19 +44,29 @@ pub struct PromotionRequest {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
     )]
     pub name: Option<String>,
+    /// Set, the promotion allocates by draw: customers enter
+    /// (`POST /command/entries/`) until this time (RFC 3339, from
+    /// `publishTime` to `finishTime`), and then it is drawn. Absent: first
+    /// come, first get.
+    #[serde(default)]
+    pub draw_closes_at: Option<DateTime<Utc>>,
 }
 
 impl PromotionRequest {
     /// Parses the request into the domain's terms.
     pub fn into_terms(self) -> Result<PromotionTerms, ValueError> {
-        PromotionTerms::new(
+        let terms = PromotionTerms::new(
             CouponCount::new(self.number_of_coupons)?,
             Discount::new(self.discount)?,
             self.publish_time,
             self.finish_time
                 .unwrap_or_else(|| default_finish(self.publish_time)),
             self.name.map(PromotionName::parse).transpose()?,
-        )
+        )?;
+        match self.draw_closes_at {
+            Some(closes_at) => terms.with_allocation(Allocation::Draw { closes_at }),
+            None => Ok(terms),
+        }
     }
 }
 
@@ -106,7 +118,8 @@ fn default_finish(publish_time: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// The body of `POST /command/coupons/`.
+/// The body of `POST /command/coupons/` (a grab) and of
+/// `POST /command/entries/` (an entry into a draw).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrabRequest {
@@ -228,9 +241,13 @@ pub struct PromotionDto {
     pub finish_time: DateTime<Utc>,
     /// Where it stands at the time of the answer.
     pub status: StatusDto,
-    /// When it finished (sold out, expired or cancelled), once recorded.
+    /// When it finished (sold out, expired, cancelled or drawn), once
+    /// recorded.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// For a promotion that allocates by draw: where the draw stands.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub draw: Option<DrawDto>,
 }
 
 impl From<PromotionView> for PromotionDto {
@@ -249,6 +266,7 @@ impl From<PromotionView> for PromotionDto {
             finish_time: summary.finish_time,
             status: view.status.into(),
             finished_at: summary.finished_at,
+            draw: summary.draw.as_deref().map(DrawDto::from),
         }
     }
 }

@@ -6,12 +6,15 @@
 //! # Layout
 //! * `dto`     – request and answer bodies, and their conversions from the
 //!   application's views.
+//! * `draw`    – the bodies of draws: an entry, and where a draw stands.
 //! * `problem` – [`ProblemType`] (slug, title, status code of every kind of
 //!   error answer) and [`ProblemDetails`], the error body.
 
+mod draw;
 mod dto;
 mod problem;
 
+pub use draw::{DrawDto, EntryDto};
 pub use dto::{
     CouponDto, FeedEventDto, GrabRequest, PromotionDto, PromotionRequest, StatusDto, SyncCouponDto,
     DEFAULT_RUN,

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::CouponDto;
+use super::{CouponDto, EntryDto};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -80,11 +80,23 @@ pub enum ProblemType {
     RateLimited,
     /// A bug: a handler panicked. No request is known to reach this.
     Internal,
+    /// The customer already entered this draw.
+    AlreadyEntered,
+    /// The draw's entries closed.
+    EntriesClosed,
+    /// The draw holds as many entries as it takes.
+    EntriesFull,
+    /// An entry into a promotion that allocates first come.
+    NotADraw,
+    /// A grab on a promotion that allocates by draw: enter it instead.
+    IsADraw,
+    /// The promotion has been drawn and can no longer change.
+    AlreadyDrawn,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 33] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -112,6 +124,12 @@ impl ProblemType {
         Self::AdminDisabled,
         Self::RateLimited,
         Self::Internal,
+        Self::AlreadyEntered,
+        Self::EntriesClosed,
+        Self::EntriesFull,
+        Self::NotADraw,
+        Self::IsADraw,
+        Self::AlreadyDrawn,
     ];
 
     /// The last segment of the type URI.
@@ -144,6 +162,12 @@ impl ProblemType {
             Self::AdminDisabled => "admin-disabled",
             Self::RateLimited => "rate-limited",
             Self::Internal => "internal",
+            Self::AlreadyEntered => "already-entered",
+            Self::EntriesClosed => "entries-closed",
+            Self::EntriesFull => "entries-full",
+            Self::NotADraw => "not-a-draw",
+            Self::IsADraw => "is-a-draw",
+            Self::AlreadyDrawn => "already-drawn",
         }
     }
 
@@ -188,6 +212,12 @@ impl ProblemType {
             Self::AdminDisabled => "Admin routes disabled",
             Self::RateLimited => "Too many requests",
             Self::Internal => "Internal error",
+            Self::AlreadyEntered => "Already entered",
+            Self::EntriesClosed => "Entries closed",
+            Self::EntriesFull => "Entries full",
+            Self::NotADraw => "Not a draw",
+            Self::IsADraw => "Allocated by draw",
+            Self::AlreadyDrawn => "Promotion already drawn",
         }
     }
 
@@ -206,10 +236,16 @@ impl ProblemType {
             | Self::AlreadyExists
             | Self::AlreadyStarted
             | Self::AlreadyFinished
-            | Self::NotYetExpired => StatusCode::CONFLICT,
-            Self::SoldOut => StatusCode::GONE,
+            | Self::NotYetExpired
+            | Self::AlreadyEntered
+            | Self::NotADraw
+            | Self::IsADraw
+            | Self::AlreadyDrawn => StatusCode::CONFLICT,
+            Self::SoldOut | Self::EntriesFull => StatusCode::GONE,
             Self::NotStarted => StatusCode::TOO_EARLY,
-            Self::Ended | Self::Forbidden | Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::Ended | Self::EntriesClosed | Self::Forbidden | Self::AdminDisabled => {
+                StatusCode::FORBIDDEN
+            }
             Self::Overloaded
             | Self::ShuttingDown
             | Self::NotOwner
@@ -254,6 +290,12 @@ pub struct ProblemDetails {
     /// On `ended`: when the promotion ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// On `already-entered`: the customer's entry, so a retry is safe.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entry: Option<EntryDto>,
+    /// On `entries-closed` and `is-a-draw`: when the draw's entries close.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub closes_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

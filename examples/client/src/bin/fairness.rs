@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             publish_time: opening,
             finish_time: Some(opening + chrono::Duration::hours(1)),
             name: Some("fairness: one bot, many people".into()),
+            draw_closes_at: None,
         })
         .await
         .context("creating the sale")?;

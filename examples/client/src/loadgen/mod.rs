@@ -223,6 +223,7 @@ fn loadgen_promotion(coupons: u64) -> PromotionRequest {
         publish_time: now - chrono::Duration::seconds(1),
         finish_time: Some(now + chrono::Duration::hours(1)),
         name: Some("loadgen".into()),
+        draw_closes_at: None,
     }
 }
 
@@ -257,6 +258,7 @@ mod tests {
             finish_time: Utc::now(),
             status: StatusDto::Active,
             finished_at: None,
+            draw: None,
         };
         let coupon = move || CouponDto {
             promotion_id: id,

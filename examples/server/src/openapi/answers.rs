@@ -66,7 +66,16 @@ problem_answers! {
     UnknownPromotion = 404, "`unknown-promotion`: no promotion exists under the id";
 
     /// 409: the promotion's state refuses the request.
-    Conflict = 409, "The promotion's state refuses the request: `already-grabbed` on a grab (the held coupon is in `coupon`, so a retry is safe); `already-started` (`publishTime`) or `already-finished` on a change";
+    Conflict = 409, "The promotion's state refuses the request: `already-grabbed` on a grab (the held coupon is in `coupon`, so a retry is safe); `is-a-draw` on a grab of a draw (enter it; `closesAt`); `already-started` (`publishTime`), `already-finished` or `already-drawn` on a change";
+
+    /// 409 on an entry.
+    EntryConflict = 409, "`already-entered`: the customer entered already (their entry is in `entry`, so a retry is safe); `not-a-draw`: the promotion allocates first come (grab it)";
+
+    /// 403 on an entry: too late, or for another customer than the token's.
+    EntryForbidden = 403, "`entries-closed`: the draw's entries closed at `closesAt`; `ended`: the promotion was cancelled (`finishedAt`); `forbidden`: with customer tokens on, the body's `customerId` is not the token's `sub`";
+
+    /// 410 on an entry.
+    EntriesFull = 410, "`entries-full`: the draw holds 10,000,000 entries, its most";
 
     /// 410: the grab came too slow.
     SoldOut = 410, "`sold-out`: every coupon is taken";
@@ -80,8 +89,8 @@ problem_answers! {
     /// 422: a value parses but breaks its rule.
     Unprocessable = 422, "`invalid-value`: a value parses but breaks its rule; `invalid-schedule`: the times could not run a sale now";
 
-    /// 425: the grab came too early.
-    NotStarted = 425, "`not-started`: grabbing opens at `publishTime`",
+    /// 425: the grab or entry came too early.
+    NotStarted = 425, "`not-started`: grabbing (or entering) opens at `publishTime`",
         headers(("Retry-After" = String, description = "When grabbing opens, as an HTTP date"));
 
     /// 503: try again later, here or on another instance.

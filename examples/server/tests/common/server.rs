@@ -238,6 +238,7 @@ pub fn promotion_request(
         publish_time: publish.trunc_subsecs(3),
         finish_time: finish.map(|finish| finish.trunc_subsecs(3)),
         name: Some("Test sale".into()),
+        draw_closes_at: None,
     }
 }
 

@@ -16,6 +16,8 @@
 //!   typed client's outcomes; the load generator.
 //! * `rejections` – 400/413/415/404/405 for what does not parse, 422/409 for
 //!   broken rules, 503 with `Retry-After` for a failing store or a full queue.
+//! * `draws`      – a draw's entries, their problems, the draw on time and
+//!   a result recomputed from what the API shows.
 //! * `feed`       – the Server-Sent Events of one promotion, `/sync`, and the
 //!   global event feed `/events` resumed with `Last-Event-ID`.
 //! * `operations` – metrics, probes, OpenAPI and pages, graceful shutdown.
@@ -23,6 +25,7 @@
 //!   proxies, the live page's security headers.
 
 mod commands;
+mod draws;
 mod feed;
 mod operations;
 mod rejections;
@@ -31,6 +34,7 @@ mod security;
 mod server;
 
 use commands::*;
+use draws::*;
 use feed::*;
 use operations::*;
 use rejections::*;
@@ -64,6 +68,8 @@ macro_rules! suite {
             requests_over_a_rate_limit_are_429_with_retry_after,
             forwarded_client_addresses_count_only_from_trusted_proxies,
             the_live_page_is_served_with_security_headers,
+            a_draw_takes_entries_and_is_drawn_on_time,
+            entries_outside_a_draw_are_refused_with_problems,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
