@@ -6,6 +6,7 @@
 //! cargo run --release -p seckill-server -- rebuild --database-url postgres://…
 //! cargo run --release -p seckill-server -- --database-url postgres://… --nats-url nats://127.0.0.1:4222
 //! cargo run --release -p seckill-server -- publish --from 1 --database-url postgres://… --nats-url nats://…
+//! cargo run --release -p seckill-server -- verify-draw <promotion> --url http://127.0.0.1:3000
 //! ```
 //!
 //! With `--nats-url`, every event is published to NATS JetStream by a
@@ -17,6 +18,9 @@
 //! on that database stopped: a grab committed while a promotion is rebuilt
 //! would be overwritten by the older rows (the next start-up's catch-up
 //! repairs that, but a stopped fleet never needs it).
+//!
+//! `verify-draw` recomputes a drawn promotion's winners from the events the
+//! server serves to anyone, and checks them (docs/draws.md).
 //!
 //! Open http://127.0.0.1:3000/ for the live page and /docs for the API.
 //! SIGTERM or Ctrl-C stops it gracefully: it stops accepting, answers every
@@ -48,9 +52,12 @@ mod nats;
 mod security;
 #[path = "cli/shutdown.rs"]
 mod shutdown;
+#[path = "cli/verify.rs"]
+mod verify;
 
 use flags::{parse_duration, pg_options, PgArgs};
 use nats::{publish, start_publishing, NatsArgs, PublishArgs};
+use verify::{verify_draw, VerifyDrawArgs};
 
 // jemalloc: a grab's request, command, event and answer are allocated on one
 // worker thread and often freed on another, where glibc's malloc contends on
@@ -82,6 +89,11 @@ enum Command {
     /// JetStream again, then exit. Copies within the stream's duplicate
     /// window are dropped there.
     Publish(PublishArgs),
+    /// Recompute a promotion's draw from the events a running server
+    /// serves (`GET /events`), check it against the commitment and the
+    /// coupons, print the winners, and exit; non-zero if it does not check
+    /// out (docs/draws.md).
+    VerifyDraw(VerifyDrawArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -293,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Rebuild(args)) => rebuild(args).await,
         Some(Command::Publish(args)) => publish(args).await,
+        Some(Command::VerifyDraw(args)) => verify_draw(args).await,
     }
 }
 
