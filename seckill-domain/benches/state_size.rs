@@ -23,17 +23,10 @@ use seckill_domain::{
     Coupon, CouponCount, CustomerId, Discount, Promotion, PromotionEvent, PromotionId,
     PromotionTerms,
 };
-use tikv_jemalloc_ctl::{epoch, stats};
+#[path = "heap/mod.rs"]
+mod heap;
 
-// jemalloc, as in the server, so its own statistics count the live bytes.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Bytes the program has allocated and not freed, in jemalloc's size classes.
-fn live_bytes() -> usize {
-    epoch::advance().expect("refresh jemalloc's statistics");
-    stats::allocated::read().expect("read jemalloc's statistics")
-}
+use heap::live_bytes;
 
 /// How many copies the clone time is taken from.
 const CLONES: usize = 7;

@@ -6,6 +6,7 @@
 //! cargo bench -p seckill-tests --bench grab                      # everything
 //! cargo bench -p seckill-tests --bench grab -- --paths memory    # one path
 //! cargo bench -p seckill-tests --bench grab -- --seconds 2       # shorter runs
+//! cargo bench -p seckill-tests --bench grab -- --paths postgres --workloads hot1024,entries1024,draw1m
 //! ```
 //!
 //! Each workload runs closed-loop callers (Tokio tasks) that grab with fresh
@@ -18,9 +19,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
+use seckill_app::clock::Clock;
 use seckill_app::engine::EngineStats;
+use seckill_app::testing::FixedClock;
 use seckill_app::{Backend, EngineConfig, SecKill, SecKillError};
-use seckill_domain::{CouponCount, CustomerId, Discount, PromotionId, PromotionTerms};
+use seckill_domain::{Allocation, CouponCount, CustomerId, Discount, PromotionId, PromotionTerms};
 use seckill_memory::MemoryStore;
 use seckill_postgres::testing::PgFixture;
 
@@ -52,8 +55,9 @@ struct Args {
     /// hot1024-serial (hot1024 without deciding ahead), spread,
     /// spread-alone (spread without group commit across promotions),
     /// active10k (10,000 promotions at once), active10k-alone (without
-    /// group commit), storm, and (PostgreSQL only) cold1m.
-    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "hot1024-serial", "spread", "spread-alone", "active10k", "storm", "cold1m"].map(String::from).to_vec())]
+    /// group commit), storm, entries1024 (entering one hot draw), draw1m
+    /// (a draw among 1,000,000 entries), and (PostgreSQL only) cold1m.
+    #[arg(long, value_delimiter = ',', default_values_t = ["hot1", "hot64", "hot1024", "hot1024-serial", "spread", "spread-alone", "active10k", "storm", "entries1024", "draw1m", "cold1m"].map(String::from).to_vec())]
     workloads: Vec<String>,
     /// `EngineConfig::max_commit_group` for the grouped workloads (spread,
     /// active10k): most promotions' commits in one group.
@@ -235,6 +239,30 @@ where
         ));
         seckill.shutdown().await;
     }
+    // `entries1024`: customers entering one hot draw, as `hot1024` grabs one
+    // hot promotion; `hot1024` in the same run is its baseline.
+    if wanted("entries1024") {
+        let seckill = engine(fresh().await);
+        let terms = terms(1_000_000)
+            .with_allocation(Allocation::Draw {
+                closes_at: Utc::now() + ChronoDuration::minutes(50),
+            })
+            .expect("a close within the sale");
+        let id = seckill.create_promotion(terms).await.expect("create").id();
+        let before = seckill.stats();
+        let outcome = run(&Entrant(seckill.clone()), &[id], 1_024, budget, limit).await;
+        rows.push(outcome.row(
+            path,
+            &format!(
+                "1 hot draw, 1,024 callers entering ({})",
+                commit_shape(&before, &seckill.stats())
+            ),
+        ));
+        seckill.shutdown().await;
+    }
+    if wanted("draw1m") {
+        draw_million(path, fresh().await).await;
+    }
     if wanted("storm") {
         let seckill = engine(fresh().await);
         let id = seckill
@@ -249,6 +277,68 @@ where
         seckill.shutdown().await;
     }
     rows
+}
+
+/// Entering a draw, as the harness's callers do it.
+#[derive(Clone)]
+struct Entrant(SecKill);
+
+impl Grabber for Entrant {
+    async fn grab(&self, promotion: PromotionId, customer: CustomerId) -> Result<(), SecKillError> {
+        self.0.enter_draw(promotion, customer).await.map(drop)
+    }
+}
+
+/// A draw of 100,000 coupons among 1,000,000 entries (entered by 1,024
+/// callers on a clock that stands still), then the clock moved to the
+/// close: prints how long from the close until every coupon is committed
+/// and the promotion reads drawn.
+async fn draw_million(path: &str, backend: Arc<dyn Backend>) {
+    let clock = Arc::new(FixedClock::new(Utc::now()));
+    let seckill = SecKill::builder(backend)
+        .clock(clock.clone())
+        .build()
+        .expect("valid engine settings");
+    let opens = clock.now();
+    let closes_at = opens + ChronoDuration::minutes(10);
+    let terms = PromotionTerms::new(
+        CouponCount::new(100_000).expect("valid count"),
+        Discount::new(0.5).expect("valid discount"),
+        opens - ChronoDuration::seconds(1),
+        opens + ChronoDuration::hours(1),
+        None,
+    )
+    .and_then(|terms| terms.with_allocation(Allocation::Draw { closes_at }))
+    .expect("valid terms");
+    let id = seckill.create_promotion(terms).await.expect("create").id();
+    let entered = run(
+        &Entrant(seckill.clone()),
+        &[id],
+        1_024,
+        1_000_000,
+        Duration::from_secs(900),
+    )
+    .await;
+    let rss = resident_mb();
+    let started = Instant::now();
+    clock.set(closes_at);
+    let view = loop {
+        let view = seckill.promotion(id).await.expect("the promotion");
+        if view.summary.finish_reason.is_some() {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let drawn_in = started.elapsed();
+    println!(
+        "draw1m, {path}: {} entries ({:.0}/s, {} errors), RSS {rss:.0} MB; from the close to {} coupons committed: {:.0} ms",
+        entered.granted,
+        entered.granted as f64 / entered.elapsed.as_secs_f64(),
+        entered.errors,
+        view.summary.granted(),
+        drawn_in.as_secs_f64() * 1e3
+    );
+    seckill.shutdown().await;
 }
 
 /// Events a commit and, when the committer grouped them, commits a group,

@@ -286,6 +286,28 @@ impl Client {
         Ok(Self::with_http(base_url, http))
     }
 
+    /// A client of the server at `base_url` whose connections start from
+    /// `local_address` (on Linux any of 127.0.0.0/8 reaches loopback, so a
+    /// benchmark can be many clients with addresses of their own), at most
+    /// `connections` kept idle, every request bounded by 30 s.
+    pub fn bound_to(
+        base_url: impl Into<String>,
+        local_address: std::net::IpAddr,
+        connections: usize,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .local_address(local_address)
+            .pool_max_idle_per_host(connections)
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|source| ClientError::Transport {
+                what: "building the HTTP client".into(),
+                source,
+            })?;
+        Ok(Self::with_http(base_url, http))
+    }
+
     /// The server's base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base

@@ -7,16 +7,21 @@
 #
 #   examples/server/bench/fairness.sh
 #
+# Then fairness against latency (examples/client/src/bin/draw_fairness.rs):
+# 1,000 people, half of them 150 ms farther away, for 500 coupons, first
+# come and then as a draw, ROUNDS times (default 3).
+#
 # In memory, loopback only, a few seconds a run. The server is a release
-# build; the clients (examples/client/src/bin/fairness.rs) a debug one.
+# build; the clients a debug one.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 : "${CARGO_TARGET_DIR:=target}"
 PORT="${PORT:-3100}"
 TOKEN="fairness-bench-admin-token-$$"
 
 cargo build --release -q -p seckill-server --bin seckill-server
-cargo build -q -p seckill-client --bin fairness
+cargo build -q -p seckill-client --bin fairness --bin draw_fairness
+ROUNDS="${ROUNDS:-3}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 pid=""
@@ -36,3 +41,11 @@ run() { # title server-flags...
 
 run "without rate limits (--rate-limit off)" --rate-limit off
 run "with the default rate limits"
+
+"$CARGO_TARGET_DIR/release/seckill-server" --bind "127.0.0.1:$PORT" --log warn \
+  --admin-token "$TOKEN" & pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+for round in $(seq 1 "$ROUNDS"); do
+  echo; echo "== against latency, round $round: first come, then a draw (default rate limits)"
+  "$CARGO_TARGET_DIR/debug/draw_fairness" --url "http://127.0.0.1:$PORT" --admin-token "$TOKEN"
+done

@@ -11,7 +11,7 @@
 # (default postgres://postgres@127.0.0.1:5432/postgres), dropped at the end.
 # Loopback only; every step is time-bounded.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 : "${CARGO_TARGET_DIR:=target}"
 BIN="$CARGO_TARGET_DIR/release"
 DURATION="${DURATION:-10s}"

@@ -16,7 +16,7 @@
 # A fresh database on the server at DATABASE_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres), dropped at the end. Loopback.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 : "${CARGO_TARGET_DIR:=target}"
 BIN="$CARGO_TARGET_DIR/release"
 SLICES="${SLICES:-6}"

@@ -82,14 +82,7 @@ fn load(counter: &AtomicU64) -> u64 {
 }
 
 fn client(url: &str, from: IpAddr, connections: usize) -> anyhow::Result<Client> {
-    let http = reqwest::Client::builder()
-        .local_address(from)
-        .pool_max_idle_per_host(connections)
-        .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .build()
-        .context("building an HTTP client")?;
-    Ok(Client::with_http(url, http))
+    Client::bound_to(url, from, connections).context("building an HTTP client")
 }
 
 #[tokio::main]
