@@ -9,7 +9,7 @@ const RATE_WINDOW = 3 * SECOND;
 const LEAVE_AFTER = 1500;
 // "Finished" keeps this many; the page may stay open for days.
 const FINISHED_KEPT = 20;
-const FINISHED = new Set(["sold_out", "expired", "cancelled"]);
+const FINISHED = new Set(["sold_out", "expired", "cancelled", "drawn"]);
 const SVG = "http://www.w3.org/2000/svg";
 const CHART_W = 600, CHART_H = 64;
 
@@ -80,6 +80,8 @@ function record(entry, now) {
 // closing by the clock commit nothing, so the page moves those on itself.
 function statusNow(p) {
   const now = Date.now();
+  // A draw is drawn at its close, a moment later: until then it is drawing.
+  if (p.draw && p.status === "active" && now >= Date.parse(p.draw.closesAt)) return "drawing";
   if (p.status === "upcoming" && now >= Date.parse(p.publishTime)) return "active";
   if (p.status === "active" && now >= Date.parse(p.finishTime)) return "expired";
   return p.status;
@@ -108,8 +110,19 @@ function render(entry) {
   const status = statusNow(p);
   badge.textContent = status.replace("_", " ");
   badge.className = "badge " + status;
-  c.querySelector(".remaining").textContent = p.remaining;
-  c.querySelector(".of").textContent = "of " + p.numberOfCoupons + " left";
+  if (p.draw) {
+    // A draw: its entries, the time to its close, and once drawn the winners.
+    const left = Math.max(0, Math.ceil((Date.parse(p.draw.closesAt) - now) / SECOND));
+    c.querySelector(".remaining").textContent = p.draw.entries;
+    c.querySelector(".of").textContent = (p.draw.entries === 1 ? "entry" : "entries") + " for " + p.numberOfCoupons + " coupons";
+    c.querySelector(".draw").textContent = p.draw.secret
+      ? "drawn: " + p.granted + " won · secret " + p.draw.secret.slice(0, 16) + "…"
+      : left > 0 ? "draw in " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0")
+      : "drawing…";
+  } else {
+    c.querySelector(".remaining").textContent = p.remaining;
+    c.querySelector(".of").textContent = "of " + p.numberOfCoupons + " left";
+  }
   c.querySelector(".bar div").style.width = (100 * p.granted / p.numberOfCoupons).toFixed(1) + "%";
   c.querySelector(".rate b").textContent = rate(entry.samples, now).toFixed(0);
   drawChart(entry, now);
@@ -140,7 +153,7 @@ function card(p) {
   caption.append(el("span", "chart-caption"), el("span", "", "grabs/s · 60 s ago → now"));
   const figure = el("figure", "chart"); figure.append(chart, caption);
   const body = el("div", "body"); body.append(left, figure);
-  article.append(top, body, el("div", "meta"));
+  article.append(top, body, el("div", "draw"), el("div", "meta"));
   return article;
 }
 
@@ -151,11 +164,12 @@ function track(p) {
   const entry = { card: card(p), data: p, leaving: false, samples: [[Date.now(), p.granted]] };
   list.append(entry.card);
 
-  const option = el("option", "", label(p) + " · " + p.promotionId.slice(0, 8));
+  const option = el("option", "", label(p) + (p.draw ? " (draw)" : "") + " · " + p.promotionId.slice(0, 8));
   option.value = p.promotionId;
   select.append(option);
 
   cards.set(p.promotionId, entry);
+  labelSubmit();
   // EventSource reconnects by itself; each (re)connect starts with the current state.
   entry.source = new EventSource("/query/promotions/" + p.promotionId + "/events");
   entry.source.addEventListener("promotion", (event) => {
@@ -178,6 +192,7 @@ function leave(entry, status) {
     finished.add(p.promotionId);
     entry.card.remove();
     [...select.options].find((o) => o.value === p.promotionId)?.remove();
+    labelSubmit();
     if (cards.size === 0) list.append(el("div", "empty", "No active promotion: create one."));
 
     const item = el("li", "finished-item");
@@ -230,6 +245,8 @@ document.getElementById("create-form").addEventListener("submit", async (event) 
   };
   const name = document.getElementById("create-name").value.trim();
   if (name) body.name = name;
+  const draw = Number(document.getElementById("create-draw").value || 0);
+  if (draw > 0) body.drawClosesAt = new Date(opens.getTime() + 1000 * draw).toISOString();
   // The admin token goes in the header of this one request; the page keeps
   // it nowhere else.
   const token = document.getElementById("create-token").value.trim();
@@ -242,20 +259,32 @@ document.getElementById("create-form").addEventListener("submit", async (event) 
     const p = await response.json();
     track(p);
     select.value = p.promotionId;
+    labelSubmit();
     out.className = "result won"; out.textContent = "Created " + p.promotionId;
   } else {
     out.className = "result lost"; out.textContent = await describe(response);
   }
 });
 
+// The form grabs a first-come promotion and enters a draw.
+function isDraw(id) { return Boolean(cards.get(id)?.data.draw); }
+function labelSubmit() {
+  document.getElementById("grab-submit").textContent = isDraw(select.value) ? "Enter the draw" : "Grab";
+}
+select.addEventListener("change", labelSubmit);
+
 document.getElementById("grab-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const out = document.getElementById("grab-result");
-  const response = await fetch("/command/coupons/", {
+  const draw = isDraw(select.value);
+  const response = await fetch(draw ? "/command/entries/" : "/command/coupons/", {
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ promotionId: select.value, customerId: document.getElementById("grab-customer").value }),
   });
-  if (response.status === 201) {
+  if (response.status === 201 && draw) {
+    const entry = await response.json();
+    out.className = "result won"; out.textContent = "Entered as #" + entry.number + " for " + entry.customerId + "; see My coupons after the draw";
+  } else if (response.status === 201) {
     const coupon = await response.json();
     out.className = "result won"; out.textContent = "Won coupon #" + coupon.number + " for " + coupon.customerId;
   } else {

@@ -302,6 +302,63 @@ async fn the_live_page_creates_grabs_and_counts_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_enters_a_draw_counts_down_and_shows_the_result() {
+    let page = LivePage::start().await;
+    let (browser, server) = (&page.browser, &page.server);
+    page.open().await;
+
+    // A draw of 5 coupons, created through the form, closing in 6 s.
+    fill(browser, "#create-name", "Browser draw").await;
+    fill(browser, "#create-coupons", "5").await;
+    fill(browser, "#create-draw", "6").await;
+    fill(browser, "#create-token", ADMIN_TOKEN).await;
+    click(browser, "#create-submit").await;
+    let created = wait_for_text(browser, "#create-result", |t| t.starts_with("Created")).await;
+    let promotion_id = created.trim_start_matches("Created ").to_owned();
+    let card = format!("article.promotion[data-id='{promotion_id}']");
+    wait_for_text(browser, &format!("{card} .draw"), |t| {
+        t.starts_with("draw in 0:0")
+    })
+    .await;
+    wait_for_text(browser, "#grab-submit", |t| t == "Enter the draw").await;
+
+    // Entering through the page; the entry count follows, live, with an
+    // entry from elsewhere too.
+    fill(browser, "#grab-customer", "browser-erin").await;
+    click(browser, "#grab-submit").await;
+    wait_for_text(browser, "#grab-result", |t| t.starts_with("Entered as #1")).await;
+    wait_for_text(browser, &format!("{card} .remaining"), |t| t == "1").await;
+    let id: uuid::Uuid = promotion_id.parse().unwrap();
+    server
+        .client
+        .enter(id, "http-finn")
+        .await
+        .expect("an entry");
+    wait_for_text(browser, &format!("{card} .remaining"), |t| t == "2").await;
+
+    // Drawn at the close: it moves to "Finished", and both entrants hold a
+    // coupon in "My coupons".
+    let finished = format!("#finished .finished-item[data-id='{promotion_id}']");
+    let item = wait_for_text_within(
+        browser,
+        &finished,
+        |t| t.contains("drawn"),
+        Duration::from_secs(40),
+    )
+    .await;
+    assert!(item.contains("2 of 5 granted"), "{item:?}");
+    fill(browser, "#coupons-customer", "browser-erin").await;
+    click(browser, "#coupons-submit").await;
+    wait_for_text(browser, "#coupons-result", |t| {
+        t == "browser-erin holds 1 coupon:"
+    })
+    .await;
+    let coupons = texts(browser, "#coupons-list .coupon").await;
+    assert!(coupons[0].contains("Browser draw"), "{coupons:?}");
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_lists_the_coupons_a_customer_holds() {
     let page = LivePage::start().await;
     let browser = &page.browser;
