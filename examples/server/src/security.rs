@@ -183,6 +183,8 @@ mod tests {
         assert_eq!(kind(&Method::GET, "/admin"), Kind::Admin);
         assert_eq!(kind(&Method::GET, "/administrator"), Kind::Other);
         assert_eq!(kind(&Method::POST, "/command/coupons/"), Kind::Grab);
+        // An entry into a draw is limited as a grab is.
+        assert_eq!(kind(&Method::POST, "/command/entries/"), Kind::Grab);
         assert_eq!(kind(&Method::GET, "/command/coupons/"), Kind::Api);
         assert_eq!(kind(&Method::GET, "/query/coupons/alice"), Kind::Api);
         assert_eq!(kind(&Method::GET, "/sync/0"), Kind::Api);

@@ -2,7 +2,8 @@
 //! killed while customers enter, and again while it awards a draw too big
 //! for one commit; restarted on the same database, every acknowledged
 //! entry is in the draw, the draw happens exactly once, and the stored
-//! events verify.
+//! events verify. Among two replicas, the draw's owner is killed before the
+//! close, and the other replica draws it.
 
 mod common;
 
@@ -221,4 +222,62 @@ async fn a_draw_killed_while_awarding_finishes_once_after_a_restart() {
     );
     eprintln!("killed with {before} of {winners} coupons awarded; finished once after the restart");
     server.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_killed_before_the_close_leaves_the_draw_to_another_replica() {
+    let fixture = PgFixture::new().await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let server = ServerProcess::builder()
+            .database(fixture.url())
+            .replica()
+            .start()
+            .await;
+        replicas.push(server);
+    }
+    let id = create_draw(&replicas[0].client, 20, chrono::Duration::seconds(8)).await;
+    // Entries through both replicas: the one that does not own the draw
+    // forwards them to the one that does.
+    let mut acked = HashSet::new();
+    for n in 0..60 {
+        let customer = format!("entrant-{n}");
+        let client = &replicas[n % 2].client;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.enter(id, &customer).await.unwrap() {
+                Enter::Entered(_) | Enter::AlreadyEntered(_) => break,
+                Enter::Unavailable { .. } if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("{customer}: {other:?}"),
+            }
+        }
+        acked.insert(customer);
+    }
+
+    // The owner dies before the close; its lease lapses, and the other
+    // replica's timer finds the draw due and draws it.
+    let owner: String = sqlx::query_scalar(
+        "SELECT r.address FROM promotion_owners o JOIN replicas r USING (replica_id) \
+         WHERE o.promotion_id = $1",
+    )
+    .bind(id)
+    .fetch_one(fixture.pg_store().pool())
+    .await
+    .expect("the draw has an owner");
+    let at = replicas
+        .iter()
+        .position(|server| owner.ends_with(&format!(":{}", server.port)))
+        .expect("the owner is one of the replicas");
+    let survivor = replicas.remove(1 - at);
+    replicas.remove(0).kill().await;
+    await_drawn(&survivor.client, id).await;
+    let entrants = checked(&fixture, id).await;
+    let missing: Vec<_> = acked.difference(&entrants).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the draw: {missing:?}"
+    );
+    survivor.kill().await;
 }

@@ -44,6 +44,9 @@ const REFRESH: Duration = Duration::from_secs(30);
 /// The first wait before reloading after a failure; it doubles up to
 /// `REFRESH` while failures go on.
 const RETRY: Duration = Duration::from_secs(1);
+/// How soon a promotion found due but owned by another replica is tried
+/// again: about a lease, after which a dead owner's promotions are free.
+const ELSEWHERE_AGAIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// Expiries recorded at once: each is one writer's commit, so a tick that
 /// finds thousands due does not start thousands of writers together.
 const AT_ONCE: usize = 64;
@@ -248,6 +251,12 @@ pub(super) async fn run(
                     if let Some(cluster) = &engine.shared.cluster {
                         cluster.forget_route(promotion_id);
                     }
+                    // Due again shortly, not only at the next reload: if
+                    // the owner died, its lease lapses and this replica
+                    // claims it then. A live owner's finish, announced,
+                    // takes it out of the schedule first.
+                    let at = now + ELSEWHERE_AGAIN;
+                    schedule.set(promotion_id, Due { at, ..due });
                     tracing::debug!(promotion = %promotion_id, "expiry or draw left to the owner");
                 }
                 Outcome::Stopping => return,
