@@ -221,6 +221,32 @@ pub(crate) async fn customer_tokens_decide_who_grabs_and_whose_coupons_are_read(
     assert_problem(others, StatusCode::FORBIDDEN, "forbidden").await;
     let anonymous = coupons("bob").send().await.unwrap();
     assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // Entries into a draw take the same tokens.
+    let now = Utc::now();
+    let mut request = promotion_request(
+        10,
+        now - Duration::minutes(1),
+        Some(now + Duration::hours(1)),
+    );
+    request.draw_closes_at = Some(now + Duration::minutes(30));
+    let draw = server.create(&request).await;
+    let enter = |customer: &str| {
+        http.post(server.url("/command/entries/"))
+            .json(&json!({"promotionId": draw.promotion_id, "customerId": customer}))
+    };
+    let anonymous = enter("alice").send().await.unwrap();
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let for_bob = enter("bob").bearer_auth(&alice).send().await.unwrap();
+    assert_problem(for_bob, StatusCode::FORBIDDEN, "forbidden").await;
+    let entered = enter("alice").bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(entered.status(), StatusCode::CREATED);
+    let after = server.client.promotion(draw.promotion_id).await.unwrap();
+    assert_eq!(
+        after.draw.map(|d| d.entries),
+        Some(1),
+        "only the genuine entry"
+    );
 }
 
 /// Over a limit the answer is 429 with `Retry-After`, nothing is done, and
