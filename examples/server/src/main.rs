@@ -34,6 +34,7 @@ use anyhow::Context;
 use clap::builder::RangedU64ValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use seckill_app::cluster::{Replica, ReplicaId};
+use seckill_app::draw::DrawKey;
 use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
 use seckill_memory::MemoryStore;
 use seckill_nats::{Publisher, StreamSettings, Subjects};
@@ -55,7 +56,7 @@ mod shutdown;
 #[path = "cli/verify.rs"]
 mod verify;
 
-use flags::{parse_duration, pg_options, PgArgs};
+use flags::{parse_draw_key, parse_duration, pg_options, PgArgs};
 use nats::{publish, start_publishing, NatsArgs, PublishArgs};
 use verify::{verify_draw, VerifyDrawArgs};
 
@@ -188,6 +189,15 @@ struct Args {
     /// same on every replica. Without it the server takes no forwarded command.
     #[arg(long, env = "SECKILL_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
+
+    /// The key draws' secrets are sealed with, as a passphrase of at least
+    /// 32 bytes (docs/draws.md). Without it the store keeps a key of its
+    /// own (on PostgreSQL, the table `seckill_draw_key`), which whoever can
+    /// read the database can use. Give every replica the same, and keep it
+    /// while a draw is pending: a draw sealed with another key cannot be
+    /// drawn.
+    #[arg(long, env = "SECKILL_DRAW_KEY", hide_env_values = true, value_parser = parse_draw_key)]
+    draw_key: Option<DrawKey>,
 
     /// How long a replica's lease on its promotions lasts without a
     /// heartbeat (sent every third of it): the bound on how long a dead
@@ -330,6 +340,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_expiry_interval(args.expiry_interval);
     let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);
     let mut builder = SecKill::builder(backend).config(config);
+    if let Some(key) = args.draw_key {
+        builder = builder.draw_key(key);
+    }
     if let Some(queries) = queries {
         builder = builder.queries(Arc::new(queries));
     }
@@ -437,6 +450,23 @@ mod tests {
             pg_options(1, timeout, &cli.serve.pg).backend_flush_after_kb,
             Some(64)
         );
+    }
+
+    #[test]
+    fn a_draw_key_needs_32_bytes_and_derives_the_same_key_each_time() {
+        let cli = Cli::try_parse_from(["seckill-server"]).expect("no flags parse");
+        assert!(cli.serve.draw_key.is_none(), "the store's key by default");
+        let refused = Cli::try_parse_from(["seckill-server", "--draw-key", "short"]);
+        assert!(refused.is_err(), "a short draw key was accepted");
+        let phrase = "a draw key of more than thirty-two bytes";
+        let parse = || {
+            Cli::try_parse_from(["seckill-server", "--draw-key", phrase])
+                .expect("parses")
+                .serve
+                .draw_key
+        };
+        assert_eq!(parse(), Some(DrawKey::derive(phrase.as_bytes())));
+        assert_eq!(parse(), parse());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! drew a promotion on its own, `seckill-server verify-draw` and an
 //! independent Python script (`fixtures/verify_draw.py`, the standard
 //! library only) both read the public event feed, and both name exactly
-//! the customers who hold the coupons, in coupon order.
+//! the customers who hold the coupons, in coupon order. The server seals
+//! the draw's secret with a key given by `--draw-key`.
 
 mod common;
 
@@ -36,7 +37,14 @@ async fn run(program: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_and_a_python_script_recompute_a_real_draw() {
     assert!(Path::new(SCRIPT).exists(), "{SCRIPT}");
-    let server = ServerProcess::builder().start().await;
+    // With a draw key of the operator's, not the store's.
+    let server = ServerProcess::builder()
+        .flags(&[
+            "--draw-key",
+            "the operator's draw key, kept out of the store",
+        ])
+        .start()
+        .await;
     let client = server.client.clone();
     let base = client.base_url().to_owned();
     let now = Utc::now();

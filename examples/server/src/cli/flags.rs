@@ -71,6 +71,18 @@ fn parse_pg_schema(raw: &str) -> Result<String, String> {
 }
 
 /// `500ms`, `2s` or a bare number of seconds.
+/// `--draw-key`: a passphrase of at least 32 bytes, derived into the key
+/// (`DrawKey::derive`), so any text of that length serves.
+pub(crate) fn parse_draw_key(raw: &str) -> Result<seckill_app::draw::DrawKey, String> {
+    if raw.len() < 32 {
+        return Err(format!(
+            "a draw key needs at least 32 bytes, this one has {}",
+            raw.len()
+        ));
+    }
+    Ok(seckill_app::draw::DrawKey::derive(raw.as_bytes()))
+}
+
 pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     // Bare seconds, as the flags always took; anything else as humantime
     // reads it (`500ms`, `2s`, `10min`, `1h 30m`).
