@@ -286,7 +286,8 @@ pub struct FeedEventDto {
     #[schema(example = 3)]
     pub sequence: u64,
     /// Its type, also the SSE `event`: `PromotionCreated`,
-    /// `PromotionUpdated`, `CouponGrabbed` or `PromotionFinished`.
+    /// `PromotionUpdated`, `CouponGrabbed`, `PromotionFinished`,
+    /// `DrawEntered` or `PromotionDrawn`.
     #[schema(example = "CouponGrabbed")]
     pub event_type: String,
     /// The event as the store keeps it (pinned by the domain's tests): one

@@ -99,12 +99,8 @@ const EVENT_STREAMS: [EventStream; 2] = [
     },
     EventStream {
         path: "/events",
-        events: &[
-            "PromotionCreated",
-            "PromotionUpdated",
-            "CouponGrabbed",
-            "PromotionFinished",
-        ],
+        // Every type the store can hold, from the domain's own list.
+        events: &seckill_domain::PromotionEvent::TYPES,
         what: "One server-sent event per stored event: `event` is its type, `data` the event with its positions as JSON.",
         id: "The event's global position; send it back as `Last-Event-ID` to resume after it.",
         data: "FeedEventDto",
