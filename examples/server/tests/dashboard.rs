@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{create_open, ServerProcess, ADMIN_TOKEN};
+use common::{create_open, publishing_to, ServerProcess, ADMIN_TOKEN};
 use seckill_client::Grab;
 use seckill_nats::testing::NatsFixture;
 
@@ -84,18 +84,9 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     let nats = NatsFixture::new().await;
     let server = ServerProcess::builder()
         .bare()
-        .flags(&[
-            "--admin-token",
-            ADMIN_TOKEN,
-            "--nats-url",
-            nats.url(),
-            "--nats-stream",
-            nats.stream(),
-            "--nats-subject-prefix",
-            nats.prefix(),
-            "--limit-grab-per-customer",
-            "1/min burst 1",
-        ])
+        .flags(&["--admin-token", ADMIN_TOKEN])
+        .flags(&publishing_to(&nats))
+        .flags(&["--limit-grab-per-customer", "1/min burst 1"])
         .start()
         .await;
     let client = server.client.clone();

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{create_open, metric, ServerProcess};
+use common::{create_open, metric, publishing_to, ServerProcess};
 use futures::StreamExt;
 use seckill_client::Grab;
 use seckill_nats::async_nats::header::NATS_MESSAGE_ID;
@@ -385,18 +385,6 @@ async fn two_processes_share_one_subscription_and_the_standby_takes_over_after_k
     let expected: BTreeSet<&String> = stored.keys().collect();
     assert_eq!(unique, expected, "every event published");
     standby.terminate().await;
-}
-
-/// The server flags that publish to this test's stream.
-fn publishing_to(nats: &NatsFixture) -> [&str; 6] {
-    [
-        "--nats-url",
-        nats.url(),
-        "--nats-stream",
-        nats.stream(),
-        "--nats-subject-prefix",
-        nats.prefix(),
-    ]
 }
 
 /// The name of the server's publishing subscription for this test's stream.

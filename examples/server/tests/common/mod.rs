@@ -206,6 +206,18 @@ impl ServerProcess {
     }
 }
 
+/// The server flags that publish to `nats`'s stream of its own.
+pub fn publishing_to(nats: &seckill_nats::testing::NatsFixture) -> [&str; 6] {
+    [
+        "--nats-url",
+        nats.url(),
+        "--nats-stream",
+        nats.stream(),
+        "--nats-subject-prefix",
+        nats.prefix(),
+    ]
+}
+
 /// `POST /admin/promotions/`: an open promotion of `coupons` coupons.
 pub async fn create_open(client: &Client, coupons: u32) -> PromotionDto {
     let now = Utc::now();
