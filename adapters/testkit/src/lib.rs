@@ -101,6 +101,7 @@ macro_rules! conformance {
             a_subscription_resumes_from_its_checkpoint,
             a_checkpoint_past_the_head_shows_until_the_head_reaches_it,
             a_failing_handler_is_retried_and_nothing_is_skipped,
+            a_stuck_subscription_shows_how_long_its_oldest_event_waits,
             one_consumer_is_active_per_name_and_a_standby_takes_over,
             a_crashed_consumer_is_taken_over_and_nothing_is_missed,
             subscription_leases_fence_a_consumer_that_lost_its_name,

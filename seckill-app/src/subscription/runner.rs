@@ -325,6 +325,11 @@ impl Runner {
                 wait_for_commits(&mut self.changes, settings.poll_interval, lost).await;
                 continue;
             }
+            // The page shows the head is at least its last event: the lag
+            // in time counts from now, not from the next head read.
+            if let Some(last) = page.last() {
+                status.set_head(last.position.max(status.head.load(Ordering::Relaxed)));
+            }
             // A panicking handler is a failing one: the event is retried,
             // and the subscription lives on.
             // A lost lease interrupts the batch at once (another consumer

@@ -2,8 +2,10 @@
 //! [`SubscriptionStatus`], the [`SubscriptionLag`] anyone can ask the store
 //! for, and the metrics the runner keeps up to date.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, Counter, Gauge};
 use tokio_util::sync::DropGuard;
@@ -67,6 +69,10 @@ pub struct SubscriptionStatus {
     /// `docs/events.md`). New events that take those positions again are
     /// not delivered.
     pub ahead: u64,
+    /// How long the oldest event not yet handled has been waiting, from
+    /// when this consumer first saw the head pass it (it reads the head at
+    /// least once a second): the lag in time. `None` when caught up.
+    pub oldest_unhandled: Option<Duration>,
 }
 
 impl SubscriptionStatus {
@@ -110,6 +116,10 @@ pub(super) struct Shared {
     pub(super) failures: AtomicU64,
     // std Mutex: held for a clone, never across an `.await`.
     pub(super) last_error: Mutex<Option<String>>,
+    /// Heads seen beyond the checkpoint, each with when it was first seen,
+    /// oldest first: the front is the oldest unhandled event's. std Mutex:
+    /// held for a push or a pop, never across an `.await`.
+    unhandled: Mutex<VecDeque<(u64, Instant)>>,
     pub(super) metrics: SubscriptionMetrics,
 }
 
@@ -124,6 +134,7 @@ impl Shared {
             handled: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            unhandled: Mutex::new(VecDeque::new()),
             metrics: SubscriptionMetrics::register(name),
         }
     }
@@ -141,7 +152,16 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             ahead: self.ahead.load(Ordering::Relaxed),
+            oldest_unhandled: self.oldest_unhandled(),
         }
+    }
+
+    fn oldest_unhandled(&self) -> Option<Duration> {
+        let unhandled = self
+            .unhandled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        unhandled.front().map(|(_, seen)| seen.elapsed())
     }
 
     pub(super) fn set_active(&self, active: bool) {
@@ -152,11 +172,31 @@ impl Shared {
     pub(super) fn set_position(&self, position: u64) {
         self.position.store(position, Ordering::Relaxed);
         self.metrics.position.set(position as f64);
+        {
+            let mut unhandled = self
+                .unhandled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            while unhandled.front().is_some_and(|&(head, _)| head <= position) {
+                unhandled.pop_front();
+            }
+        }
         self.publish_lag();
     }
 
     pub(super) fn set_head(&self, head: u64) {
         self.head.store(head, Ordering::Relaxed);
+        {
+            let position = self.position.load(Ordering::Relaxed);
+            let mut unhandled = self
+                .unhandled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let newest = unhandled.back().map_or(position, |&(seen, _)| seen);
+            if head > newest {
+                unhandled.push_back((head, Instant::now()));
+            }
+        }
         self.publish_lag();
     }
 
@@ -171,6 +211,8 @@ impl Shared {
         let head = self.head.load(Ordering::Relaxed);
         let position = self.position.load(Ordering::Relaxed);
         self.metrics.lag.set(head.saturating_sub(position) as f64);
+        let seconds = self.oldest_unhandled().map_or(0.0, |age| age.as_secs_f64());
+        self.metrics.lag_seconds.set(seconds);
     }
 
     pub(super) fn handled(&self, events: usize) {
@@ -192,6 +234,7 @@ impl Shared {
 pub(super) struct SubscriptionMetrics {
     position: Gauge,
     lag: Gauge,
+    lag_seconds: Gauge,
     ahead: Gauge,
     active: Gauge,
     events: Counter,
@@ -208,6 +251,10 @@ impl SubscriptionMetrics {
         metrics::describe_gauge!(
             "seckill_subscription_lag",
             "Positions between a subscription's checkpoint and the newest event."
+        );
+        metrics::describe_gauge!(
+            "seckill_subscription_lag_seconds",
+            "How long a subscription's oldest unhandled event has waited since its consumer first saw it; 0 when caught up."
         );
         metrics::describe_gauge!(
             "seckill_subscription_checkpoint_ahead",
@@ -228,6 +275,7 @@ impl SubscriptionMetrics {
         Self {
             position: gauge!("seckill_subscription_position", &labels),
             lag: gauge!("seckill_subscription_lag", &labels),
+            lag_seconds: gauge!("seckill_subscription_lag_seconds", &labels),
             ahead: gauge!("seckill_subscription_checkpoint_ahead", &labels),
             active: gauge!("seckill_subscription_active", &labels),
             events: counter!("seckill_subscription_events_total", &labels),

@@ -328,6 +328,45 @@ pub async fn a_failing_handler_is_retried_and_nothing_is_skipped(fixture: impl F
     subscription.stop().await;
 }
 
+/// The lag in time: while an event cannot be handled, the status says how
+/// long the oldest unhandled event has waited, and it grows; a caught-up
+/// subscription says `None`.
+pub async fn a_stuck_subscription_shows_how_long_its_oldest_event_waits(fixture: impl Fixture) {
+    let (seckill, _) = service(fixture.store().await);
+    let promotion = seckill.create_promotion(terms(100)).await.unwrap().id();
+    grab_many(&seckill, promotion, "waits", 3).await;
+    let positions = positions_when(&seckill, 4).await;
+    let stuck = Recorder::default();
+    stuck.fail_on(positions[1], i32::MAX);
+    let subscription = quick(&seckill, "stuck").run(stuck.clone()).unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    let waited = loop {
+        let status = subscription.status();
+        if let Some(waited) = status.oldest_unhandled {
+            if waited >= StdDuration::from_secs(1) {
+                assert!(status.lag() >= 1, "{status:?}");
+                break waited;
+            }
+        }
+        assert!(Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    let later = subscription.status().oldest_unhandled.expect("still stuck");
+    assert!(later > waited, "the wait grows: {waited:?} then {later:?}");
+    subscription.stop().await;
+
+    let fine = Recorder::default();
+    let caught_up = quick(&seckill, "caught-up").run(fine.clone()).unwrap();
+    fine.wait_for(positions.len()).await;
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while caught_up.status().oldest_unhandled.is_some() {
+        assert!(Instant::now() < deadline, "{:?}", caught_up.status());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    caught_up.stop().await;
+}
+
 /// Two consumers of one name: one delivers, the other stands by, and takes
 /// over at the checkpoint when the first stops.
 pub async fn one_consumer_is_active_per_name_and_a_standby_takes_over(fixture: impl Fixture) {
