@@ -35,9 +35,11 @@
 //! * [`engine`]       – the grab engine. Its public part is [`ConfigError`]
 //!   and [`EngineStats`], each the answer of one call
 //!   ([`SecKillBuilder::build`], [`SecKill::stats`]): an embedder meets them
-//!   there and seldom writes their names. Inside, in seven rooms:
+//!   there and seldom writes their names. Inside, in eight rooms:
 //!   * `engine/mod.rs` – `Engine::execute`: routes each command to its
 //!     promotion's writer through a bounded queue (the slots); the stats.
+//!   * `changes` – who hears of each commit: the feed of all promotions
+//!     and one promotion's watchers.
 //!   * `writer`  – the writer task: batches, conflict reload, snapshots,
 //!     idle retirement; `writer/pipeline` decides the next batch while a
 //!     commit is in flight (ADR 0015).
