@@ -243,7 +243,7 @@ impl SecKill {
         let key = self.engine.draw_key().await?;
         let (_, seal) = key
             .new_secret(promotion_id)
-            .map_err(|error| SecKillError::Storage(StoreError::Backend(Arc::new(error))))?;
+            .map_err(|error| SecKillError::Storage(StoreError::backend(error)))?;
         Ok(Some(seal))
     }
 

@@ -58,8 +58,9 @@ const DRAIN: usize = 1_024;
 struct Due {
     /// Its finish time; a draw's close.
     at: DateTime<Utc>,
-    /// For a draw: its seal, and whether `PromotionDrawn` is recorded.
-    draw: Option<(DrawSeal, bool)>,
+    /// For a draw: its seal. A drawn one still due has awards left, which
+    /// the same path resumes (`AlreadyDrawn`, then `AwardDraw`).
+    draw: Option<DrawSeal>,
 }
 
 impl Due {
@@ -67,7 +68,7 @@ impl Due {
         match &summary.draw {
             Some(draw) => Self {
                 at: draw.closes_at,
-                draw: Some((draw.seal, draw.secret.is_some())),
+                draw: Some(draw.seal),
             },
             None => Self {
                 at: summary.finish_time,
@@ -229,7 +230,7 @@ pub(super) async fn run(
                 let engine = engine.clone();
                 async move {
                     let outcome = match due.draw {
-                        Some((seal, _)) => draw(&engine, promotion_id, &seal, now).await,
+                        Some(seal) => draw(&engine, promotion_id, &seal, now).await,
                         None => expire(&engine, promotion_id, now).await,
                     };
                     (promotion_id, due, outcome)
