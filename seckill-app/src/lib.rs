@@ -58,6 +58,9 @@
 //!   logged once per kind and interval, with a count, not once per request.
 //! * [`clock`]        – the [`Clock`] port and [`SystemClock`]; the domain
 //!   never reads a clock.
+//! * [`trace`]        – the [`TraceContext`](trace::TraceContext) port: how
+//!   a command's trace reaches its writer, its owner and its events
+//!   (`seckill-opentelemetry` implements it).
 //! * `testing`        – with the `testing` feature, for tests only:
 //!   `FixedClock`, and `coupons_in`, the coupons a stream grants, which the
 //!   conformance suite checks projections against.
@@ -118,6 +121,7 @@ pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod trace;
 
 pub use engine::config::EngineConfig;
 pub use error::{SecKillError, StoreError};

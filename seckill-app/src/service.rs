@@ -18,6 +18,7 @@ use crate::error::{SecKillError, StoreError};
 use crate::port::{Backend, PositionedEvent, ProjectionStore};
 use crate::projection::{coupons_in, PromotionSummary, PromotionView};
 use crate::subscription::{SubscriptionBuilder, SubscriptionLag};
+use crate::trace::TraceContext;
 
 /// The flash-sale application service. Cheap to clone: clones share one
 /// engine, so hand one to every request handler.
@@ -40,9 +41,21 @@ pub struct SecKillBuilder {
     config: EngineConfig,
     ownership: Option<Replication>,
     draw_key: Option<DrawKey>,
+    trace: Option<Arc<dyn TraceContext>>,
 }
 
 impl SecKillBuilder {
+    /// Follows each command's trace through the engine with `trace`: its
+    /// wait in the queue, its decision and its batch's commit become spans
+    /// of the caller's trace, a forwarded command carries the trace to the
+    /// owner, and each event records the `traceparent` of the command that
+    /// caused it ([`PositionedEvent::traceparent`]). See [`crate::trace`].
+    #[must_use]
+    pub fn trace_context(mut self, trace: Arc<dyn TraceContext>) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
     /// Seals draws' secrets with `key` instead of the store's own
     /// ([`EventStore::draw_key`](crate::EventStore::draw_key)), so the key
     /// can live outside the database. Every process on the store must use
@@ -123,6 +136,7 @@ impl SecKillBuilder {
                 Arc::clone(&self.clock),
                 self.ownership,
                 self.draw_key,
+                self.trace,
             ),
             queries: self
                 .queries
@@ -184,6 +198,7 @@ impl SecKill {
             config: EngineConfig::default(),
             ownership: None,
             draw_key: None,
+            trace: None,
         }
     }
 

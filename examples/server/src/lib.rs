@@ -53,13 +53,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Extension;
 use axum::Router;
+use seckill_app::trace::TraceContext as _;
 use seckill_app::SecKill;
+use seckill_opentelemetry::{OtelTraceContext, TRACEPARENT};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -170,6 +172,8 @@ pub fn app(state: AppState) -> Router {
         // interval, `seckill_app::throttle`) already say why.
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_status)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         // Last resort: a bug must still answer in the API's error format.
@@ -177,6 +181,57 @@ pub fn app(state: AppState) -> Router {
         .layer(page::nosniff())
         .layer(page::referrer_policy())
         .with_state(state)
+}
+
+/// The span of one request: named by method and route, continuing the
+/// caller's trace when it sends a W3C `traceparent`. DEBUG, so it costs
+/// nothing unless a layer (the trace exporter's) enables it. None for the
+/// internal endpoint: each forwarded command there continues its own
+/// caller's trace (`seckill_app::cluster::execute_forwarded`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    else {
+        return tracing::Span::none();
+    };
+    if route == cluster::INTERNAL_COMMANDS {
+        return tracing::Span::none();
+    }
+    let method = request.method().as_str();
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(traceparent) = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+    {
+        if !span.is_disabled() {
+            OtelTraceContext.set_parent(&span, traceparent);
+        }
+    }
+    span
+}
+
+/// Records the answer's status on the request's span.
+fn record_status(
+    response: &axum::http::Response<axum::body::Body>,
+    _latency: Duration,
+    span: &tracing::Span,
+) {
+    // Signed: OpenTelemetry's integers are, and an unsigned one arrives as text.
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
 }
 
 /// The OpenAPI document `/openapi.json` serves, but for the example times

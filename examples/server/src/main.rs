@@ -38,13 +38,14 @@ use seckill_app::draw::DrawKey;
 use seckill_app::{Backend, EngineConfig, EventStore, SecKill};
 use seckill_memory::MemoryStore;
 use seckill_nats::{Publisher, StreamSettings, Subjects};
+use seckill_opentelemetry::OtelTraceContext;
 use seckill_postgres::{PgOwnership, PgReplica, PgStore};
 use seckill_server::{ClusterSecret, HttpForward};
 use tokio::sync::Semaphore;
-use tracing_subscriber::EnvFilter;
 
 // The flags' value parsers, the security flags, publishing to NATS
-// JetStream and the stop signal, in files of their own under `cli/`.
+// JetStream, the stop signal and logs and traces, in files of their own
+// under `cli/`.
 #[path = "cli/flags.rs"]
 mod flags;
 #[path = "cli/nats.rs"]
@@ -53,6 +54,8 @@ mod nats;
 mod security;
 #[path = "cli/shutdown.rs"]
 mod shutdown;
+#[path = "cli/telemetry.rs"]
+mod telemetry;
 #[path = "cli/verify.rs"]
 mod verify;
 
@@ -225,6 +228,10 @@ struct Args {
     /// Who may call what, and how often (docs/security.md).
     #[command(flatten)]
     security: security::SecurityArgs,
+
+    /// Traces over OTLP (docs/deployment.md#traces).
+    #[command(flatten)]
+    traces: telemetry::TraceArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,18 +300,9 @@ async fn open_backend(args: &Args) -> anyhow::Result<Storage> {
     }
 }
 
+/// Logs only, for the subcommands.
 fn init_logging(log: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(log).context("parsing --log / RUST_LOG")?;
-    // Colours for a terminal only: a log file or collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
+    telemetry::init(log, format, None).map(drop)
 }
 
 #[tokio::main]
@@ -320,12 +318,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    init_logging(&args.log, args.log_format)?;
-    // First: a wrong key or token stops the start before anything opens.
-    let security = args.security.rules()?;
-    // Before the service is built: its engine takes its metric handles from
-    // the recorder installed now.
+    // Before the service and the trace exporter are built: they take their
+    // metric handles from the recorder installed now.
     let metrics = seckill_server::Metrics::install().context("installing the metrics recorder")?;
+    let tracing = telemetry::init(&args.log, args.log_format, Some(&args.traces))?;
+    // Then: a wrong key or token stops the start before anything opens.
+    let security = args.security.rules()?;
     let Storage {
         backend,
         ownership,
@@ -340,6 +338,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_expiry_interval(args.expiry_interval);
     let secret = args.cluster_secret.as_deref().map(ClusterSecret::new);
     let mut builder = SecKill::builder(backend).config(config);
+    if tracing.is_some() {
+        builder = builder.trace_context(Arc::new(OtelTraceContext));
+    }
     if let Some(key) = args.draw_key {
         builder = builder.draw_key(key);
     }
@@ -387,6 +388,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // Hands the name to a standby at once instead of after the lease.
         subscription.stop().await;
         let _ = client.flush().await;
+    }
+    if let Some(tracing) = tracing {
+        tracing.shutdown().await;
     }
     served
 }

@@ -27,6 +27,11 @@ pub struct ForwardedCommand {
     pub promotion_id: PromotionId,
     /// The command, with the time the first replica read for it.
     pub command: PromotionCommand,
+    /// The W3C `traceparent` of the caller's span on the first replica, so
+    /// the owner's spans continue its trace. Absent when that replica
+    /// traces nothing (and from replicas older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The owner's answer to one [`ForwardedCommand`], as it crosses the wire.

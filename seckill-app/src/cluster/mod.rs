@@ -23,6 +23,9 @@ mod ownership;
 pub use forward::{Forward, ForwardedCommand, ForwardedReply};
 pub use ownership::{Claim, Ownership, Replica, ReplicaId};
 
+use tracing::Instrument;
+
+use crate::trace::TARGET;
 use crate::SecKill;
 
 /// Runs commands that another replica forwarded to `seckill` because this
@@ -35,11 +38,23 @@ pub async fn execute_forwarded(
     commands: Vec<ForwardedCommand>,
 ) -> Vec<ForwardedReply> {
     let engine = seckill.engine();
-    let runs = commands.into_iter().map(|forwarded| async move {
-        let result = engine
-            .execute_forwarded(forwarded.promotion_id, forwarded.command)
-            .await;
-        ForwardedReply::from_result(result)
+    let runs = commands.into_iter().map(|forwarded| {
+        // Each command in a span of its own, continuing the caller's trace
+        // on the first replica (the batch's request has many callers).
+        let span =
+            tracing::debug_span!(target: TARGET, "forwarded", promotion = %forwarded.promotion_id);
+        if let (Some(trace), Some(traceparent)) = (engine.trace_context(), &forwarded.traceparent) {
+            if !span.is_disabled() {
+                trace.set_parent(&span, traceparent);
+            }
+        }
+        async move {
+            let result = engine
+                .execute_forwarded(forwarded.promotion_id, forwarded.command)
+                .await;
+            ForwardedReply::from_result(result)
+        }
+        .instrument(span)
     });
     futures::future::join_all(runs).await
 }

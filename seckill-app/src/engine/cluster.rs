@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use seckill_domain::{PromotionCommand, PromotionId};
+use seckill_domain::PromotionId;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
@@ -163,9 +163,9 @@ impl Cluster {
         self: &Arc<Self>,
         metrics: &EngineMetrics,
         owner: &Replica,
-        promotion_id: PromotionId,
-        command: PromotionCommand,
+        command: ForwardedCommand,
     ) -> Reply {
+        let promotion_id = command.promotion_id;
         let Some(forward) = &self.forward else {
             return Err(SecKillError::NotOwner {
                 promotion_id,
@@ -174,13 +174,7 @@ impl Cluster {
         };
         let courier = self.courier(owner, forward);
         let (reply, answer) = oneshot::channel();
-        let parcel = Parcel {
-            command: ForwardedCommand {
-                promotion_id,
-                command,
-            },
-            reply,
-        };
+        let parcel = Parcel { command, reply };
         if courier.try_send(parcel).is_err() {
             metrics.overloaded.add(1);
             return Err(SecKillError::Overloaded(promotion_id));

@@ -22,9 +22,11 @@ use std::sync::Arc;
 
 use metrics::Histogram;
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tracing::{Instrument, Span};
 
 use crate::error::StoreError;
 use crate::port::{Backend, Commit};
+use crate::trace::{as_attribute, TARGET};
 
 /// Where a writer sends a commit: straight to the store, or through the
 /// shared committer.
@@ -47,6 +49,8 @@ pub(super) struct Grouped {
 struct Pending {
     commit: Arc<Commit>,
     reply: oneshot::Sender<Result<(), StoreError>>,
+    /// The commit's span, when its batch is traced (else disabled).
+    span: Span,
 }
 
 /// Workers, and so appends in flight at once: while one waits for the
@@ -113,7 +117,16 @@ impl Grouped {
         // Unbounded: every writer has at most one commit here (it waits for
         // the answer before deciding again), so the queue holds at most one
         // commit per live writer.
-        if self.sender.send(Pending { commit, reply }).is_err() {
+        let span = Span::current();
+        if self
+            .sender
+            .send(Pending {
+                commit,
+                reply,
+                span,
+            })
+            .is_err()
+        {
             return Err(StoreError::unavailable("the committer has stopped"));
         }
         outcome
@@ -143,15 +156,42 @@ async fn work(
         }
         group_size.record(group.len() as f64);
         groups.fetch_add(1, Ordering::Relaxed);
-        let outcomes = append_all(&*backend, &group).await;
+        let outcomes = append_all(&*backend, &group)
+            .instrument(group_span(&group))
+            .await;
         for (pending, outcome) in group.into_iter().zip(outcomes) {
-            let Pending { commit, reply } = pending;
+            let Pending { commit, reply, .. } = pending;
             // Dropped before the answer, so the writer owns the commit again
             // and can hand its events to the callers without a copy.
             drop(commit);
             let _ = reply.send(outcome);
         }
     }
+}
+
+/// The group's `append group` span, when any of its commits is traced: a
+/// child of the first traced commit's span (so sampled with it), following
+/// from the others'.
+fn group_span(group: &[Pending]) -> Span {
+    let mut traced = group.iter().filter(|pending| !pending.span.is_disabled());
+    let Some(first) = traced.next() else {
+        return Span::none();
+    };
+    let events: usize = group
+        .iter()
+        .map(|pending| pending.commit.events.len())
+        .sum();
+    let span = tracing::debug_span!(
+        target: TARGET,
+        parent: &first.span,
+        "append group",
+        promotions = as_attribute(group.len() as u64),
+        events = as_attribute(events as u64),
+    );
+    for other in traced {
+        span.follows_from(&other.span);
+    }
+    span
 }
 
 /// Waits for a commit and takes whatever else is queued, up to `max_group`
@@ -232,6 +272,7 @@ mod tests {
         let pending = Pending {
             commit: Arc::new(commit),
             reply,
+            span: Span::none(),
         };
         (pending, outcome)
     }

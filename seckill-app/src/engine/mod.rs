@@ -41,6 +41,7 @@ use seckill_domain::{Coupon, Entry, PromotionCommand, PromotionEvent, PromotionI
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use self::cluster::Cluster;
 use self::committer::Committer;
@@ -51,12 +52,13 @@ use frozen::FrozenPromotions;
 use writer::Writer;
 
 use crate::clock::Clock;
-use crate::cluster::Forward;
 use crate::cluster::Ownership;
+use crate::cluster::{Forward, ForwardedCommand};
 use crate::draw::DrawKey;
 use crate::error::{SecKillError, StoreError};
 use crate::port::Backend;
 use crate::projection::PromotionSummary;
+use crate::trace::{TraceContext, Traced, TARGET};
 
 /// Counters of the grab engine since start, for metrics. Non-exhaustive: a
 /// new counter is not a breaking change; read the fields, and build one (in
@@ -138,6 +140,9 @@ pub(crate) type Replication = (Arc<dyn Ownership>, Option<Arc<dyn Forward>>);
 struct Request {
     command: PromotionCommand,
     reply: oneshot::Sender<Reply>,
+    /// Its place in a sampled trace; boxed, so an untraced request (the
+    /// common case) carries one null pointer.
+    trace: Option<Box<Traced>>,
 }
 
 /// A promotion's live writer; `generation` tells one writer's slot from its
@@ -182,6 +187,9 @@ struct Shared {
     /// one fetch, and a failed fetch is tried again by the next caller).
     draw_key: Option<DrawKey>,
     stored_draw_key: tokio::sync::OnceCell<DrawKey>,
+    /// How traces cross into the writers, to the owner and into the
+    /// events; `None` follows no trace.
+    trace: Option<Arc<dyn TraceContext>>,
 }
 
 /// The grab engine. Cheap to clone; all clones share the writers.
@@ -208,6 +216,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         ownership: Option<Replication>,
         draw_key: Option<DrawKey>,
+        trace: Option<Arc<dyn TraceContext>>,
     ) -> Self {
         let (cluster, announcements) = match ownership {
             Some((ownership, forward)) => {
@@ -241,6 +250,7 @@ impl Engine {
                 watched: RwLock::default(),
                 draw_key,
                 stored_draw_key: tokio::sync::OnceCell::new(),
+                trace,
             }),
         };
         if let Some(announcements) = announcements {
@@ -289,6 +299,11 @@ impl Engine {
             })
             .await?;
         Ok(*key)
+    }
+
+    /// How traces cross into the writers, if they are followed.
+    pub(crate) fn trace_context(&self) -> Option<&dyn TraceContext> {
+        self.shared.trace.as_deref()
     }
 
     /// Decides `command` on the promotion's writer and returns the events it
@@ -342,10 +357,26 @@ impl Engine {
                         });
                     }
                     let metrics = &self.shared.metrics;
-                    match cluster
-                        .forward(metrics, &owner, promotion_id, command.clone())
-                        .await
-                    {
+                    // The wait for the owner, in the caller's trace; the
+                    // owner's spans continue it (`traceparent`).
+                    let span =
+                        tracing::debug_span!(target: TARGET, "forward", owner = %owner.address);
+                    let traceparent = self
+                        .shared
+                        .trace
+                        .as_deref()
+                        .filter(|_| !span.is_disabled())
+                        .and_then(|trace| trace.traceparent(&span));
+                    let forwarded = cluster.forward(
+                        metrics,
+                        &owner,
+                        ForwardedCommand {
+                            promotion_id,
+                            command: command.clone(),
+                            traceparent,
+                        },
+                    );
+                    match forwarded.instrument(span).await {
                         // It no longer owns it: claim again, next round.
                         Err(SecKillError::NotOwner { .. }) => {
                             cluster.forget_route(promotion_id);
@@ -362,7 +393,12 @@ impl Engine {
             let again = self.shared.cluster.is_some().then(|| command.clone());
             let Slot { queue, generation } = self.slot(promotion_id);
             let (reply, answer) = oneshot::channel();
-            match queue.try_send(Request { command, reply }) {
+            let trace = Traced::capture(self.shared.trace.as_deref());
+            match queue.try_send(Request {
+                command,
+                reply,
+                trace,
+            }) {
                 Ok(()) => {
                     // A writer that stops without answering (its task
                     // dropped with the runtime) may have been mid-commit.

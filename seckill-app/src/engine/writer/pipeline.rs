@@ -30,6 +30,8 @@ use crate::error::{SecKillError, StoreError};
 use crate::port::Commit;
 use crate::projection::PromotionSummary;
 use crate::throttle::FAILURES;
+use crate::trace::{as_attribute, TARGET};
+use tracing::{Instrument, Span};
 
 /// How often, at most, a writer takes what queued while its commit is in
 /// flight. A hot promotion's callers arrive one by one: waking for each
@@ -229,8 +231,15 @@ impl Writer {
     /// Decides `requests` on the writer's state, in order, adding to `batch`:
     /// each granted grab's events are applied at once, so the next request
     /// is decided on a state that includes them.
-    async fn decide(&mut self, batch: &mut Batch, requests: Vec<Request>) {
-        for request in &requests {
+    async fn decide(&mut self, batch: &mut Batch, mut requests: Vec<Request>) {
+        for request in &mut requests {
+            // A traced command's wait in the queue ends here, and its
+            // decision is a span of its own. (Decided again after a conflict
+            // or a failed commit: then each round is a `decide` span.)
+            let _decide = request.trace.as_deref_mut().map(|trace| {
+                trace.queue = None;
+                tracing::debug_span!(target: TARGET, parent: &trace.caller, "decide")
+            });
             let events = &mut batch.events;
             let outcome = match &request.command {
                 // The hot path: the same decision `handle` makes, without
@@ -325,14 +334,42 @@ impl Writer {
             events,
             summary,
         });
+        let span = self.commit_span(&requests, count);
         Ok(Some(Flight {
+            answer: Box::pin(
+                answer(Arc::clone(&self.shared), Arc::clone(&commit)).instrument(span),
+            ),
             requests,
             outcomes,
-            answer: Box::pin(answer(Arc::clone(&self.shared), Arc::clone(&commit))),
             commit,
             started: Instant::now(),
             snapshot: None,
         }))
+    }
+
+    /// The batch's `commit` span, when any of its requests is traced: a
+    /// child of the first traced request's caller (so sampled with it) and
+    /// following from every other's, one span however many it answers.
+    fn commit_span(&self, requests: &[Request], events: u64) -> Span {
+        let mut traced = requests
+            .iter()
+            .filter_map(|request| request.trace.as_deref());
+        let Some(first) = traced.next() else {
+            return Span::none();
+        };
+        let span = tracing::debug_span!(
+            target: TARGET,
+            parent: &first.caller,
+            "commit",
+            promotion = %self.promotion_id,
+            events = as_attribute(events),
+            requests = as_attribute(requests.len() as u64),
+            expected_sequence = as_attribute(self.sequence),
+        );
+        for other in traced {
+            span.follows_from(&other.caller);
+        }
+        span
     }
 
     /// The flight's commit is in the store: the writer's position moves on,
