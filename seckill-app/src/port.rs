@@ -32,12 +32,25 @@ pub struct Commit {
     /// The promotion's summary after these events, for the promotion
     /// projection. Its `last_sequence` is the last new event's sequence.
     pub summary: PromotionSummary,
+    /// Per event, the W3C `traceparent` of the sampled command that caused
+    /// it, for the store to keep beside it (the event's metadata) and hand
+    /// back in [`PositionedEvent::traceparent`]. Empty when no command of
+    /// the commit was traced (then no event has one); read it with
+    /// [`Commit::traceparent`].
+    pub traceparents: Vec<Option<String>>,
 }
 
 impl Commit {
     /// The coupons these events grant, for the coupons-by-customer projection.
     pub fn coupons(&self) -> impl Iterator<Item = &Coupon> + '_ {
         crate::projection::coupons_in(&self.events)
+    }
+
+    /// The `traceparent` of event `index` of this commit, if its command
+    /// was traced. A store that keeps none loses only the link from its
+    /// feed's readers to the grab's trace.
+    pub fn traceparent(&self, index: usize) -> Option<&str> {
+        self.traceparents.get(index).and_then(Option::as_deref)
     }
 
     /// The sequence number of the last event in this commit.
@@ -68,6 +81,10 @@ pub struct PositionedEvent {
     pub sequence: u64,
     /// The event.
     pub event: PromotionEvent,
+    /// The W3C `traceparent` of the sampled command that caused it, if the
+    /// store keeps one ([`Commit::traceparent`]): a reader continues that
+    /// trace (the JetStream publisher puts it in the message's headers).
+    pub traceparent: Option<String>,
 }
 
 /// The write side: promotion event streams.
@@ -338,6 +355,7 @@ mod tests {
                         promotion_id,
                         sequence: 1,
                         event: created(promotion_id, 1),
+                        traceparent: None,
                     }
                 })
                 .collect();

@@ -71,6 +71,9 @@ struct Inner {
     coupons: CouponIndex,
     /// Made at the first ask and kept as long as the events are.
     draw_key: Option<DrawKey>,
+    /// The traced events' `traceparent`s, by their index in `log`: few
+    /// events have one, so a map beside the log, not a field of each.
+    traceparents: HashMap<usize, Box<str>, RandomState>,
 }
 
 /// One promotion's events, in order.
@@ -166,8 +169,13 @@ impl EventStore for MemoryStore {
             })?;
         let index = inner.stream_index(commit.promotion_id)?;
         let stream = &mut inner.streams[index as usize].events;
-        for (at, event) in (first..).zip(&commit.events) {
+        for ((at, event), traced) in (first..).zip(&commit.events).zip(0..) {
             let at = EventRef { stream: index, at };
+            if let Some(traceparent) = commit.traceparent(traced) {
+                inner
+                    .traceparents
+                    .insert(inner.log.len(), traceparent.into());
+            }
             if let PromotionEvent::CouponGrabbed { coupon, .. } = event {
                 inner.coupons.add(&coupon.customer_id, at);
             }
@@ -236,6 +244,7 @@ impl EventStore for MemoryStore {
                     promotion_id: stream.promotion_id,
                     sequence: u64::from(at.at) + 1,
                     event: event.clone(),
+                    traceparent: inner.traceparents.get(&index).map(|tp| tp.to_string()),
                 })
             })
             .collect()

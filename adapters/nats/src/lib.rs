@@ -51,7 +51,7 @@ pub use republish::{republish, RepublishError, Republished};
 pub use stream::{ensure_stream, Storage, StreamSettings};
 pub use subject::{
     message_id, Subjects, EVENT_TYPE_HEADER, EVENT_VERSION_HEADER, POSITION_HEADER,
-    PROMOTION_HEADER, SEQUENCE_HEADER,
+    PROMOTION_HEADER, SEQUENCE_HEADER, TRACEPARENT_HEADER,
 };
 
 /// The client library, for callers that build their own connection or

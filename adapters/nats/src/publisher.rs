@@ -17,7 +17,7 @@ use crate::error::NatsError;
 use crate::stream::{ensure_stream, StreamSettings};
 use crate::subject::{
     message_id, EVENT_TYPE_HEADER, EVENT_VERSION_HEADER, POSITION_HEADER, PROMOTION_HEADER,
-    SEQUENCE_HEADER,
+    SEQUENCE_HEADER, TRACEPARENT_HEADER,
 };
 
 /// How many of a batch JetStream stored, and how many it had already.
@@ -186,6 +186,11 @@ impl Publisher {
             .header(PROMOTION_HEADER, event.promotion_id.to_string().as_str())
             .header(EVENT_TYPE_HEADER, event.event.event_type().as_str())
             .header(EVENT_VERSION_HEADER, event.event.event_version().as_str());
+        // The trace of the command that caused it, for a consumer to continue.
+        let message = match &event.traceparent {
+            Some(traceparent) => message.header(TRACEPARENT_HEADER, traceparent.as_str()),
+            None => message,
+        };
         match self.jetstream.send_publish(subject.clone(), message).await {
             Ok(ack) => Ok((subject, id, ack)),
             Err(source) => Err(NatsError::Publish {

@@ -20,6 +20,10 @@ pub const PROMOTION_HEADER: &str = "Seckill-Promotion";
 pub const EVENT_TYPE_HEADER: &str = "Seckill-Event-Type";
 /// The header with the event's schema version (`DomainEvent::event_version`).
 pub const EVENT_VERSION_HEADER: &str = "Seckill-Event-Version";
+/// The W3C trace context of the command that caused the event, when it was
+/// traced ([`PositionedEvent::traceparent`](seckill_app::PositionedEvent::traceparent)):
+/// a consumer continues the grab's trace from it.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// The subjects of one deployment: every subject starts with its prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -167,3 +167,76 @@ impl<E: SpanExporter + 'static> SpanExporter for MeteredExporter<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn recorded(sampler: Sampler) -> (InMemorySpanExporter, tracing::subscriber::DefaultGuard) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .with_sampler(sampler)
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        (exporter, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[test]
+    fn a_span_continues_a_traceparent_and_hands_on_its_own() {
+        let (_exporter, _guard) = recorded(Sampler::AlwaysOn);
+        let span = tracing::info_span!("forwarded");
+        OtelTraceContext.set_parent(&span, PARENT);
+        let own = OtelTraceContext.traceparent(&span).expect("a traced span");
+        assert!(
+            own.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{own}"
+        );
+        assert!(!own.contains("00f067aa0ba902b7"), "its own span id: {own}");
+        assert!(own.ends_with("-01"));
+        assert!(OtelTraceContext.is_sampled(&span));
+    }
+
+    #[test]
+    fn an_unsampled_trace_is_followed_but_not_sampled() {
+        let (_exporter, _guard) = recorded(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let span = tracing::info_span!("forwarded");
+        OtelTraceContext.set_parent(
+            &span,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        );
+        assert!(
+            !OtelTraceContext.is_sampled(&span),
+            "the caller's decision holds"
+        );
+        let own = OtelTraceContext
+            .traceparent(&span)
+            .expect("still in the trace");
+        assert!(own.ends_with("-00"), "{own}");
+    }
+
+    #[test]
+    fn a_malformed_traceparent_leaves_the_span_a_root_of_its_own() {
+        let (_exporter, _guard) = recorded(Sampler::AlwaysOn);
+        let span = tracing::info_span!("forwarded");
+        OtelTraceContext.set_parent(&span, "not a traceparent");
+        let own = OtelTraceContext.traceparent(&span).expect("a traced span");
+        assert!(!own.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
+    fn without_an_opentelemetry_layer_a_span_is_in_no_trace() {
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("request");
+        OtelTraceContext.set_parent(&span, PARENT);
+        assert_eq!(OtelTraceContext.traceparent(&span), None);
+        assert!(!OtelTraceContext.is_sampled(&span));
+    }
+}

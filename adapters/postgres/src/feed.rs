@@ -17,7 +17,7 @@ pub(crate) async fn read_all(
     after: u64,
     limit: usize,
 ) -> Result<Vec<PositionedEvent>, StoreError> {
-    type Row = (i64, String, i64, String, String, String);
+    type Row = (i64, String, i64, String, String, String, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(READ_ALL)
         .bind(aggregate_type())
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -27,7 +27,15 @@ pub(crate) async fn read_all(
         .map_err(|e| store.error(format!("reading the events after position {after}"), e))?;
     rows.into_iter()
         .map(
-            |(position, aggregate_id, sequence, event_type, event_version, payload)| {
+            |(
+                position,
+                aggregate_id,
+                sequence,
+                event_type,
+                event_version,
+                payload,
+                traceparent,
+            )| {
                 let promotion_id = aggregate_id.parse().map_err(|_| StoreError::CorruptEvent {
                     aggregate_type: aggregate_type().to_owned(),
                     aggregate_id: aggregate_id.clone(),
@@ -45,6 +53,7 @@ pub(crate) async fn read_all(
                     promotion_id,
                     sequence: from_db(sequence),
                     event: decode(&aggregate_id, stored)?,
+                    traceparent,
                 })
             },
         )

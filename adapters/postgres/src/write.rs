@@ -188,7 +188,10 @@ async fn call(store: &PgStore, commits: &[&Commit]) -> Result<Vec<i64>, Failure>
         .bind(&columns.event_types)
         .bind(&columns.payloads)
         .bind(&columns.coupon_commits);
-    let query = columns.summaries.bind(columns.coupons.bind(query));
+    let query = columns
+        .summaries
+        .bind(columns.coupons.bind(query))
+        .bind(&columns.traceparents);
     let sorted_heads = query.fetch_one(&store.pool).await.map_err(Failure::Sql)?;
     if sorted_heads.len() != commits.len() {
         return Err(Failure::Encode(StoreError::backend(format!(
@@ -214,6 +217,8 @@ struct Columns<'c> {
     event_sequences: Vec<i64>,
     event_types: Vec<&'static str>,
     payloads: Vec<String>,
+    /// Per event, its command's traceparent: NULL for most.
+    traceparents: Vec<Option<&'c str>>,
     coupon_commits: Vec<i32>,
     coupons: CouponColumns<'c>,
     summaries: SummaryColumns<'c>,
@@ -227,12 +232,19 @@ impl<'c> Columns<'c> {
             event_sequences: Vec::with_capacity(events),
             event_types: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
+            traceparents: Vec::with_capacity(events),
             ..Self::default()
         };
         for (index, commit) in (1..).zip(commits) {
             columns.promotion_ids.push(*commit.promotion_id.as_uuid());
             columns.expected.push(to_db(commit.expected_sequence)?);
-            for (sequence, event) in (commit.expected_sequence + 1..).zip(&commit.events) {
+            for ((sequence, event), index_in_commit) in (commit.expected_sequence + 1..)
+                .zip(&commit.events)
+                .zip(0..)
+            {
+                columns
+                    .traceparents
+                    .push(commit.traceparent(index_in_commit));
                 columns.event_commits.push(index);
                 columns.event_sequences.push(to_db(sequence)?);
                 columns.event_types.push(event.type_name());

@@ -86,6 +86,7 @@ macro_rules! conformance {
             a_group_append_answers_each_commit_on_its_own,
             a_conflict_in_a_shared_group_costs_only_its_promotion,
             writers_append_alone_when_group_commit_is_off,
+            the_feed_hands_back_each_events_traceparent,
             admin_commands_answer_with_the_promotion_as_it_stands,
             a_promotion_watch_holds_its_latest_summary,
             errors_name_their_code_and_whether_a_retry_may_help,

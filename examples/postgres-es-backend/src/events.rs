@@ -60,7 +60,16 @@ impl EventStore for PgEsBackend {
     async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         let id = commit.promotion_id.to_string();
         let mut events = Vec::with_capacity(commit.events.len());
-        for (sequence, event) in (commit.expected_sequence + 1..).zip(&commit.events) {
+        for ((sequence, event), index) in (commit.expected_sequence + 1..)
+            .zip(&commit.events)
+            .zip(0..)
+        {
+            // Its command's traceparent in the metadata, as seckill-postgres
+            // writes it, so the feed hands it back.
+            let metadata = match commit.traceparent(index) {
+                Some(traceparent) => serde_json::json!({ "traceparent": traceparent }),
+                None => serde_json::json!({}),
+            };
             events.push(SerializedEvent::new(
                 id.clone(),
                 usize::try_from(sequence).map_err(StoreError::backend)?,
@@ -68,7 +77,7 @@ impl EventStore for PgEsBackend {
                 event.event_type(),
                 event.event_version(),
                 serde_json::to_value(event).map_err(StoreError::backend)?,
-                serde_json::json!({}),
+                metadata,
             ));
         }
         // One transaction of postgres-es's own. The commit's summary and
@@ -108,6 +117,11 @@ impl EventStore for PgEsBackend {
                     promotion_id: promotion_id(&stored.aggregate_id)?,
                     sequence: stored.sequence as u64,
                     event: decode(&stored)?,
+                    traceparent: stored
+                        .metadata
+                        .get("traceparent")
+                        .and_then(|value| value.as_str())
+                        .map(str::to_owned),
                 })
             })
             .collect()

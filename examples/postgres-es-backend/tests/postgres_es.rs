@@ -76,6 +76,7 @@ impl Stream {
             expected_sequence,
             summary: PromotionSummary::of(&self.state, self.sequence).unwrap(),
             events,
+            traceparents: Vec::new(),
         }
     }
 }

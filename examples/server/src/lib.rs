@@ -94,6 +94,8 @@ pub struct AppState {
     cluster_secret: Option<ClusterSecret>,
     /// Who may call what, and how often.
     security: Arc<Security>,
+    /// The share of requests without a `traceparent` that start a trace.
+    trace_ratio: f64,
 }
 
 impl AppState {
@@ -105,7 +107,19 @@ impl AppState {
             stopping: CancellationToken::new(),
             cluster_secret: None,
             security: Arc::default(),
+            trace_ratio: 1.0,
         }
+    }
+
+    /// Starts a trace for this share of the requests that arrive without a
+    /// `traceparent` (from 0 to 1; 1 by default). The draw is made before
+    /// the request's span exists, so a request left out costs nothing of
+    /// the tracer; one with a `traceparent` follows its caller's decision.
+    /// Matters only under a subscriber that records the spans.
+    #[must_use]
+    pub fn with_trace_ratio(mut self, ratio: f64) -> Self {
+        self.trace_ratio = ratio.clamp(0.0, 1.0);
+        self
     }
 
     /// Applies these access rules (the default closes the admin routes).
@@ -133,6 +147,7 @@ impl AppState {
 /// methods, a body limit (drained before its 413), request tracing, and a
 /// panic guard.
 pub fn app(state: AppState) -> Router {
+    let trace_ratio = state.trace_ratio;
     let (router, document) = api();
     let document = Arc::new(document);
     router
@@ -172,7 +187,7 @@ pub fn app(state: AppState) -> Router {
         // interval, `seckill_app::throttle`) already say why.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with(move |request: &_| request_span(request, trace_ratio))
                 .on_response(record_status)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
@@ -184,11 +199,13 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The span of one request: named by method and route, continuing the
-/// caller's trace when it sends a W3C `traceparent`. DEBUG, so it costs
+/// caller's trace when it sends a W3C `traceparent`, else starting one for
+/// `ratio` of the requests (head sampling before the span exists: a span
+/// the tracer sees costs it work, sampled or not). DEBUG, so it costs
 /// nothing unless a layer (the trace exporter's) enables it. None for the
 /// internal endpoint: each forwarded command there continues its own
 /// caller's trace (`seckill_app::cluster::execute_forwarded`).
-fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+fn request_span(request: &axum::http::Request<axum::body::Body>, ratio: f64) -> tracing::Span {
     let Some(route) = request
         .extensions()
         .get::<MatchedPath>()
@@ -197,6 +214,13 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         return tracing::Span::none();
     };
     if route == cluster::INTERNAL_COMMANDS {
+        return tracing::Span::none();
+    }
+    let traceparent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok());
+    if traceparent.is_none() && ratio < 1.0 && fastrand::f64() >= ratio {
         return tracing::Span::none();
     }
     let method = request.method().as_str();
@@ -209,11 +233,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,
     );
-    if let Some(traceparent) = request
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|value| value.to_str().ok())
-    {
+    if let Some(traceparent) = traceparent {
         if !span.is_disabled() {
             OtelTraceContext.set_parent(&span, traceparent);
         }

@@ -19,6 +19,9 @@
 //! would be overwritten by the older rows (the next start-up's catch-up
 //! repairs that, but a stopped fleet never needs it).
 //!
+//! With `--otlp-endpoint`, each request and the engine's work for it are
+//! exported as OpenTelemetry traces (docs/deployment.md#traces).
+//!
 //! `verify-draw` recomputes a drawn promotion's winners from the events the
 //! server serves to anyone, and checks them (docs/draws.md).
 //!
@@ -378,6 +381,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let mut state = seckill_server::AppState::new(seckill, metrics).with_security(security);
+    if let Some(tracing) = &tracing {
+        state = state.with_trace_ratio(tracing.ratio);
+    }
     if let Some(secret) = secret {
         state = state.with_cluster_secret(secret);
     }

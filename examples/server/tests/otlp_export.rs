@@ -1,15 +1,18 @@
 //! Traces exported by real server processes (`--otlp-endpoint`) to an OTLP
 //! receiver in the test: a grab forwarded between two replicas is one
-//! trace across both, and a server whose collector is unreachable serves
+//! trace across both; the JetStream message of a traced grab carries the
+//! grab's `traceparent`; and a server whose collector is unreachable serves
 //! grabs as ever while it counts the failed exports and logs them once.
 
 mod common;
 #[path = "common/otlp.rs"]
 mod otlp;
 
-use common::{create_open, free_port, metric, ServerProcess};
+use common::{create_open, free_port, metric, publishing_to, ServerProcess};
 use otlp::{Collector, ReceivedSpan};
 use seckill_client::Grab;
+use seckill_nats::testing::NatsFixture;
+use seckill_nats::{EVENT_TYPE_HEADER, TRACEPARENT_HEADER};
 use seckill_postgres::testing::PgFixture;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -128,4 +131,81 @@ async fn with_no_collector_grabs_are_served_and_failed_exports_counted_and_logge
     let log = std::fs::read_to_string(&log).expect("the server's log");
     let lines = log.matches("span export failed").count();
     assert_eq!(lines, 1, "one line per interval, not per export:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jetstream_message_of_a_traced_grab_carries_its_traceparent() {
+    let collector = Collector::start().await;
+    let fixture = PgFixture::new().await;
+    let nats = NatsFixture::new().await;
+    let server = ServerProcess::builder()
+        .database(fixture.url())
+        .flags(&publishing_to(&nats))
+        .flags(&traced_by(&collector, "publisher"))
+        .start()
+        .await;
+    let promotion = create_open(&server.client, 10).await;
+    let answer = server
+        .client
+        .grab_request(promotion.promotion_id, "traced")
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .expect("grab");
+    assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
+    let untraced = server.client.grab(promotion.promotion_id, "untraced").await;
+    assert!(matches!(untraced, Ok(Grab::Won(_))), "{untraced:?}");
+
+    let spans = collector
+        .wait_for("the grab's request span", |spans| {
+            spans
+                .iter()
+                .any(|span| span.trace_id == TRACE && span.name.starts_with("POST"))
+        })
+        .await;
+    let request = one(&spans, "publisher", "POST /command/coupons/");
+    let expected = format!("00-{TRACE}-{}-01", request.span_id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let grabs = loop {
+        let grabs: Vec<_> = nats
+            .messages()
+            .await
+            .into_iter()
+            .filter(|message| {
+                message
+                    .headers
+                    .get(EVENT_TYPE_HEADER)
+                    .is_some_and(|kind| kind.as_str() == "CouponGrabbed")
+            })
+            .collect();
+        if grabs.len() == 2 {
+            break grabs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grabs never reached JetStream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let traceparents: Vec<Option<String>> = grabs
+        .iter()
+        .map(|message| {
+            message
+                .headers
+                .get(TRACEPARENT_HEADER)
+                .map(|value| value.as_str().to_owned())
+        })
+        .collect();
+    // The traced grab's message carries its request's trace context. The
+    // other grab is sampled too (a new trace, ratio 1), so it has one of
+    // its own, in another trace.
+    assert_eq!(
+        traceparents[0].as_deref(),
+        Some(expected.as_str()),
+        "{traceparents:?}"
+    );
+    let other = traceparents[1]
+        .as_deref()
+        .expect("the second grab is traced too");
+    assert!(!other.contains(TRACE), "{other}");
 }

@@ -248,3 +248,56 @@ fn as_i64(value: &Value) -> Option<i64> {
         _ => None,
     }
 }
+
+#[tokio::test]
+async fn a_request_the_ratio_leaves_out_has_no_span_but_a_callers_trace_is_followed() {
+    let (exporter, provider, _guard) = record();
+    let seckill = SecKill::builder(MemoryStore::new())
+        .trace_context(Arc::new(OtelTraceContext))
+        .build()
+        .expect("default settings");
+    // Ratio 0: no request starts a trace of its own.
+    let state = seckill_server::AppState::new(seckill, seckill_server::Metrics::isolated())
+        .with_security(common::server::test_security())
+        .with_trace_ratio(0.0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(seckill_server::serve(listener, None, state, async move {
+        let _ = stopped.await;
+    }));
+    let client = seckill_client::Client::with_timeout(base, std::time::Duration::from_secs(20))
+        .unwrap()
+        .with_admin_token(common::server::ADMIN_TOKEN);
+    let promotion = common::create_open(&client, 10).await;
+
+    let untraced = client
+        .grab_request(promotion.promotion_id, "left-out")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untraced.status(), reqwest::StatusCode::CREATED);
+    assert!(
+        spans(&exporter, &provider).is_empty(),
+        "no span for a request left out"
+    );
+
+    let traced = client
+        .grab_request(promotion.promotion_id, "followed")
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.status(), reqwest::StatusCode::CREATED);
+    let spans = spans(&exporter, &provider);
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    assert!(!spans.is_empty());
+    assert!(spans
+        .iter()
+        .all(|span| span.span_context.trace_id() == trace));
+    for name in ["POST /command/coupons/", "queue", "decide", "commit"] {
+        assert_eq!(named(&spans, name).len(), 1, "{name}: {spans:#?}");
+    }
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}

@@ -39,15 +39,19 @@ pub async fn execute_forwarded(
 ) -> Vec<ForwardedReply> {
     let engine = seckill.engine();
     let runs = commands.into_iter().map(|forwarded| {
-        // Each command in a span of its own, continuing the caller's trace
-        // on the first replica (the batch's request has many callers).
-        let span =
-            tracing::debug_span!(target: TARGET, "forwarded", promotion = %forwarded.promotion_id);
-        if let (Some(trace), Some(traceparent)) = (engine.trace_context(), &forwarded.traceparent) {
-            if !span.is_disabled() {
-                trace.set_parent(&span, traceparent);
+        // Each traced command in a span of its own, continuing the caller's
+        // trace on the first replica (the batch's request has many
+        // callers). One without a traceparent starts no trace here.
+        let span = match (engine.trace_context(), &forwarded.traceparent) {
+            (Some(trace), Some(traceparent)) => {
+                let span = tracing::debug_span!(target: TARGET, "forwarded", promotion = %forwarded.promotion_id);
+                if !span.is_disabled() {
+                    trace.set_parent(&span, traceparent);
+                }
+                span
             }
-        }
+            _ => tracing::Span::none(),
+        };
         async move {
             let result = engine
                 .execute_forwarded(forwarded.promotion_id, forwarded.command)

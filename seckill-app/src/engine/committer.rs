@@ -267,6 +267,7 @@ mod tests {
                 last_sequence: events as u64,
                 draw: None,
             },
+            traceparents: Vec::new(),
         };
         let (reply, outcome) = oneshot::channel();
         let pending = Pending {

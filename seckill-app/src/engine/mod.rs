@@ -358,9 +358,14 @@ impl Engine {
                     }
                     let metrics = &self.shared.metrics;
                     // The wait for the owner, in the caller's trace; the
-                    // owner's spans continue it (`traceparent`).
-                    let span =
-                        tracing::debug_span!(target: TARGET, "forward", owner = %owner.address);
+                    // owner's spans continue it (`traceparent`). Only inside
+                    // a caller's span: a command nobody traces starts no
+                    // trace of its own here.
+                    let span = if tracing::Span::current().is_none() {
+                        tracing::Span::none()
+                    } else {
+                        tracing::debug_span!(target: TARGET, "forward", owner = %owner.address)
+                    };
                     let traceparent = self
                         .shared
                         .trace

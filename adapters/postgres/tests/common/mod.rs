@@ -135,6 +135,7 @@ impl Writer {
             expected_sequence: expected,
             summary: PromotionSummary::of(&self.state, self.sequence).unwrap(),
             events,
+            traceparents: Vec::new(),
         }
     }
 

@@ -37,6 +37,7 @@ async fn grab_commit(
         expected_sequence: expected,
         events,
         summary,
+        traceparents: Vec::new(),
     }
 }
 
@@ -156,4 +157,36 @@ pub async fn writers_append_alone_when_group_commit_is_off(fixture: impl Fixture
         0,
         "no commit went in a group"
     );
+}
+
+/// A commit's traceparents come back with its events in the global feed:
+/// the traced event's, and none for the events of untraced commands.
+pub async fn the_feed_hands_back_each_events_traceparent(fixture: impl Fixture) {
+    let store = fixture.store().await;
+    let (seckill, _) = service(store.clone());
+    let traced_id = seckill.create_promotion(terms(10)).await.unwrap().id();
+    let plain_id = seckill.create_promotion(terms(10)).await.unwrap().id();
+    seckill.shutdown().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced = grab_commit(&store, traced_id, "traced", 1).await;
+    traced.traceparents = vec![Some(traceparent.to_owned()); traced.events.len()];
+    let plain = grab_commit(&store, plain_id, "plain", 1).await;
+    let head = store.head_position().await.unwrap();
+    for outcome in store.append_group(&[&traced, &plain]).await {
+        outcome.expect("both commits are written");
+    }
+
+    let feed = store.read_all(0, 100).await.unwrap();
+    for event in &feed {
+        let expected =
+            (event.position > head && event.promotion_id == traced_id).then_some(traceparent);
+        assert_eq!(
+            event.traceparent.as_deref(),
+            expected,
+            "event {} of {}",
+            event.sequence,
+            event.promotion_id
+        );
+    }
+    assert_eq!(feed.len() as u64, head + 2, "both grabs are in the feed");
 }

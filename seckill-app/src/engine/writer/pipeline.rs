@@ -328,11 +328,13 @@ impl Writer {
         }
         // Shared with the committer until it answers; then the writer's
         // alone again, and its events go to the callers without a copy.
+        let traceparents = self.traceparents(&requests, &outcomes, events.len());
         let commit = Arc::new(Commit {
             promotion_id: self.promotion_id,
             expected_sequence: self.sequence,
             events,
             summary,
+            traceparents,
         });
         let span = self.commit_span(&requests, count);
         Ok(Some(Flight {
@@ -345,6 +347,32 @@ impl Writer {
             started: Instant::now(),
             snapshot: None,
         }))
+    }
+
+    /// Per event of the batch, the `traceparent` of the traced request that
+    /// recorded it; empty when no request is traced.
+    fn traceparents(
+        &self,
+        requests: &[Request],
+        outcomes: &[Result<usize, SecKillError>],
+        events: usize,
+    ) -> Vec<Option<String>> {
+        let Some(context) = self.shared.trace.as_deref() else {
+            return Vec::new();
+        };
+        if requests.iter().all(|request| request.trace.is_none()) {
+            return Vec::new();
+        }
+        let mut traceparents = Vec::with_capacity(events);
+        for (request, outcome) in requests.iter().zip(outcomes) {
+            let recorded = outcome.as_ref().map_or(0, |&count| count);
+            let traceparent = request
+                .trace
+                .as_deref()
+                .and_then(|trace| context.traceparent(&trace.caller));
+            traceparents.extend(std::iter::repeat_n(traceparent, recorded));
+        }
+        traceparents
     }
 
     /// The batch's `commit` span, when any of its requests is traced: a
