@@ -79,7 +79,7 @@ PROMOTION=$hot run_wrk "grab on PostgreSQL, every one wins (201)" 256 "$POSTGRES
 commits "$POSTGRES"
 sleep 0.5 # the last in-flight grabs commit after wrk stops counting
 echo "   grab events in the store: $(psql "${PG_SERVER_URL%/*}/$database" -Atc \
-  "select count(*) from events where event_type = 'CouponGrabbed'")"
+  "select count(*) from seckill.events where event_type = 'CouponGrabbed'")"
 
 echo; echo "== loadgen on PostgreSQL: 50,000 customers race for 10,000 coupons, 256 in flight, then verify"
-"$BIN/loadgen" --url "$POSTGRES" --customers 50000 --coupons 10000 --concurrency 256 --quiet
+"$BIN/loadgen" --url "$POSTGRES" --admin-token "$ADMIN_TOKEN" --customers 50000 --coupons 10000 --concurrency 256 --quiet

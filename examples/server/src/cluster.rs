@@ -63,7 +63,7 @@ pub(super) async fn require_secret(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(secret) = &state.cluster_secret else {
+    let Some(secret) = &state.shared.cluster_secret else {
         return routes_not_found();
     };
     let presented = request
@@ -90,7 +90,7 @@ pub(super) async fn forwarded_commands(
     State(state): State<AppState>,
     ApiJson(commands): ApiJson<Vec<ForwardedCommand>>,
 ) -> Json<Vec<ForwardedReply>> {
-    Json(execute_forwarded(&state.seckill, commands).await)
+    Json(execute_forwarded(&state.shared.seckill, commands).await)
 }
 
 /// Forwards batches of commands to their owner as one HTTP request each,

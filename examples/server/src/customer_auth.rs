@@ -165,7 +165,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let CustomerAuth::Jwt(verifier) = &state.security.customers else {
+        let CustomerAuth::Jwt(verifier) = &state.shared.security.customers else {
             return Ok(Self::Anyone);
         };
         let token = parts

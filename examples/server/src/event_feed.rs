@@ -58,20 +58,21 @@ pub(super) async fn events(
     let after = start(&headers, query.as_deref())?;
     // Subscribed before the first read, so a commit just after it still
     // wakes the feed.
-    let changes = state.seckill.watch();
+    let changes = state.shared.seckill.watch();
     // The first page before answering: a store that is down is a 503
     // problem now, not a 200 stream that never sends anything.
     let page = state
+        .shared
         .seckill
         .events_after(after, PAGE)
         .await
         .map_err(query_problem)?;
     let follower = Follower {
-        seckill: state.seckill.clone(),
+        seckill: state.shared.seckill.clone(),
         after,
         page: page.into(),
         changes,
-        stopping: state.stopping.clone(),
+        stopping: state.shared.stopping.clone(),
     };
     Ok(
         Sse::new(futures::stream::unfold(follower, Follower::next))

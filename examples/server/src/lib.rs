@@ -83,9 +83,20 @@ pub use security::{Security, Surface};
 /// promotion with a 200-character name) is under 1 KiB.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares. Cheap to clone: one reference count.
+///
+/// Behind one `Arc`, because the router clones it for every request (each
+/// middleware with state, each `State` extractor): cloning its parts one by
+/// one cost eight contended reference counts and the cancellation token's
+/// mutex, per clone.
 #[derive(Clone)]
 pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+/// What [`AppState`] holds.
+#[derive(Clone)]
+struct Shared {
     seckill: SecKill,
     metrics: Metrics,
     stopping: CancellationToken,
@@ -102,13 +113,20 @@ impl AppState {
     /// State for a server over `seckill` whose `/metrics` renders `metrics`.
     pub fn new(seckill: SecKill, metrics: Metrics) -> Self {
         Self {
-            seckill,
-            metrics,
-            stopping: CancellationToken::new(),
-            cluster_secret: None,
-            security: Arc::default(),
-            trace_ratio: 1.0,
+            shared: Arc::new(Shared {
+                seckill,
+                metrics,
+                stopping: CancellationToken::new(),
+                cluster_secret: None,
+                security: Arc::default(),
+                trace_ratio: 1.0,
+            }),
         }
+    }
+
+    /// The parts, to change before serving (a copy if already shared).
+    fn parts(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// Starts a trace for this share of the requests that arrive without a
@@ -118,28 +136,28 @@ impl AppState {
     /// Matters only under a subscriber that records the spans.
     #[must_use]
     pub fn with_trace_ratio(mut self, ratio: f64) -> Self {
-        self.trace_ratio = ratio.clamp(0.0, 1.0);
+        self.parts().trace_ratio = ratio.clamp(0.0, 1.0);
         self
     }
 
     /// Applies these access rules (the default closes the admin routes).
     #[must_use]
     pub fn with_security(mut self, security: Security) -> Self {
-        self.security = Arc::new(security);
+        self.parts().security = Arc::new(security);
         self
     }
 
     /// Takes commands forwarded by peers that present `secret`.
     #[must_use]
     pub fn with_cluster_secret(mut self, secret: ClusterSecret) -> Self {
-        self.cluster_secret = Some(secret);
+        self.parts().cluster_secret = Some(secret);
         self
     }
 
     /// Cancelled when the server starts shutting down: event feeds end and
     /// `/readyz` answers 503, so a load balancer stops sending traffic.
     pub fn stopping(&self) -> &CancellationToken {
-        &self.stopping
+        &self.shared.stopping
     }
 }
 
@@ -147,7 +165,7 @@ impl AppState {
 /// methods, a body limit (drained before its 413), request tracing, and a
 /// panic guard.
 pub fn app(state: AppState) -> Router {
-    let trace_ratio = state.trace_ratio;
+    let trace_ratio = state.shared.trace_ratio;
     let (router, document) = api();
     let document = Arc::new(document);
     router
@@ -174,7 +192,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         // For the grab route's `metrics::track_grab` layer, which `api()`
         // registers without a state to take the recorder from.
-        .layer(Extension(state.metrics.clone()))
+        .layer(Extension(state.shared.metrics.clone()))
         // Rate limits and the admin token, before routing (see `security`).
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -319,8 +337,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (seckill, metrics) = (state.seckill.clone(), state.metrics.clone());
-    let security = state.security.clone();
+    let (seckill, metrics) = (state.shared.seckill.clone(), state.shared.metrics.clone());
+    let security = state.shared.security.clone();
     let stopping = state.stopping().clone();
     // Histograms keep raw samples until upkeep folds them into buckets.
     let upkeep = stopping.clone();

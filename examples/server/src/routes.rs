@@ -32,6 +32,7 @@ pub(super) fn parse_promotion_id(raw: &str) -> Result<PromotionId, Problem> {
 /// A promotion's view, or the problem reading it.
 async fn view(state: &AppState, promotion_id: PromotionId) -> Result<PromotionDto, Problem> {
     state
+        .shared
         .seckill
         .promotion(promotion_id)
         .await
@@ -70,6 +71,7 @@ pub(super) async fn create_promotion(
     let promotion_id = PromotionId::from_uuid(uuid::Uuid::new_v4());
     // The command answers with the promotion as created: no second read.
     let promotion = state
+        .shared
         .seckill
         .create_promotion_with_id(promotion_id, terms)
         .await
@@ -107,6 +109,7 @@ pub(super) async fn update_promotion(
     let promotion_id = parse_promotion_id(&raw)?;
     let terms = request.into_terms()?;
     let promotion = state
+        .shared
         .seckill
         .update_promotion(promotion_id, terms)
         .await
@@ -134,6 +137,7 @@ pub(super) async fn cancel_promotion(
 ) -> Result<Json<PromotionDto>, Problem> {
     let promotion_id = parse_promotion_id(&raw)?;
     let promotion = state
+        .shared
         .seckill
         .cancel_promotion(promotion_id)
         .await
@@ -166,6 +170,7 @@ pub(super) async fn grab(
         Ok((promotion_id, customer_id)) => match admit_grab(&state, &caller, &customer_id) {
             Err(refused) => Err(refused),
             Ok(()) => state
+                .shared
                 .seckill
                 .grab(promotion_id, customer_id)
                 .await
@@ -209,6 +214,7 @@ pub(super) async fn enter(
     let (promotion_id, customer_id) = request.parse()?;
     admit_grab(&state, &caller, &customer_id).map_err(|(_, problem)| problem)?;
     let entry = state
+        .shared
         .seckill
         .enter_draw(promotion_id, customer_id)
         .await
@@ -227,8 +233,9 @@ fn admit_grab(
         .may_act_for(customer)
         .map_err(|problem| (GrabOutcome::Forbidden, problem))?;
     state
+        .shared
         .security
-        .limit_customer(customer, &state.metrics)
+        .limit_customer(customer, &state.shared.metrics)
         .map_err(|problem| (GrabOutcome::RateLimited, problem))
 }
 
@@ -252,6 +259,7 @@ pub(super) async fn coupons_of(
     let customer_id = CustomerId::parse(raw)?;
     caller.may_act_for(&customer_id)?;
     let coupons = state
+        .shared
         .seckill
         .coupons_of(&customer_id)
         .await
@@ -273,6 +281,7 @@ pub(super) async fn active_promotions(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<PromotionDto>>, Problem> {
     let promotions = state
+        .shared
         .seckill
         .active_promotions()
         .await
@@ -326,7 +335,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        state.shared.metrics.render(),
     )
 }
 
@@ -352,13 +361,13 @@ pub(super) async fn healthz() -> &'static str {
     )
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str, Problem> {
-    if state.stopping.is_cancelled() {
+    if state.shared.stopping.is_cancelled() {
         return Err(
             Problem::new(ProblemType::ShuttingDown, "the server is shutting down")
                 .retry_after_secs(5),
         );
     }
-    state.seckill.ready().await.map_err(|error| {
+    state.shared.seckill.ready().await.map_err(|error| {
         if let Some(left_out) = crate::problem::FAILURES.admit("readiness check failed") {
             tracing::warn!(%error, left_out, "readiness check failed");
         }

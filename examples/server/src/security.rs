@@ -113,11 +113,13 @@ fn kind(method: &Method, path: &str) -> Kind {
 /// then, under `/admin`, the admin token. Both before any routing, so an
 /// unauthenticated client learns nothing about which admin paths exist.
 pub(super) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let security = &state.security;
+    let security = &state.shared.security;
     let kind = kind(request.method(), request.uri().path());
     if let (Some(limiters), Kind::Admin | Kind::Grab | Kind::Api) = (&security.limiters, kind) {
         if let Some(client) = security.proxies.client(&request) {
-            if let Err(problem) = limiters.address(client, kind == Kind::Grab, &state.metrics) {
+            if let Err(problem) =
+                limiters.address(client, kind == Kind::Grab, &state.shared.metrics)
+            {
                 return problem.into_response();
             }
         }

@@ -45,17 +45,18 @@ pub(super) async fn promotion_events(
     let promotion_id = parse_promotion_id(&raw)?;
     // Subscribe before reading the state: a commit in between is then seen
     // twice (and skipped by its sequence number) rather than never.
-    let changes = state.seckill.watch();
+    let changes = state.shared.seckill.watch();
     let current = state
+        .shared
         .seckill
         .promotion(promotion_id)
         .await
         .map_err(|error| Problem::from_error(promotion_id, error))?;
     let feed = Feed {
-        seckill: state.seckill.clone(),
+        seckill: state.shared.seckill.clone(),
         promotion_id,
         changes,
-        stopping: state.stopping.clone(),
+        stopping: state.shared.stopping.clone(),
         first: Some(current),
         sent_sequence: 0,
         sent_at: None,

@@ -53,6 +53,7 @@ pub(super) async fn sync(
         })?;
     let limit = limit(query.as_deref())?;
     let coupons = state
+        .shared
         .seckill
         .coupons_after(after, limit)
         .await
