@@ -59,12 +59,19 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|span| span.name == name).collect()
 }
 
-async fn traced_server() -> TestServer {
-    let seckill = SecKill::builder(MemoryStore::new())
+/// A service in memory that follows traces through its engine.
+fn traced_service() -> SecKill {
+    SecKill::builder(MemoryStore::new())
         .trace_context(Arc::new(OtelTraceContext))
         .build()
-        .expect("default settings");
-    TestServer::builder().seckill(seckill).start().await
+        .expect("default settings")
+}
+
+async fn traced_server() -> TestServer {
+    TestServer::builder()
+        .seckill(traced_service())
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -252,24 +259,14 @@ fn as_i64(value: &Value) -> Option<i64> {
 #[tokio::test]
 async fn a_request_the_ratio_leaves_out_has_no_span_but_a_callers_trace_is_followed() {
     let (exporter, provider, _guard) = record();
-    let seckill = SecKill::builder(MemoryStore::new())
-        .trace_context(Arc::new(OtelTraceContext))
-        .build()
-        .expect("default settings");
     // Ratio 0: no request starts a trace of its own.
-    let state = seckill_server::AppState::new(seckill, seckill_server::Metrics::isolated())
-        .with_security(common::server::test_security())
-        .with_trace_ratio(0.0);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(seckill_server::serve(listener, None, state, async move {
-        let _ = stopped.await;
-    }));
-    let client = seckill_client::Client::with_timeout(base, std::time::Duration::from_secs(20))
-        .unwrap()
-        .with_admin_token(common::server::ADMIN_TOKEN);
-    let promotion = common::create_open(&client, 10).await;
+    let server = TestServer::builder()
+        .seckill(traced_service())
+        .trace_ratio(0.0)
+        .start()
+        .await;
+    let client = &server.client;
+    let promotion = server.create_open(10).await;
 
     let untraced = client
         .grab_request(promotion.promotion_id, "left-out")
@@ -298,6 +295,4 @@ async fn a_request_the_ratio_leaves_out_has_no_span_but_a_callers_trace_is_follo
     for name in ["POST /command/coupons/", "queue", "decide", "commit"] {
         assert_eq!(named(&spans, name).len(), 1, "{name}: {spans:#?}");
     }
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
 }

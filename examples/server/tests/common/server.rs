@@ -47,6 +47,7 @@ pub struct TestServerBuilder {
     seckill: Option<SecKill>,
     metrics: Option<Metrics>,
     security: Option<Security>,
+    trace_ratio: Option<f64>,
 }
 
 impl TestServerBuilder {
@@ -75,6 +76,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Starts a trace for this share of the requests without a
+    /// `traceparent` (`AppState::with_trace_ratio`); all by default.
+    pub fn trace_ratio(mut self, ratio: f64) -> Self {
+        self.trace_ratio = Some(ratio);
+        self
+    }
+
     /// Serves on a loopback port; the client presents [`ADMIN_TOKEN`].
     ///
     /// # Panics
@@ -88,8 +96,12 @@ impl TestServerBuilder {
             (None, None) => panic!("a TestServer needs a store or a service"),
         };
         let metrics = self.metrics.unwrap_or_else(Metrics::isolated);
-        let security = self.security.unwrap_or_else(test_security);
-        TestServer::serve(seckill, metrics, security).await
+        let mut state = AppState::new(seckill.clone(), metrics)
+            .with_security(self.security.unwrap_or_else(test_security));
+        if let Some(ratio) = self.trace_ratio {
+            state = state.with_trace_ratio(ratio);
+        }
+        TestServer::serve(seckill, state).await
     }
 }
 
@@ -100,13 +112,12 @@ impl TestServer {
         TestServerBuilder::default()
     }
 
-    async fn serve(seckill: SecKill, metrics: Metrics, security: Security) -> Self {
+    async fn serve(seckill: SecKill, state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port on loopback");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(seckill.clone(), metrics).with_security(security);
         let serving = seckill_server::serve(listener, None, state, async move {
             let _ = stopped.await;
         });

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use seckill_domain::{Promotion, PromotionCommand, PromotionEvent};
+use tracing::{Instrument, Span};
 
 use super::{fail_all, is_grab, redirect_all, Writer};
 use crate::engine::{Done, Request, Shared};
@@ -31,7 +32,6 @@ use crate::port::Commit;
 use crate::projection::PromotionSummary;
 use crate::throttle::FAILURES;
 use crate::trace::{as_attribute, TARGET};
-use tracing::{Instrument, Span};
 
 /// How often, at most, a writer takes what queued while its commit is in
 /// flight. A hot promotion's callers arrive one by one: waking for each
