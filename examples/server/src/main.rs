@@ -381,8 +381,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let mut state = seckill_server::AppState::new(seckill, metrics).with_security(security);
-    if let Some(tracing) = &tracing {
-        state = state.with_trace_ratio(tracing.ratio);
+    if tracing.is_some() {
+        state = state.with_trace_ratio(args.traces.trace_sample_ratio);
     }
     if let Some(secret) = secret {
         state = state.with_cluster_secret(secret);

@@ -55,6 +55,16 @@ fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         .map(|pair| &pair.value)
 }
 
+/// The spans a batch span stands for: its parent, then those it links to.
+fn parent_and_links(span: &SpanData) -> Vec<(TraceId, SpanId)> {
+    let parent = (span.span_context.trace_id(), span.parent_span_id);
+    let linked = span
+        .links
+        .iter()
+        .map(|link| (link.span_context.trace_id(), link.span_context.span_id()));
+    std::iter::once(parent).chain(linked).collect()
+}
+
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|span| span.name == name).collect()
 }
@@ -166,12 +176,7 @@ async fn the_grabs_of_one_batch_share_one_commit_span_linked_to_each() {
     let mut answered_by: HashMap<(TraceId, SpanId), usize> = HashMap::new();
     let commits = named(&spans, "commit");
     for (i, commit) in commits.iter().enumerate() {
-        let parent = (commit.span_context.trace_id(), commit.parent_span_id);
-        let linked = commit
-            .links
-            .iter()
-            .map(|link| (link.span_context.trace_id(), link.span_context.span_id()));
-        let answered: Vec<_> = std::iter::once(parent).chain(linked).collect();
+        let answered = parent_and_links(commit);
         assert_eq!(
             attribute(commit, "requests"),
             Some(&Value::I64(answered.len() as i64)),
@@ -227,14 +232,9 @@ async fn a_group_append_is_one_span_over_the_commits_it_carries() {
     assert!(!groups.is_empty(), "the appends are traced: {spans:#?}");
     let mut carried = HashSet::new();
     for group in groups {
-        let parent = (group.span_context.trace_id(), group.parent_span_id);
-        let linked = group
-            .links
-            .iter()
-            .map(|link| (link.span_context.trace_id(), link.span_context.span_id()));
         let mut events = 0;
         let mut promotions = 0;
-        for commit in std::iter::once(parent).chain(linked) {
+        for commit in parent_and_links(group) {
             let span = commits.get(&commit).expect("a group carries commits");
             assert!(carried.insert(commit), "a commit is in one group");
             events += attribute(span, "events").and_then(as_i64).unwrap();

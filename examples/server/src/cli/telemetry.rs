@@ -42,8 +42,7 @@ const MAX_LINKS: u32 = 8_192;
 pub(crate) struct TraceArgs {
     /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g.
     /// `http://127.0.0.1:4318`; spans go to `<endpoint>/v1/traces`.
-    /// Without it nothing is traced, and the engine's spans cost a check
-    /// per grab.
+    /// Without it nothing is traced, and the engine follows no trace.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub(crate) otlp_endpoint: Option<String>,
 
@@ -69,8 +68,6 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 /// The trace pipeline, to flush on the way out.
 pub(crate) struct Tracing {
     provider: SdkTracerProvider,
-    /// The share of new requests traced, for `AppState::with_trace_ratio`.
-    pub(crate) ratio: f64,
 }
 
 impl Tracing {
@@ -132,10 +129,7 @@ pub(crate) fn init(
         ratio = args.trace_sample_ratio,
         "exporting traces"
     );
-    Ok(Some(Tracing {
-        provider,
-        ratio: args.trace_sample_ratio,
-    }))
+    Ok(Some(Tracing { provider }))
 }
 
 /// The tracer provider: OTLP/HTTP to `endpoint`, batched, parent-based
